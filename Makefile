@@ -1,0 +1,50 @@
+# knnkit — two set-up commands for a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.deps-installed
+# Wheel build in release mode; `make dev` rebuilds the extension in place.
+BUILD := $(PY) -m maturin develop --release --quiet
+
+.PHONY: help demo test test-rust test-python test-all lint bench build dev clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "maturin>=1.5,<2" numpy scipy scikit-learn pytest pytest-timeout hypothesis ruff matplotlib threadpoolctl
+	touch $(STAMP)
+
+build: $(STAMP) ## build the Rust extension (release) into the virtual environment
+	$(BUILD)
+
+demo: build ## fit, compare with scikit-learn, choose K, query — on scikit-learn's digits
+	$(PY) -m knnkit.cli demo
+
+test: build test-rust test-python ## Rust tests, then Python tests (not the slow ones)
+
+test-rust: ## Rust unit, property and doc tests of the core
+	cargo test -p knnkit-core --release --quiet
+
+test-python: ## Python tests (quick set)
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-all: build test-rust ## every test, slow ones included
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP) ## cargo fmt + clippy -D warnings, ruff
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benchmarks
+	$(VENV)/bin/ruff format --check python tests benchmarks
+
+bench: build ## exact-search benchmark against scikit-learn and faiss-cpu (writes docs/benchmarks.md)
+	$(PIP) install --quiet faiss-cpu threadpoolctl
+	$(PY) benchmarks/bench_exact.py
+
+clean: ## remove build outputs and the virtual environment
+	rm -rf $(VENV) target

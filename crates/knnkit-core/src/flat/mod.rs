@@ -1,0 +1,585 @@
+//! Exact (brute-force) k-nearest and radius search.
+//!
+//! Layout: the base is a row-major n × d slice, optionally with its squared row norms cached by
+//! the caller (an index or a fitted estimator computes them once).
+//!
+//! Work is split into tasks = (block of queries) × (range of base rows). Many queries: one task
+//! per query block, each scanning the whole base. Few queries: the base is split so every core
+//! streams its own part (the memory-bandwidth path for single queries); the per-split top-k lists
+//! are merged at the end.
+//!
+//! Dot-based metrics (sqeuclidean, euclidean, inner product, cosine) with enough queries use the
+//! tiled kernel: a query block × base block of dot products is computed by a cache-blocked SIMD
+//! matrix product into a buffer of at most `QB × BB` values, turned into keys with the norms, and
+//! fed straight into per-query top-k heaps — the full query × base distance matrix never exists,
+//! so memory is bounded by a tile whatever n and the number of queries. The expanded form
+//! ‖x‖² + ‖y‖² − 2⟨x, y⟩ loses precision on near-duplicates, so the k survivors are re-scored with
+//! the direct kernel (a point queried against itself comes back at exactly 0, first). Radius
+//! queries pre-filter with a proven error margin and decide on the directly computed distance.
+//!
+//! Other metrics compute each key directly with the SIMD kernels, blocked over base rows for cache
+//! reuse. Cost: O(nq · n · d) time; O(threads · QB · BB + nq · k) memory.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::metric::{squared_norms, Metric};
+use crate::pool;
+use crate::topk::{sort_candidates, Candidate, TopK};
+
+/// Query rows per block in the tiled path.
+const QB: usize = 128;
+/// Base rows per block in the tiled path (QB × BB keys per buffer: 256 KiB in f32).
+const BB: usize = 512;
+/// Base rows per block in the direct path.
+const BB_DIRECT: usize = 256;
+/// Fewer queries than this use the direct (memory-streaming) path even for dot-based metrics.
+const GEMM_MIN_QUERIES: usize = 16;
+/// Minimum base rows per split when the base is divided among cores.
+const MIN_SPLIT_ROWS: usize = 1024;
+/// Target floating-point work per interrupt check (≈ 0.1–0.3 s on one core).
+const WAVE_FLOPS: f64 = 1.5e10;
+
+/// A read-only view of the base vectors.
+#[derive(Clone, Copy, Debug)]
+pub struct Base<'a, T> {
+    /// Row-major n × d values.
+    pub data: &'a [T],
+    /// Number of features.
+    pub d: usize,
+    /// Squared norms of the rows, if the caller has them cached (see [`squared_norms`]).
+    pub norms: Option<&'a [T]>,
+}
+
+impl<'a, T: Float> Base<'a, T> {
+    pub fn new(data: &'a [T], d: usize) -> Self {
+        Base {
+            data,
+            d,
+            norms: None,
+        }
+    }
+
+    pub fn with_norms(mut self, norms: &'a [T]) -> Self {
+        self.norms = Some(norms);
+        self
+    }
+
+    /// Number of rows.
+    pub fn n(&self) -> usize {
+        self.data.len().checked_div(self.d).unwrap_or(0)
+    }
+
+    fn row(&self, i: usize) -> &'a [T] {
+        &self.data[i * self.d..(i + 1) * self.d]
+    }
+}
+
+/// How a search runs.
+#[derive(Clone, Copy)]
+pub struct SearchParams<'a> {
+    /// Worker threads (see [`pool::resolve_threads`]).
+    pub threads: usize,
+    /// Polled between waves of work; returning true stops the search with [`Error::Interrupted`].
+    pub interrupt: Option<&'a (dyn Fn() -> bool + Sync)>,
+}
+
+impl Default for SearchParams<'_> {
+    fn default() -> Self {
+        SearchParams {
+            threads: pool::resolve_threads(None),
+            interrupt: None,
+        }
+    }
+}
+
+/// k-nearest result: `nq × k` row-major distances and indices, closest first. Missing neighbours
+/// (k > n) are index −1 with distance +inf (−inf for inner product).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Neighbors<T> {
+    pub k: usize,
+    pub distances: Vec<T>,
+    pub indices: Vec<i64>,
+}
+
+/// Radius result in CSR form: neighbours of query i are `lims[i]..lims[i+1]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RangeResult<T> {
+    pub lims: Vec<i64>,
+    pub distances: Vec<T>,
+    pub indices: Vec<i64>,
+}
+
+/// Radius for a range search: one for all queries, or one per query.
+#[derive(Clone, Copy, Debug)]
+pub enum Radius<'a, T> {
+    All(T),
+    PerQuery(&'a [T]),
+}
+
+impl<T: Float> Radius<'_, T> {
+    fn get(&self, i: usize) -> T {
+        match self {
+            Radius::All(r) => *r,
+            Radius::PerQuery(r) => r[i],
+        }
+    }
+}
+
+/// Searches the k nearest rows of `base` for every row of `queries` (row-major, d columns).
+///
+/// ```
+/// use knnkit_core::flat::{knn, Base, SearchParams};
+/// use knnkit_core::metric::Metric;
+/// let base = [0.0f32, 0.0, 1.0, 0.0, 5.0, 5.0];
+/// let res = knn(&Base::new(&base, 2), &[0.9f32, 0.1], 2, Metric::Euclidean, &SearchParams::default()).unwrap();
+/// assert_eq!(res.indices, vec![1, 0]);
+/// ```
+pub fn knn<T: Float>(
+    base: &Base<T>,
+    queries: &[T],
+    k: usize,
+    metric: Metric,
+    params: &SearchParams,
+) -> Result<Neighbors<T>> {
+    let plan = Plan::new(base, queries, metric, params)?;
+    if k == 0 {
+        return Err(Error::param("k", "k >= 1", k));
+    }
+    let per_query = plan.run(
+        |task| plan.scan_knn(task, k),
+        |q, parts| plan.finish_knn(q, k, parts),
+    )?;
+    let missing = metric.missing::<T>();
+    let mut distances = Vec::with_capacity(plan.nq * k);
+    let mut indices = Vec::with_capacity(plan.nq * k);
+    for cands in per_query {
+        for &(key, i) in &cands {
+            distances.push(metric.key_to_distance(key));
+            indices.push(i as i64);
+        }
+        for _ in cands.len()..k {
+            distances.push(missing);
+            indices.push(-1);
+        }
+    }
+    Ok(Neighbors {
+        k,
+        distances,
+        indices,
+    })
+}
+
+/// Finds every base row within `radius` of each query (distance ≤ radius; for inner product,
+/// similarity ≥ radius). Results are sorted closest first when `sort`, else in index order.
+pub fn range_search<T: Float>(
+    base: &Base<T>,
+    queries: &[T],
+    radius: Radius<T>,
+    metric: Metric,
+    sort: bool,
+    params: &SearchParams,
+) -> Result<RangeResult<T>> {
+    let plan = Plan::new(base, queries, metric, params)?;
+    match radius {
+        Radius::All(r) => check_radius(r, metric)?,
+        Radius::PerQuery(rs) => {
+            if rs.len() != plan.nq {
+                return Err(Error::Shape {
+                    name: "radius",
+                    expected: plan.nq,
+                    got: rs.len(),
+                });
+            }
+            rs.iter().try_for_each(|&r| check_radius(r, metric))?;
+        }
+    }
+    let per_query = plan.run(
+        |task| plan.scan_range(task, radius),
+        |_, parts| {
+            let mut all: Vec<Candidate<T>> = parts.into_iter().flatten().collect();
+            if sort {
+                sort_candidates(&mut all);
+            }
+            all
+        },
+    )?;
+    let total: usize = per_query.iter().map(Vec::len).sum();
+    let mut lims = Vec::with_capacity(plan.nq + 1);
+    let mut distances = Vec::with_capacity(total);
+    let mut indices = Vec::with_capacity(total);
+    lims.push(0);
+    for cands in per_query {
+        for (dist, i) in cands {
+            distances.push(dist);
+            indices.push(i as i64);
+        }
+        lims.push(indices.len() as i64);
+    }
+    Ok(RangeResult {
+        lims,
+        distances,
+        indices,
+    })
+}
+
+fn check_radius<T: Float>(r: T, metric: Metric) -> Result<()> {
+    let ok = if metric.is_similarity() {
+        !r.to_f64().is_nan()
+    } else {
+        r >= T::ZERO
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::param("radius", "a non-negative number", r.to_f64()))
+    }
+}
+
+/// One unit of work: queries `q0..q1` against base rows `b0..b1`.
+#[derive(Clone, Copy, Debug)]
+struct Task {
+    q0: usize,
+    q1: usize,
+    b0: usize,
+    b1: usize,
+}
+
+/// Everything a search needs, validated once.
+struct Plan<'a, T: Float> {
+    base: Base<'a, T>,
+    norms: Cow<'a, [T]>,
+    queries: &'a [T],
+    qnorms: Vec<T>,
+    nq: usize,
+    n: usize,
+    metric: Metric,
+    tiled: bool,
+    params: SearchParams<'a>,
+}
+
+impl<'a, T: Float> Plan<'a, T> {
+    fn new(
+        base: &Base<'a, T>,
+        queries: &'a [T],
+        metric: Metric,
+        params: &SearchParams<'a>,
+    ) -> Result<Self> {
+        let d = base.d;
+        if d == 0 {
+            return Err(Error::param("dimension", "at least 1 feature", 0));
+        }
+        if base.data.len() % d != 0 {
+            return Err(Error::Shape {
+                name: "base",
+                expected: base.data.len() / d * d,
+                got: base.data.len(),
+            });
+        }
+        if queries.len() % d != 0 {
+            return Err(Error::DimensionMismatch {
+                expected: d,
+                got: queries.len(),
+            });
+        }
+        let n = base.n();
+        let nq = queries.len() / d;
+        let needs_norms = metric.is_dot_based();
+        let norms = match (needs_norms, base.norms) {
+            (false, _) => Cow::Borrowed(&[][..]),
+            (true, Some(nr)) if nr.len() == n => Cow::Borrowed(nr),
+            (true, Some(nr)) => {
+                return Err(Error::Shape {
+                    name: "base norms",
+                    expected: n,
+                    got: nr.len(),
+                })
+            }
+            (true, None) => Cow::Owned(squared_norms(base.data, d)),
+        };
+        let qnorms = if needs_norms {
+            squared_norms(queries, d)
+        } else {
+            Vec::new()
+        };
+        let tiled = metric.is_dot_based() && nq >= GEMM_MIN_QUERIES && d >= 4;
+        Ok(Plan {
+            base: *base,
+            norms,
+            queries,
+            qnorms,
+            nq,
+            n,
+            metric,
+            tiled,
+            params: *params,
+        })
+    }
+
+    fn query(&self, i: usize) -> &'a [T] {
+        &self.queries[i * self.base.d..(i + 1) * self.base.d]
+    }
+
+    fn qnorm(&self, i: usize) -> T {
+        self.qnorms.get(i).copied().unwrap_or(T::ZERO)
+    }
+
+    fn bnorm(&self, j: usize) -> T {
+        self.norms.get(j).copied().unwrap_or(T::ZERO)
+    }
+
+    /// Exact key between query `i` and base row `j`.
+    fn exact_key(&self, i: usize, j: usize) -> T {
+        self.metric
+            .key(self.query(i), self.base.row(j), self.qnorm(i), self.bnorm(j))
+    }
+
+    /// Runs the tasks in waves (checking for interrupts between waves) and merges each query's
+    /// per-split parts with `finish`.
+    fn run<R: Send>(
+        &self,
+        scan: impl Fn(Task) -> Vec<Vec<Candidate<T>>> + Sync,
+        finish: impl Fn(usize, Vec<Vec<Candidate<T>>>) -> R + Sync,
+    ) -> Result<Vec<R>> {
+        let threads = self.params.threads.max(1);
+        let qb = if self.tiled {
+            QB
+        } else if self.metric.is_dot_based() {
+            GEMM_MIN_QUERIES
+        } else {
+            32
+        };
+        let qb = qb.min(self.nq.div_ceil(threads).max(1));
+        let nqblocks = self.nq.div_ceil(qb);
+        // Split the base when there are too few query blocks to keep every thread busy.
+        let splits = if nqblocks >= 2 * threads || self.n <= MIN_SPLIT_ROWS {
+            1
+        } else {
+            (4 * threads)
+                .div_ceil(nqblocks)
+                .min(self.n.div_ceil(MIN_SPLIT_ROWS))
+                .max(1)
+        };
+        let split_len = self.n.div_ceil(splits).max(1);
+        let flops_per_query = 2.0 * self.n as f64 * self.base.d as f64 + 1.0;
+        let wave_queries = ((WAVE_FLOPS * threads as f64 / flops_per_query) as usize)
+            .max(qb * threads)
+            .min(self.nq.max(1));
+        let wave_blocks = wave_queries.div_ceil(qb);
+
+        let mut results: Vec<R> = Vec::with_capacity(self.nq);
+        pool::install(threads, || -> Result<()> {
+            let mut block = 0;
+            while block < nqblocks {
+                let blocks = block..(block + wave_blocks).min(nqblocks);
+                let tasks: Vec<Task> = blocks
+                    .clone()
+                    .flat_map(|b| {
+                        let (q0, q1) = (b * qb, ((b + 1) * qb).min(self.nq));
+                        (0..splits).map(move |s| Task {
+                            q0,
+                            q1,
+                            b0: (s * split_len).min(self.n),
+                            b1: ((s + 1) * split_len).min(self.n),
+                        })
+                    })
+                    .collect();
+                let parts: Vec<Vec<Vec<Candidate<T>>>> = tasks
+                    .par_iter()
+                    .map(|&t| scan(t))
+                    .collect();
+                // Regroup: for each query of the wave, its parts from every split (in split order).
+                let q_start = blocks.start * qb;
+                let q_end = (blocks.end * qb).min(self.nq);
+                let mut per_query: Vec<Vec<Vec<Candidate<T>>>> =
+                    (q_start..q_end).map(|_| Vec::with_capacity(splits)).collect();
+                for (t, part) in tasks.iter().zip(parts) {
+                    for (off, cands) in part.into_iter().enumerate() {
+                        per_query[t.q0 + off - q_start].push(cands);
+                    }
+                }
+                let finished: Vec<R> = per_query
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(off, parts)| finish(q_start + off, parts))
+                    .collect();
+                results.extend(finished);
+                block = blocks.end;
+                if let Some(stop) = self.params.interrupt {
+                    if stop() {
+                        return Err(Error::Interrupted);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(results)
+    }
+
+    /// Top-k of one task, per query, best first (keys may be approximate on the tiled path).
+    fn scan_knn(&self, t: Task, k: usize) -> Vec<Vec<Candidate<T>>> {
+        let mut heaps: Vec<TopK<T>> = (t.q0..t.q1).map(|_| TopK::new(k)).collect();
+        self.scan(t, |qi, j0, keys| {
+            let heap = &mut heaps[qi - t.q0];
+            let mut thr = heap.threshold();
+            for (off, &key) in keys.iter().enumerate() {
+                if key < thr {
+                    heap.push(key, j0 + off);
+                    thr = heap.threshold();
+                }
+            }
+        });
+        heaps.into_iter().map(TopK::into_sorted).collect()
+    }
+
+    /// Radius matches of one task, per query, in index order, as (distance, index).
+    fn scan_range(&self, t: Task, radius: Radius<T>) -> Vec<Vec<Candidate<T>>> {
+        let metric = self.metric;
+        let sim = metric.is_similarity();
+        let eps = T::EPSILON * T::from_usize(4 * (self.base.d + 4));
+        let mut found: Vec<Vec<Candidate<T>>> = (t.q0..t.q1).map(|_| Vec::new()).collect();
+        self.scan(t, |qi, j0, keys| {
+            let r = radius.get(qi);
+            let rkey = metric.distance_to_key(r);
+            let qn = self.qnorm(qi);
+            let hits = &mut found[qi - t.q0];
+            for (off, &key) in keys.iter().enumerate() {
+                let j = j0 + off;
+                // On the tiled path a key may be off by a bounded amount: widen the pre-filter by
+                // that bound, then decide on the directly computed key.
+                let margin = if self.tiled {
+                    match metric {
+                        Metric::Cosine => eps,
+                        _ => eps * (qn + self.bnorm(j)),
+                    }
+                } else {
+                    T::ZERO
+                };
+                if key <= rkey + margin {
+                    let key = if self.tiled { self.exact_key(qi, j) } else { key };
+                    let dist = metric.key_to_distance(key);
+                    if (sim && dist >= r) || (!sim && dist <= r) {
+                        hits.push((dist, j));
+                    }
+                }
+            }
+        });
+        found
+    }
+
+    /// Calls `visit(query, first_row, keys)` for every query of the task and every block of base
+    /// rows, with the keys of that block.
+    fn scan(&self, t: Task, mut visit: impl FnMut(usize, usize, &[T])) {
+        if self.tiled {
+            self.scan_tiled(t, &mut visit)
+        } else {
+            self.scan_direct(t, &mut visit)
+        }
+    }
+
+    fn scan_direct(&self, t: Task, visit: &mut impl FnMut(usize, usize, &[T])) {
+        let mut keys = vec![T::ZERO; BB_DIRECT];
+        let mut j0 = t.b0;
+        while j0 < t.b1 {
+            let j1 = (j0 + BB_DIRECT).min(t.b1);
+            for qi in t.q0..t.q1 {
+                for j in j0..j1 {
+                    keys[j - j0] = self.exact_key(qi, j);
+                }
+                visit(qi, j0, &keys[..j1 - j0]);
+            }
+            j0 = j1;
+        }
+    }
+
+    fn scan_tiled(&self, t: Task, visit: &mut impl FnMut(usize, usize, &[T])) {
+        let d = self.base.d;
+        let m = t.q1 - t.q0;
+        let mut buf = vec![T::ZERO; m * BB];
+        let lhs = &self.queries[t.q0 * d..t.q1 * d];
+        let mut j0 = t.b0;
+        while j0 < t.b1 {
+            let j1 = (j0 + BB).min(t.b1);
+            let nb = j1 - j0;
+            let rhs = &self.base.data[j0 * d..j1 * d];
+            gemm_nt(m, nb, d, lhs, rhs, &mut buf[..m * nb]);
+            let bn = &self.norms[j0..j1];
+            for qi in t.q0..t.q1 {
+                let row = &mut buf[(qi - t.q0) * nb..(qi - t.q0 + 1) * nb];
+                let qn = self.qnorm(qi);
+                keys_from_dots(self.metric, row, qn, bn);
+                visit(qi, j0, row);
+            }
+            j0 = j1;
+        }
+    }
+
+    /// Merges a query's per-split top-k lists; on the tiled path re-scores them exactly.
+    fn finish_knn(&self, qi: usize, k: usize, parts: Vec<Vec<Candidate<T>>>) -> Vec<Candidate<T>> {
+        let mut all: Vec<Candidate<T>> = parts.into_iter().flatten().collect();
+        if self.tiled {
+            for c in all.iter_mut() {
+                c.0 = self.exact_key(qi, c.1);
+            }
+        }
+        sort_candidates(&mut all);
+        all.truncate(k);
+        all
+    }
+}
+
+/// Turns a row of dot products into keys, in place (vectorisable loop per metric).
+fn keys_from_dots<T: Float>(metric: Metric, row: &mut [T], qn: T, bn: &[T]) {
+    match metric {
+        Metric::InnerProduct => row.iter_mut().for_each(|g| *g = -*g),
+        Metric::SqEuclidean | Metric::Euclidean => {
+            for (g, &b) in row.iter_mut().zip(bn) {
+                let v = qn + b - (*g + *g);
+                *g = if v > T::ZERO { v } else { T::ZERO };
+            }
+        }
+        _ => {
+            for (g, &b) in row.iter_mut().zip(bn) {
+                *g = metric.key_from_dot(*g, qn, b);
+            }
+        }
+    }
+}
+
+/// out (m × n, row-major) = a (m × k, row-major) · b (n × k, row-major)ᵀ, single-threaded
+/// (parallelism is ours, across tasks).
+fn gemm_nt<T: Float>(m: usize, n: usize, k: usize, a: &[T], b: &[T], out: &mut [T]) {
+    assert!(a.len() >= m * k && b.len() >= n * k && out.len() >= m * n);
+    // SAFETY: the three slices are at least as long as the strides below address (checked above),
+    // `out` does not alias `a` or `b` (it is a distinct &mut), and T is f32 or f64 (Float is only
+    // implemented for those), which `gemm` supports.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            k as isize,
+            1,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,344 @@
+//! Distance kernels between two vectors: a plain scalar twin for each, and SIMD versions chosen at
+//! run time.
+//!
+//! Design: every SIMD kernel is the same generic "lanes" loop (`L` independent accumulators, then a
+//! scalar tail), instantiated inside a `#[target_feature]` wrapper so the compiler emits AVX-512,
+//! AVX2+FMA (x86-64) or NEON (aarch64, always on) code for it. No intrinsics, no `unsafe` beyond the
+//! call into a feature-gated function, and the summation order is fixed by `L`, so results are
+//! reproducible on one machine. `*_naive` are the reference twins the property tests pin the SIMD
+//! versions to. The dispatched set is picked once per process ([`select`]).
+
+use crate::float::Float;
+
+/// The instruction set a kernel set was compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    Scalar,
+    Avx2,
+    Avx512,
+    Neon,
+}
+
+impl SimdLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Scalar => "scalar",
+            SimdLevel::Avx2 => "avx2+fma",
+            SimdLevel::Avx512 => "avx512f",
+            SimdLevel::Neon => "neon",
+        }
+    }
+}
+
+/// A kernel: reduces two equal-length slices to one number.
+pub type Kernel<T> = fn(&[T], &[T]) -> T;
+
+/// The dispatched kernels for one element type.
+pub struct Kernels<T> {
+    pub level: SimdLevel,
+    /// Σ aᵢbᵢ
+    pub dot: Kernel<T>,
+    /// Σ (aᵢ − bᵢ)²
+    pub sqeuclidean: Kernel<T>,
+    /// Σ |aᵢ − bᵢ|
+    pub manhattan: Kernel<T>,
+    /// max |aᵢ − bᵢ|
+    pub chebyshev: Kernel<T>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar twins (the reference semantics).
+
+pub fn dot_naive<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut s = T::ZERO;
+    for (&x, &y) in a.iter().zip(b) {
+        s += x * y;
+    }
+    s
+}
+
+pub fn sqeuclidean_naive<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut s = T::ZERO;
+    for (&x, &y) in a.iter().zip(b) {
+        let d = x - y;
+        s += d * d;
+    }
+    s
+}
+
+pub fn manhattan_naive<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut s = T::ZERO;
+    for (&x, &y) in a.iter().zip(b) {
+        s += (x - y).abs();
+    }
+    s
+}
+
+pub fn chebyshev_naive<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut s = T::ZERO;
+    for (&x, &y) in a.iter().zip(b) {
+        s = s.max((x - y).abs());
+    }
+    s
+}
+
+/// Σ |aᵢ − bᵢ|ᵖ (the "reduced" Minkowski distance; the caller takes the p-th root).
+pub fn minkowski_reduced<T: Float>(a: &[T], b: &[T], p: T) -> T {
+    let mut s = T::ZERO;
+    for (&x, &y) in a.iter().zip(b) {
+        s += (x - y).abs().powf(p);
+    }
+    s
+}
+
+/// Fraction of coordinates that differ (scikit-learn's `hamming`).
+pub fn hamming<T: Float>(a: &[T], b: &[T]) -> T {
+    let diff = a.iter().zip(b).filter(|(x, y)| x != y).count();
+    if a.is_empty() {
+        T::ZERO
+    } else {
+        T::from_usize(diff) / T::from_usize(a.len())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lanes loop shared by every SIMD instantiation.
+
+/// One step of a reduction: `acc ⊕ f(x, y)`.
+trait Step<T> {
+    fn step(acc: T, x: T, y: T) -> T;
+    fn merge(a: T, b: T) -> T;
+}
+
+macro_rules! step {
+    ($name:ident, |$acc:ident, $x:ident, $y:ident| $body:expr, |$a:ident, $b:ident| $merge:expr) => {
+        struct $name<const FMA: bool>;
+        impl<T: Float, const FMA: bool> Step<T> for $name<FMA> {
+            #[inline(always)]
+            fn step($acc: T, $x: T, $y: T) -> T {
+                $body
+            }
+            #[inline(always)]
+            fn merge($a: T, $b: T) -> T {
+                $merge
+            }
+        }
+    };
+}
+
+step!(DotStep, |acc, x, y| if FMA { x.mul_add(y, acc) } else { acc + x * y }, |a, b| a + b);
+step!(
+    SqStep,
+    |acc, x, y| {
+        let d = x - y;
+        if FMA {
+            d.mul_add(d, acc)
+        } else {
+            acc + d * d
+        }
+    },
+    |a, b| a + b
+);
+step!(L1Step, |acc, x, y| acc + (x - y).abs(), |a, b| a + b);
+step!(LinfStep, |acc, x, y| acc.max((x - y).abs()), |a, b| a.max(b));
+
+#[inline(always)]
+fn lanes<T: Float, S: Step<T>, const L: usize>(a: &[T], b: &[T]) -> T {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::ZERO; L];
+    let split = n - n % L;
+    for (xs, ys) in a[..split].chunks_exact(L).zip(b[..split].chunks_exact(L)) {
+        for i in 0..L {
+            acc[i] = S::step(acc[i], xs[i], ys[i]);
+        }
+    }
+    // Tree-reduce the lanes, then finish the tail.
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] = S::merge(acc[i], acc[i + width]);
+        }
+    }
+    let mut s = acc[0];
+    for i in split..n {
+        s = S::step(s, a[i], b[i]);
+    }
+    s
+}
+
+macro_rules! kernel_set {
+    ($modname:ident, $level:expr, [$($feat:literal),*], f32 = $l32:literal, f64 = $l64:literal, $fma:literal) => {
+        #[allow(clippy::missing_safety_doc)]
+        pub mod $modname {
+            use super::*;
+            macro_rules! one {
+                ($fname:ident, $step:ident, $t:ty, $l:literal) => {
+                    $(#[target_feature(enable = $feat)])*
+                    unsafe fn $fname(a: &[$t], b: &[$t]) -> $t {
+                        lanes::<$t, $step<$fma>, $l>(a, b)
+                    }
+                };
+            }
+            one!(dot32, DotStep, f32, $l32);
+            one!(sq32, SqStep, f32, $l32);
+            one!(l132, L1Step, f32, $l32);
+            one!(linf32, LinfStep, f32, $l32);
+            one!(dot64, DotStep, f64, $l64);
+            one!(sq64, SqStep, f64, $l64);
+            one!(l164, L1Step, f64, $l64);
+            one!(linf64, LinfStep, f64, $l64);
+
+            // SAFETY (all wrappers): `select` hands these out only after detecting the features.
+            pub fn kernels_f32() -> Kernels<f32> {
+                Kernels {
+                    level: $level,
+                    dot: |a, b| unsafe { dot32(a, b) },
+                    sqeuclidean: |a, b| unsafe { sq32(a, b) },
+                    manhattan: |a, b| unsafe { l132(a, b) },
+                    chebyshev: |a, b| unsafe { linf32(a, b) },
+                }
+            }
+            pub fn kernels_f64() -> Kernels<f64> {
+                Kernels {
+                    level: $level,
+                    dot: |a, b| unsafe { dot64(a, b) },
+                    sqeuclidean: |a, b| unsafe { sq64(a, b) },
+                    manhattan: |a, b| unsafe { l164(a, b) },
+                    chebyshev: |a, b| unsafe { linf64(a, b) },
+                }
+            }
+        }
+    };
+}
+
+// Portable lanes build: vectorised for the baseline target (SSE2 on x86-64, NEON on aarch64).
+kernel_set!(portable, portable_level(), [], f32 = 16, f64 = 8, false);
+#[cfg(target_arch = "x86_64")]
+kernel_set!(avx2, SimdLevel::Avx2, ["avx2", "fma"], f32 = 32, f64 = 16, true);
+#[cfg(target_arch = "x86_64")]
+kernel_set!(avx512, SimdLevel::Avx512, ["avx512f"], f32 = 64, f64 = 32, true);
+
+const fn portable_level() -> SimdLevel {
+    if cfg!(target_arch = "aarch64") {
+        SimdLevel::Neon
+    } else {
+        SimdLevel::Scalar
+    }
+}
+
+/// The best instruction set this CPU supports (honours `KNNKIT_SIMD=scalar|avx2|avx512` to force a
+/// lower level, for tests and benchmarks).
+pub fn detected_level() -> SimdLevel {
+    let forced = std::env::var("KNNKIT_SIMD").ok();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let want = forced.as_deref();
+        if want.is_none_or(|w| w == "avx512") && std::is_x86_feature_detected!("avx512f") {
+            return SimdLevel::Avx512;
+        }
+        if want.is_none_or(|w| w == "avx512" || w == "avx2")
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+        {
+            return SimdLevel::Avx2;
+        }
+    }
+    let _ = forced;
+    portable_level()
+}
+
+/// Per-type hook so `select` can build the right set.
+pub trait KernelSets: Sized {
+    fn set(level: SimdLevel) -> Kernels<Self>;
+}
+
+impl KernelSets for f32 {
+    fn set(level: SimdLevel) -> Kernels<f32> {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => avx512::kernels_f32(),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => avx2::kernels_f32(),
+            _ => portable::kernels_f32(),
+        }
+    }
+}
+
+impl KernelSets for f64 {
+    fn set(level: SimdLevel) -> Kernels<f64> {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => avx512::kernels_f64(),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => avx2::kernels_f64(),
+            _ => portable::kernels_f64(),
+        }
+    }
+}
+
+/// Picks the kernels for this CPU.
+pub fn select<T: KernelSets>() -> Kernels<T> {
+    T::set(detected_level())
+}
+
+/// Every kernel set this CPU can run (for the property tests).
+pub fn available_levels() -> Vec<SimdLevel> {
+    let mut v = vec![portable_level()];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            v.push(SimdLevel::Avx2);
+        }
+        if std::is_x86_feature_detected!("avx512f") {
+            v.push(SimdLevel::Avx512);
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn close(a: f64, b: f64, scale: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * scale.max(1.0)
+    }
+
+    fn check<T: Float + KernelSets>(a: &[T], b: &[T], tol: f64) {
+        let abs_dot: f64 = a.iter().zip(b).map(|(x, y)| (x.to_f64() * y.to_f64()).abs()).sum();
+        let sq_scale: f64 = sqeuclidean_naive(a, b).to_f64();
+        let l1_scale: f64 = manhattan_naive(a, b).to_f64();
+        for level in available_levels() {
+            let k = T::set(level);
+            let name = level.name();
+            assert!(close((k.dot)(a, b).to_f64(), dot_naive(a, b).to_f64(), abs_dot, tol), "dot {name}");
+            assert!(close((k.sqeuclidean)(a, b).to_f64(), sq_scale, sq_scale, tol), "sq {name}");
+            assert!(close((k.manhattan)(a, b).to_f64(), l1_scale, l1_scale, tol), "l1 {name}");
+            // max is exact whatever the order
+            assert_eq!((k.chebyshev)(a, b).to_f64(), chebyshev_naive(a, b).to_f64(), "linf {name}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn simd_matches_scalar_f32(pairs in prop::collection::vec((-100f32..100.0, -100f32..100.0), 0..300)) {
+            let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+            check(&a, &b, 1e-4);
+        }
+
+        #[test]
+        fn simd_matches_scalar_f64(pairs in prop::collection::vec((-1e3f64..1e3, -1e3f64..1e3), 0..300)) {
+            let (a, b): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+            check(&a, &b, 1e-12);
+        }
+    }
+
+    #[test]
+    fn hamming_counts_fraction() {
+        assert_eq!(hamming(&[1.0f64, 0.0, 2.0, 3.0], &[1.0, 1.0, 2.0, 0.0]), 0.5);
+        assert_eq!(hamming::<f32>(&[], &[]), 0.0);
+    }
+}

@@ -1,0 +1,228 @@
+//! Metrics: names, the internal "key" each search ranks by, and conversion back to distances.
+//!
+//! Every search ranks candidates by a *key* where smaller is better, cheaper than the distance but
+//! monotone in it: squared L2 for `euclidean`, Σ|d|ᵖ for `minkowski`, −⟨x,y⟩ for `inner_product`
+//! (a similarity, returned largest first). [`Metric::key_to_distance`] maps a key back to the
+//! metric's own units once per returned neighbour.
+
+pub mod kernels;
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+
+/// A metric the Rust core computes natively.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Metric {
+    /// ‖x − y‖²
+    SqEuclidean,
+    /// ‖x − y‖
+    Euclidean,
+    /// ⟨x, y⟩, a similarity: larger is closer.
+    InnerProduct,
+    /// 1 − ⟨x, y⟩ / (‖x‖‖y‖); a zero vector is at distance 1 from everything.
+    Cosine,
+    /// Σ |xᵢ − yᵢ|
+    Manhattan,
+    /// max |xᵢ − yᵢ|
+    Chebyshev,
+    /// (Σ |xᵢ − yᵢ|ᵖ)^(1/p), p ≥ 1 finite.
+    Minkowski(f64),
+    /// Fraction of coordinates that differ.
+    Hamming,
+}
+
+impl Metric {
+    /// Names accepted by [`Metric::parse`].
+    pub const NAMES: &'static [&'static str] = &[
+        "sqeuclidean",
+        "euclidean",
+        "l2",
+        "inner_product",
+        "ip",
+        "cosine",
+        "manhattan",
+        "cityblock",
+        "l1",
+        "chebyshev",
+        "infinity",
+        "minkowski",
+        "hamming",
+    ];
+
+    /// Parses a metric name; `p` is used by `minkowski` only, and p = 1, 2, ∞ are rewritten to
+    /// manhattan, euclidean and chebyshev as scikit-learn does.
+    pub fn parse(name: &str, p: f64) -> Result<Self> {
+        Ok(match name {
+            "sqeuclidean" => Metric::SqEuclidean,
+            "euclidean" | "l2" => Metric::Euclidean,
+            "inner_product" | "ip" => Metric::InnerProduct,
+            "cosine" => Metric::Cosine,
+            "manhattan" | "cityblock" | "l1" => Metric::Manhattan,
+            "chebyshev" | "infinity" => Metric::Chebyshev,
+            "hamming" => Metric::Hamming,
+            "minkowski" => {
+                if p.is_nan() || p < 1.0 {
+                    return Err(Error::param("p", "p >= 1 for minkowski", p));
+                }
+                if p == 1.0 {
+                    Metric::Manhattan
+                } else if p == 2.0 {
+                    Metric::Euclidean
+                } else if p.is_infinite() {
+                    Metric::Chebyshev
+                } else {
+                    Metric::Minkowski(p)
+                }
+            }
+            other => return Err(Error::UnknownMetric(other.to_string())),
+        })
+    }
+
+    /// Canonical name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Metric::SqEuclidean => "sqeuclidean",
+            Metric::Euclidean => "euclidean",
+            Metric::InnerProduct => "inner_product",
+            Metric::Cosine => "cosine",
+            Metric::Manhattan => "manhattan",
+            Metric::Chebyshev => "chebyshev",
+            Metric::Minkowski(_) => "minkowski",
+            Metric::Hamming => "hamming",
+        }
+    }
+
+    /// True for metrics computed from dot products and norms (searched with the tiled
+    /// matrix-product kernel).
+    pub fn is_dot_based(&self) -> bool {
+        matches!(
+            self,
+            Metric::SqEuclidean | Metric::Euclidean | Metric::InnerProduct | Metric::Cosine
+        )
+    }
+
+    /// True when the returned values are similarities (larger is closer).
+    pub fn is_similarity(&self) -> bool {
+        matches!(self, Metric::InnerProduct)
+    }
+
+    /// True when the search needs the squared norms of the base rows.
+    pub fn needs_norms(&self) -> bool {
+        matches!(self, Metric::SqEuclidean | Metric::Euclidean | Metric::Cosine)
+    }
+
+    /// Exact key between two vectors, computed directly (no expanded form). `na`, `nb` are the
+    /// squared norms (used by cosine only).
+    #[inline]
+    pub fn key<T: Float>(&self, a: &[T], b: &[T], na: T, nb: T) -> T {
+        let k = T::kernels();
+        match *self {
+            Metric::SqEuclidean | Metric::Euclidean => (k.sqeuclidean)(a, b),
+            Metric::InnerProduct => -(k.dot)(a, b),
+            Metric::Cosine => cosine_key((k.dot)(a, b), na, nb),
+            Metric::Manhattan => (k.manhattan)(a, b),
+            Metric::Chebyshev => (k.chebyshev)(a, b),
+            Metric::Minkowski(p) => kernels::minkowski_reduced(a, b, T::from_f64(p)),
+            Metric::Hamming => kernels::hamming(a, b),
+        }
+    }
+
+    /// Key from a dot product and squared norms (dot-based metrics only).
+    #[inline(always)]
+    pub fn key_from_dot<T: Float>(&self, dot: T, na: T, nb: T) -> T {
+        match *self {
+            Metric::SqEuclidean | Metric::Euclidean => {
+                let v = na + nb - (dot + dot);
+                if v > T::ZERO {
+                    v
+                } else {
+                    T::ZERO
+                }
+            }
+            Metric::InnerProduct => -dot,
+            _ => cosine_key(dot, na, nb),
+        }
+    }
+
+    /// Maps a key back to the metric's own units.
+    #[inline]
+    pub fn key_to_distance<T: Float>(&self, key: T) -> T {
+        match *self {
+            Metric::Euclidean => key.sqrt(),
+            Metric::InnerProduct => -key,
+            Metric::Minkowski(p) => key.powf(T::from_f64(1.0 / p)),
+            _ => key,
+        }
+    }
+
+    /// Maps a distance (or similarity, for inner product) threshold to the key space, for
+    /// pre-filtering; the final test is always made on the distance itself.
+    pub fn distance_to_key<T: Float>(&self, d: T) -> T {
+        match *self {
+            Metric::Euclidean => d * d,
+            Metric::InnerProduct => -d,
+            Metric::Minkowski(p) => d.powf(T::from_f64(p)),
+            _ => d,
+        }
+    }
+
+    /// The value returned for a missing neighbour (+inf, or −inf for a similarity).
+    pub fn missing<T: Float>(&self) -> T {
+        if self.is_similarity() {
+            -T::INFINITY
+        } else {
+            T::INFINITY
+        }
+    }
+}
+
+#[inline(always)]
+fn cosine_key<T: Float>(dot: T, na: T, nb: T) -> T {
+    // sqrt(na * nb) rather than sqrt(na) * sqrt(nb): for a = b it equals na exactly, so a vector
+    // is at distance exactly 0 from itself.
+    let denom = (na * nb).sqrt();
+    if denom > T::ZERO {
+        let v = T::ONE - dot / denom;
+        if v > T::ZERO {
+            v
+        } else {
+            T::ZERO
+        }
+    } else {
+        T::ONE
+    }
+}
+
+/// Squared norms of the rows of `data` (n × d), as the dot-based searches need them.
+pub fn squared_norms<T: Float>(data: &[T], d: usize) -> Vec<T> {
+    let dot = T::kernels().dot;
+    if d == 0 {
+        return vec![T::ZERO; data.len()];
+    }
+    data.chunks_exact(d).map(|r| dot(r, r)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_rewrites_minkowski() {
+        assert_eq!(Metric::parse("minkowski", 1.0).unwrap(), Metric::Manhattan);
+        assert_eq!(Metric::parse("minkowski", 2.0).unwrap(), Metric::Euclidean);
+        assert_eq!(Metric::parse("minkowski", f64::INFINITY).unwrap(), Metric::Chebyshev);
+        assert_eq!(Metric::parse("minkowski", 3.0).unwrap(), Metric::Minkowski(3.0));
+        assert!(Metric::parse("minkowski", 0.5).is_err());
+        let e = Metric::parse("bogus", 2.0).unwrap_err().to_string();
+        assert!(e.contains("bogus") && e.contains("euclidean"), "{e}");
+    }
+
+    #[test]
+    fn cosine_self_is_zero() {
+        let a = [0.3f32, -1.7, 2.9, 1e-3];
+        let n = squared_norms(&a, 4)[0];
+        assert_eq!(Metric::Cosine.key(&a, &a, n, n), 0.0);
+        let z = [0.0f32; 4];
+        assert_eq!(Metric::Cosine.key(&a, &z, n, 0.0), 1.0);
+    }
+}

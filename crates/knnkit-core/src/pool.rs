@@ -1,0 +1,53 @@
+//! Thread pools, one per requested thread count, created on first use and reused.
+//!
+//! knnkit never uses rayon's global pool: a pool is keyed by (thread count, process id), so a
+//! forked child builds its own threads instead of waiting on workers that only exist in the
+//! parent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::ThreadPool;
+
+/// Number of threads for `n_jobs` (scikit-learn's convention): None, 0 or -1 mean all cores,
+/// -2 all but one, and so on.
+pub fn resolve_threads(n_jobs: Option<i64>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    let n = match n_jobs {
+        None | Some(0) => cores,
+        Some(j) if j < 0 => cores + 1 + j,
+        Some(j) => j,
+    };
+    n.max(1) as usize
+}
+
+/// Runs `f` inside a pool of `threads` threads.
+pub fn install<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    static POOLS: OnceLock<Mutex<HashMap<(usize, u32), Arc<ThreadPool>>>> = OnceLock::new();
+    let key = (threads.max(1), std::process::id());
+    let pool = {
+        let mut pools = POOLS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Pools inherited through fork() have no threads in this process: forget them (dropping
+        // would signal workers that do not exist here).
+        let stale: Vec<_> = pools.keys().filter(|k| k.1 != key.1).copied().collect();
+        for k in stale {
+            std::mem::forget(pools.remove(&k));
+        }
+        pools
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(key.0)
+                        .thread_name(|i| format!("knnkit-{i}"))
+                        .build()
+                        .expect("failed to start a thread pool"),
+                )
+            })
+            .clone()
+    };
+    pool.install(f)
+}

@@ -1,0 +1,24 @@
+//! `knnkit._core`: the PyO3 extension. Glue only — array conversion, releasing the GIL, error
+//! mapping; every algorithm lives in `knnkit-core`.
+
+use pyo3::prelude::*;
+
+mod conversion;
+mod error;
+mod flat;
+
+/// The SIMD instruction set the kernels dispatched to on this CPU.
+#[pyfunction]
+fn simd_level() -> &'static str {
+    knnkit_core::metric::kernels::detected_level().name()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(flat::knn_search, m)?)?;
+    m.add_function(wrap_pyfunction!(flat::radius_search, m)?)?;
+    m.add_function(wrap_pyfunction!(flat::squared_norms, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,33 @@
+"""knnkit: k-nearest neighbours for Python on a Rust core.
+
+- ``knnkit.neighbors``: scikit-learn-compatible estimators (``NearestNeighbors``,
+  ``KNeighborsClassifier``, ``KNeighborsRegressor``), same answers, faster.
+- ``knnkit.FlatIndex``: an exact index with a faiss-like API (``add``, ``search``,
+  ``range_search``, ``save``/``load``).
+- ``knnkit.model_selection.select_k``: choose K by cross-validation with one neighbour search per
+  fold.
+"""
+
+from __future__ import annotations
+
+from knnkit import _core
+from knnkit.errors import CorruptIndexError, DimensionMismatchError
+from knnkit.index.flat import FlatIndex, SearchResult, load
+
+__version__: str = _core.__version__
+
+
+def simd_level() -> str:
+    """The SIMD instruction set the distance kernels use on this CPU (e.g. ``"avx512f"``)."""
+    return _core.simd_level()
+
+
+__all__ = [
+    "CorruptIndexError",
+    "DimensionMismatchError",
+    "FlatIndex",
+    "SearchResult",
+    "__version__",
+    "load",
+    "simd_level",
+]

@@ -1,0 +1,3 @@
+class FlatIndex: pass
+class SearchResult: pass
+def load(path, mmap=True): pass
