@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from knnkit import _core
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
-from knnkit.index.flat import FlatIndex, SearchResult, load
+from knnkit.index._result import SearchResult
+from knnkit.index.flat import FlatIndex, load
 
 __version__: str = _core.__version__
 

@@ -5,9 +5,13 @@
 //! parent.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use rayon::ThreadPool;
+
+use crate::error::{Error, Result};
 
 /// Number of threads for `n_jobs` (scikit-learn's convention): None, 0 or -1 mean all cores,
 /// -2 all but one, and so on.
@@ -50,4 +54,42 @@ pub fn install<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
             .clone()
     };
     pool.install(f)
+}
+
+/// Runs `work` in a pool of `threads` threads while the calling thread polls `interrupt` every
+/// `poll`; when it returns true, the flag handed to `work` is raised (work checks it between
+/// tasks) and [`Error::Interrupted`] is returned. Without an interrupt hook the work runs
+/// directly.
+pub fn run_interruptible<R: Send>(
+    threads: usize,
+    interrupt: Option<&(dyn Fn() -> bool + Sync)>,
+    work: impl FnOnce(&AtomicBool) -> R + Send,
+) -> Result<R> {
+    let stop = AtomicBool::new(false);
+    let Some(interrupt) = interrupt else {
+        return Ok(install(threads, || work(&stop)));
+    };
+    let (tx, rx) = mpsc::channel();
+    let out = std::thread::scope(|s| {
+        let stop = &stop;
+        s.spawn(move || {
+            let _ = tx.send(install(threads, || work(stop)));
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => return Some(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if !stop.load(Ordering::Relaxed) && interrupt() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    });
+    match out {
+        Some(r) if !stop.load(Ordering::Relaxed) => Ok(r),
+        Some(_) => Err(Error::Interrupted),
+        None => Err(Error::param("worker", "a finished search", "a worker that stopped early")),
+    }
 }

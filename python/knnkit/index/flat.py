@@ -1,3 +1,321 @@
-class FlatIndex: pass
-class SearchResult: pass
-def load(path, mmap=True): pass
+"""``FlatIndex``: exact search over stored vectors, with a faiss-like API.
+
+Storage: a row-major buffer of ``dtype`` grown geometrically (amortised O(1) ``add``), the int64 id
+of each row, and the rows' squared norms (cached for the dot-product metrics). Searches call the
+Rust engine on the live rows with the GIL released; ``remove`` compacts the buffer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from knnkit import _core
+from knnkit import io as _io
+from knnkit._validation import as_matrix, check_dtype, check_positive_int
+from knnkit.errors import CorruptIndexError
+from knnkit.index._result import SearchResult
+
+#: Metric names the flat index accepts (aliases resolve to the first of each group).
+METRICS = (
+    "euclidean",
+    "sqeuclidean",
+    "inner_product",
+    "cosine",
+    "manhattan",
+    "chebyshev",
+    "minkowski",
+    "hamming",
+)
+_ALIASES = {"l2": "euclidean", "ip": "inner_product", "cityblock": "manhattan", "l1": "manhattan"}
+_NORM_METRICS = {"euclidean", "sqeuclidean", "cosine", "inner_product"}
+
+
+class FlatIndex:
+    """Exact k-nearest-neighbour index (brute force, SIMD, bounded memory).
+
+    Parameters
+    ----------
+    dim : int
+        Number of features of every vector.
+    metric : str, default="euclidean"
+        One of :data:`METRICS`. Distances come back in the metric's own units, closest first;
+        ``inner_product`` returns the similarity itself, largest first.
+    dtype : {"float32", "float64"}, default="float32"
+        Storage and computation type; results have the same type.
+    p : float, default=2.0
+        Exponent for ``metric="minkowski"``.
+
+    Examples
+    --------
+    >>> import numpy as np, knnkit
+    >>> ix = knnkit.FlatIndex(2)
+    >>> ix.add(np.array([[0, 0], [3, 4], [1, 1]], dtype=np.float32))
+    >>> D, I = ix.search(np.array([[0, 0]], dtype=np.float32), k=2)
+    >>> I.tolist(), D.round(3).tolist()
+    ([[0, 2]], [[0.0, 1.414]])
+    """
+
+    def __init__(
+        self, dim: int, metric: str = "euclidean", dtype: Any = "float32", p: float = 2.0
+    ) -> None:
+        self.dim = check_positive_int(dim, "dim")
+        name = _ALIASES.get(metric, metric) if isinstance(metric, str) else metric
+        if name not in METRICS:
+            raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+        if name == "minkowski" and not (isinstance(p, (int, float)) and p >= 1):
+            raise ValueError(f"p: expected a number >= 1 for minkowski, got {p!r}")
+        self.metric: str = name
+        self.p = float(p)
+        self.dtype = check_dtype(dtype)
+        self._data = np.empty((0, self.dim), dtype=self.dtype)
+        self._ids = np.empty(0, dtype=np.int64)
+        self._norms = np.empty(0, dtype=self.dtype)
+        self._n = 0
+        self._next_id = 0
+
+    # -- contents -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def ntotal(self) -> int:
+        """Number of stored vectors (faiss's name for ``len``)."""
+        return self._n
+
+    def __repr__(self) -> str:
+        return (
+            f"FlatIndex(dim={self.dim}, metric={self.metric!r}, dtype={self.dtype.name!r}, "
+            f"ntotal={self._n})"
+        )
+
+    def train(self, X: Any = None) -> None:
+        """No-op: a flat index needs no training (present so all indexes share one API)."""
+
+    def add(self, X: Any, ids: Any = None) -> None:
+        """Adds the rows of ``X`` (n, dim). ``ids`` (int64, unique, not already present) defaults
+        to consecutive numbers continuing after the largest id so far."""
+        X = as_matrix(X, "X", self.dtype, self.dim)
+        n = X.shape[0]
+        if ids is None:
+            new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        else:
+            new_ids = np.asarray(ids)
+            if new_ids.dtype.kind not in "iu" or new_ids.shape != (n,):
+                raise ValueError(
+                    f"ids: expected {n} integers (one per row), got shape {new_ids.shape} "
+                    f"dtype {new_ids.dtype}"
+                )
+            new_ids = new_ids.astype(np.int64)
+            if (new_ids < 0).any():
+                raise ValueError("ids: expected non-negative integers (-1 marks a missing result)")
+            if np.unique(new_ids).size != n or np.isin(new_ids, self._ids[: self._n]).any():
+                raise ValueError("ids: expected ids not already in the index and no repeats")
+        if n == 0:
+            return
+        self._reserve(self._n + n)
+        self._data[self._n : self._n + n] = X
+        self._ids[self._n : self._n + n] = new_ids
+        if self.metric in _NORM_METRICS:
+            self._norms[self._n : self._n + n] = _core.squared_norms(X)
+        self._n += n
+        self._next_id = max(self._next_id, int(new_ids.max()) + 1)
+
+    def _reserve(self, n: int) -> None:
+        cap = self._data.shape[0]
+        if n <= cap and self._data.flags.writeable:
+            return
+        cap = max(n, 2 * cap, 16)
+        data = np.empty((cap, self.dim), dtype=self.dtype)
+        data[: self._n] = self._data[: self._n]
+        ids = np.empty(cap, dtype=np.int64)
+        ids[: self._n] = self._ids[: self._n]
+        norms = np.empty(cap, dtype=self.dtype)
+        norms[: self._n] = self._norms[: self._n]
+        self._data, self._ids, self._norms = data, ids, norms
+
+    def get(self, ids: Any) -> np.ndarray:
+        """The stored vectors for ``ids`` (a copy), in the order given."""
+        rows = self._rows_of(ids, strict=True)
+        return self._data[rows].copy()
+
+    def remove(self, ids: Any) -> int:
+        """Removes the vectors with these ids; returns how many were present."""
+        rows = self._rows_of(ids, strict=False)
+        if rows.size == 0:
+            return 0
+        keep = np.ones(self._n, dtype=bool)
+        keep[rows] = False
+        n = int(keep.sum())
+        data, idv, norms = self._data[: self._n], self._ids[: self._n], self._norms[: self._n]
+        self._data = np.ascontiguousarray(data[keep])
+        self._ids = idv[keep].copy()
+        self._norms = (
+            norms[keep].copy() if self.metric in _NORM_METRICS else np.empty(n, self.dtype)
+        )
+        self._n = n
+        return int(rows.size)
+
+    def reset(self) -> None:
+        """Removes everything."""
+        self.__init__(self.dim, self.metric, self.dtype, self.p)
+
+    def memory_usage(self) -> int:
+        """Bytes held by the stored vectors, ids and norms."""
+        return int(self._data.nbytes + self._ids.nbytes + self._norms.nbytes)
+
+    def _rows_of(self, ids: Any, strict: bool) -> np.ndarray:
+        ids = np.atleast_1d(np.asarray(ids))
+        if ids.dtype.kind not in "iu" or ids.ndim != 1:
+            raise ValueError(f"ids: expected a 1-D array of integers, got dtype {ids.dtype}")
+        live = self._ids[: self._n]
+        order = np.argsort(live, kind="stable")
+        pos = np.searchsorted(live[order], ids)
+        pos = np.minimum(pos, max(self._n - 1, 0))
+        found = (self._n > 0) & (live[order][pos] == ids) if self._n else np.zeros(ids.size, bool)
+        if strict and not found.all():
+            raise KeyError(f"ids not in the index: {ids[~found][:10].tolist()}")
+        return np.unique(order[pos[found]]) if not strict else order[pos]
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def _live(self, filter: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Base rows to search (all live rows, or the rows a filter allows) and their norms."""
+        data = self._data[: self._n]
+        norms = self._norms[: self._n] if self.metric in _NORM_METRICS else None
+        if filter is None:
+            return data, norms, None
+        f = np.asarray(filter)
+        live_ids = self._ids[: self._n]
+        if f.dtype == bool:
+            if f.ndim != 1:
+                raise ValueError(
+                    f"filter: expected a 1-D boolean mask over ids, got shape {f.shape}"
+                )
+            ok = (
+                (live_ids < f.size) & f[np.minimum(live_ids, max(f.size - 1, 0))]
+                if f.size
+                else np.zeros(self._n, bool)
+            )
+        elif f.dtype.kind in "iu":
+            ok = np.isin(live_ids, f)
+        else:
+            raise TypeError(
+                f"filter: expected a boolean mask over ids or an array of ids, got dtype {f.dtype}"
+            )
+        rows = np.flatnonzero(ok)
+        return data[rows], None if norms is None else norms[rows], rows
+
+    def search(self, Q: Any, k: int, filter: Any = None, n_jobs: int | None = None) -> SearchResult:
+        """The ``k`` nearest stored vectors of each row of ``Q``.
+
+        ``filter`` restricts the search to some ids: a boolean mask indexed by id, or an array of
+        allowed ids. With fewer than ``k`` candidates the missing places hold id -1 and distance
+        +inf (-inf for inner product).
+        """
+        k = check_positive_int(k, "k")
+        Q = as_matrix(Q, "queries", self.dtype, self.dim)
+        data, norms, rows = self._live(filter)
+        nq = Q.shape[0]
+        if data.shape[0] == 0 or nq == 0:
+            fill = -np.inf if self.metric == "inner_product" else np.inf
+            D = np.full((nq, k), fill, dtype=self.dtype)
+            return SearchResult(
+                D, np.full((nq, k), -1, dtype=np.int64), {"distance_computations": 0}
+            )
+        D, pos = _core.knn_search(data, Q, k, self.metric, self.p, norms, n_jobs)
+        ids = self._ids[: self._n] if rows is None else self._ids[rows]
+        I = np.where(pos >= 0, ids[np.maximum(pos, 0)], -1)
+        return SearchResult(D, I, {"distance_computations": nq * data.shape[0]})
+
+    def range_search(
+        self, Q: Any, radius: Any, filter: Any = None, n_jobs: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every stored vector within ``radius`` of each query, as ``(lims, D, I)``: the matches
+        of query ``i`` are ``D[lims[i]:lims[i+1]]``, sorted closest first. For ``inner_product``,
+        the vectors whose similarity is at least ``radius``."""
+        Q = as_matrix(Q, "queries", self.dtype, self.dim)
+        data, norms, rows = self._live(filter)
+        r = np.asarray(radius, dtype=self.dtype)
+        if r.ndim > 1 or (r.ndim == 1 and r.shape[0] != Q.shape[0]):
+            raise ValueError(
+                f"radius: expected a number or {Q.shape[0]} numbers, got shape {r.shape}"
+            )
+        if not np.isfinite(r).all() or (self.metric != "inner_product" and (r < 0).any()):
+            raise ValueError(f"radius: expected finite non-negative values, got {radius!r}")
+        if data.shape[0] == 0:
+            return (
+                np.zeros(Q.shape[0] + 1, np.int64),
+                np.empty(0, self.dtype),
+                np.empty(0, np.int64),
+            )
+        lims, D, pos = _core.radius_search(
+            data, Q, float(r) if r.ndim == 0 else r, self.metric, self.p, norms, True, n_jobs
+        )
+        ids = self._ids[: self._n] if rows is None else self._ids[rows]
+        return lims, D, ids[pos]
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def _header(self) -> dict[str, Any]:
+        return {
+            "kind": "flat",
+            "dim": self.dim,
+            "metric": self.metric,
+            "p": self.p,
+            "dtype": self.dtype.name,
+            "ntotal": self._n,
+            "next_id": self._next_id,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the index to one file (see :mod:`knnkit.io`), atomically."""
+        _io.write(
+            path, self._header(), {"vectors": self._data[: self._n], "ids": self._ids[: self._n]}
+        )
+
+    @classmethod
+    def _from_parts(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> FlatIndex:
+        try:
+            ix = cls(int(header["dim"]), header["metric"], header["dtype"], float(header["p"]))
+            n = int(header["ntotal"])
+            vectors, ids = arrays["vectors"], arrays["ids"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptIndexError(f"flat index header is invalid: {e}") from e
+        if vectors.shape != (n, ix.dim) or vectors.dtype != ix.dtype or ids.shape != (n,):
+            raise CorruptIndexError(
+                f"flat index sections do not match the header: vectors {vectors.shape} "
+                f"{vectors.dtype}, ids {ids.shape}, expected ({n}, {ix.dim}) {ix.dtype}"
+            )
+        ix._data, ix._ids, ix._n = vectors, ids, n
+        ix._norms = (
+            _core.squared_norms(vectors) if ix.metric in _NORM_METRICS else np.empty(n, ix.dtype)
+        )
+        ix._next_id = max(int(header.get("next_id", 0)), int(ids.max()) + 1 if n else 0)
+        return ix
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "header": self._header(),
+            "vectors": np.array(self._data[: self._n]),
+            "ids": np.array(self._ids[: self._n]),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        other = FlatIndex._from_parts(state["header"], state)
+        self.__dict__.update(other.__dict__)
+
+
+def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex:
+    """Loads an index saved with ``save``. With ``mmap=True`` the vectors stay in the file
+    (read-only, shared between processes through the page cache) until the index is modified.
+
+    Raises :class:`knnkit.errors.CorruptIndexError` for a damaged, truncated or foreign file."""
+    header, arrays = _io.read(path, mmap=mmap)
+    kind = header.get("kind")
+    if kind != "flat":
+        raise CorruptIndexError(f"{path}: unknown index kind {kind!r}")
+    return FlatIndex._from_parts(header, arrays)

@@ -22,6 +22,8 @@
 
 use std::borrow::Cow;
 
+use std::sync::atomic::Ordering;
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -40,8 +42,6 @@ const BB_DIRECT: usize = 256;
 const GEMM_MIN_QUERIES: usize = 16;
 /// Minimum base rows per split when the base is divided among cores.
 const MIN_SPLIT_ROWS: usize = 1024;
-/// Target floating-point work per interrupt check (≈ 0.1–0.3 s on one core).
-const WAVE_FLOPS: f64 = 1.5e10;
 
 /// A read-only view of the base vectors.
 #[derive(Clone, Copy, Debug)]
@@ -337,7 +337,7 @@ impl<'a, T: Float> Plan<'a, T> {
             .key(self.query(i), self.base.row(j), self.qnorm(i), self.bnorm(j))
     }
 
-    /// Runs the tasks in waves (checking for interrupts between waves) and merges each query's
+    /// Runs the tasks on the pool (an interrupt stops it between tasks) and merges each query's
     /// per-split parts with `finish`.
     fn run<R: Send>(
         &self,
@@ -355,7 +355,7 @@ impl<'a, T: Float> Plan<'a, T> {
         let qb = qb.min(self.nq.div_ceil(threads).max(1));
         let nqblocks = self.nq.div_ceil(qb);
         // Split the base when there are too few query blocks to keep every thread busy.
-        let splits = if nqblocks >= 2 * threads || self.n <= MIN_SPLIT_ROWS {
+        let splits = if nqblocks >= 4 * threads || self.n <= MIN_SPLIT_ROWS {
             1
         } else {
             (4 * threads)
@@ -364,59 +364,45 @@ impl<'a, T: Float> Plan<'a, T> {
                 .max(1)
         };
         let split_len = self.n.div_ceil(splits).max(1);
-        let flops_per_query = 2.0 * self.n as f64 * self.base.d as f64 + 1.0;
-        let wave_queries = ((WAVE_FLOPS * threads as f64 / flops_per_query) as usize)
-            .max(qb * threads)
-            .min(self.nq.max(1));
-        let wave_blocks = wave_queries.div_ceil(qb);
-
-        let mut results: Vec<R> = Vec::with_capacity(self.nq);
-        pool::install(threads, || -> Result<()> {
-            let mut block = 0;
-            while block < nqblocks {
-                let blocks = block..(block + wave_blocks).min(nqblocks);
-                let tasks: Vec<Task> = blocks
-                    .clone()
-                    .flat_map(|b| {
-                        let (q0, q1) = (b * qb, ((b + 1) * qb).min(self.nq));
-                        (0..splits).map(move |s| Task {
-                            q0,
-                            q1,
-                            b0: (s * split_len).min(self.n),
-                            b1: ((s + 1) * split_len).min(self.n),
-                        })
-                    })
-                    .collect();
-                let parts: Vec<Vec<Vec<Candidate<T>>>> = tasks
-                    .par_iter()
-                    .map(|&t| scan(t))
-                    .collect();
-                // Regroup: for each query of the wave, its parts from every split (in split order).
-                let q_start = blocks.start * qb;
-                let q_end = (blocks.end * qb).min(self.nq);
-                let mut per_query: Vec<Vec<Vec<Candidate<T>>>> =
-                    (q_start..q_end).map(|_| Vec::with_capacity(splits)).collect();
-                for (t, part) in tasks.iter().zip(parts) {
-                    for (off, cands) in part.into_iter().enumerate() {
-                        per_query[t.q0 + off - q_start].push(cands);
+        let tasks: Vec<Task> = (0..nqblocks)
+            .flat_map(|b| {
+                let (q0, q1) = (b * qb, ((b + 1) * qb).min(self.nq));
+                (0..splits).map(move |s| Task {
+                    q0,
+                    q1,
+                    b0: (s * split_len).min(self.n),
+                    b1: ((s + 1) * split_len).min(self.n),
+                })
+            })
+            .collect();
+        pool::run_interruptible(threads, self.params.interrupt, |stop| {
+            let parts: Vec<Vec<Vec<Candidate<T>>>> = tasks
+                .par_iter()
+                .map(|&t| {
+                    if stop.load(Ordering::Relaxed) {
+                        Vec::new()
+                    } else {
+                        scan(t)
                     }
-                }
-                let finished: Vec<R> = per_query
-                    .into_par_iter()
-                    .enumerate()
-                    .map(|(off, parts)| finish(q_start + off, parts))
-                    .collect();
-                results.extend(finished);
-                block = blocks.end;
-                if let Some(stop) = self.params.interrupt {
-                    if stop() {
-                        return Err(Error::Interrupted);
-                    }
+                })
+                .collect();
+            if stop.load(Ordering::Relaxed) {
+                return Vec::new();
+            }
+            // Regroup: for each query, its parts from every split (in split order).
+            let mut per_query: Vec<Vec<Vec<Candidate<T>>>> =
+                (0..self.nq).map(|_| Vec::with_capacity(splits)).collect();
+            for (t, part) in tasks.iter().zip(parts) {
+                for (off, cands) in part.into_iter().enumerate() {
+                    per_query[t.q0 + off].push(cands);
                 }
             }
-            Ok(())
-        })?;
-        Ok(results)
+            per_query
+                .into_par_iter()
+                .enumerate()
+                .map(|(q, parts)| finish(q, parts))
+                .collect()
+        })
     }
 
     /// Top-k of one task, per query, best first (keys may be approximate on the tiled path).
