@@ -41,6 +41,13 @@ pub trait Float:
     fn is_finite(self) -> bool;
     /// The kernels picked for this CPU (chosen once, at first use).
     fn kernels() -> &'static Kernels<Self>;
+    /// The slice as float32, when `Self` is f32 (for the float32-only bf16 pass).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+
+    fn is_f32() -> bool {
+        Self::as_f32(&[]).is_some()
+    }
 
     #[inline(always)]
     fn max(self, other: Self) -> Self {
@@ -53,7 +60,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ident, $name:literal) => {
+    ($t:ident, $name:literal, $as32:expr) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -93,6 +100,12 @@ macro_rules! impl_float {
             fn is_finite(self) -> bool {
                 $t::is_finite(self)
             }
+            fn as_f32(s: &[Self]) -> Option<&[f32]> {
+                $as32(s)
+            }
+            fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+                $as32(s)
+            }
             fn kernels() -> &'static Kernels<Self> {
                 static K: std::sync::OnceLock<Kernels<$t>> = std::sync::OnceLock::new();
                 K.get_or_init(kernels::select::<$t>)
@@ -101,5 +114,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "float32");
-impl_float!(f64, "float64");
+impl_float!(f32, "float32", Some);
+impl_float!(f64, "float64", |_| None);

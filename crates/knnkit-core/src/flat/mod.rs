@@ -10,12 +10,16 @@
 //!
 //! Dot-based metrics (sqeuclidean, euclidean, inner product, cosine) with enough queries use the
 //! tiled kernel: a query block × base block of dot products is computed by a cache-blocked SIMD
-//! matrix product into a buffer of at most `QB × BB` values, turned into keys with the norms, and
-//! fed straight into per-query top-k heaps — the full query × base distance matrix never exists,
-//! so memory is bounded by a tile whatever n and the number of queries. The expanded form
-//! ‖x‖² + ‖y‖² − 2⟨x, y⟩ loses precision on near-duplicates, so the k survivors are re-scored with
-//! the direct kernel (a point queried against itself comes back at exactly 0, first). Radius
-//! queries pre-filter with a proven error margin and decide on the directly computed distance.
+//! matrix product into a buffer of at most `QB × BB` values, and fed straight into per-query
+//! top-k heaps — the full query × base distance matrix never exists, so memory is bounded by a
+//! tile whatever n and the number of queries. The tile's values are *approximate* (the expanded
+//! form ‖x‖² + ‖y‖² − 2⟨x, y⟩ loses precision on near-duplicates; the bf16 pass, see [`bf16`],
+//! rounds its inputs), so each is turned into a proven lower bound of the exact key; a candidate
+//! whose bound beats the query's current k-th key is re-scored on the spot with the direct kernel
+//! (its rows are still in cache) and only that exact key enters the heap. Results are therefore
+//! exactly those of the direct computation: a point queried against itself comes back at 0,
+//! first. On CPUs with AVX-512 BF16, float32 searches take the bf16 pass (twice the arithmetic
+//! rate); elsewhere, and for float64, a single-threaded GEMM (the `gemm` crate) fills the tile.
 //!
 //! Other metrics compute each key directly with the SIMD kernels, blocked over base rows for cache
 //! reuse. Cost: O(nq · n · d) time; O(threads · QB · BB + nq · k) memory.
@@ -32,10 +36,12 @@ use crate::metric::{squared_norms, Metric};
 use crate::pool;
 use crate::topk::{sort_candidates, Candidate, TopK};
 
+pub mod bf16;
+
 /// Query rows per block in the tiled path.
-const QB: usize = 128;
-/// Base rows per block in the tiled path (QB × BB keys per buffer: 256 KiB in f32).
-const BB: usize = 512;
+const QB: usize = 256;
+/// Base rows per block in the tiled path (QB × BB values per buffer: 256 KiB in f32).
+const BB: usize = 256;
 /// Base rows per block in the direct path.
 const BB_DIRECT: usize = 256;
 /// Fewer queries than this use the direct (memory-streaming) path even for dot-based metrics.
@@ -151,7 +157,7 @@ pub fn knn<T: Float>(
     }
     let per_query = plan.run(
         |task| plan.scan_knn(task, k),
-        |q, parts| plan.finish_knn(q, k, parts),
+        |_, parts| plan.finish_knn(k, parts),
     )?;
     let missing = metric.missing::<T>();
     let mut distances = Vec::with_capacity(plan.nq * k);
@@ -257,8 +263,24 @@ struct Plan<'a, T: Float> {
     nq: usize,
     n: usize,
     metric: Metric,
-    tiled: bool,
+    pass: Pass,
+    /// Square roots of the norms (for the error bounds of the tiled passes).
+    qroots: Vec<T>,
+    broots: Vec<T>,
+    /// Relative error of a tile's dot products, as a multiple of ‖x‖‖y‖.
+    dot_error: T,
     params: SearchParams<'a>,
+}
+
+/// How the keys of a task are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Exact keys, one pair at a time.
+    Direct,
+    /// Approximate dot products from a GEMM in the data's precision.
+    Gemm,
+    /// Approximate dot products from bf16 copies (float32 only).
+    Bf16,
 }
 
 impl<'a, T: Float> Plan<'a, T> {
@@ -305,7 +327,25 @@ impl<'a, T: Float> Plan<'a, T> {
         } else {
             Vec::new()
         };
-        let tiled = metric.is_dot_based() && nq >= GEMM_MIN_QUERIES && d >= 4;
+        let pass = if !(metric.is_dot_based() && nq >= GEMM_MIN_QUERIES && d >= 4) {
+            Pass::Direct
+        } else if T::is_f32() && bf16::available() {
+            Pass::Bf16
+        } else {
+            Pass::Gemm
+        };
+        let dot_error = match pass {
+            Pass::Bf16 => bf16::dot_error(d),
+            _ => (d as f64 + 4.0) * T::EPSILON.to_f64(),
+        };
+        let roots = |v: &[T]| -> Vec<T> {
+            if pass == Pass::Direct {
+                Vec::new()
+            } else {
+                v.iter().map(|x| x.sqrt()).collect()
+            }
+        };
+        let (qroots, broots) = (roots(&qnorms), roots(&norms));
         Ok(Plan {
             base: *base,
             norms,
@@ -314,7 +354,10 @@ impl<'a, T: Float> Plan<'a, T> {
             nq,
             n,
             metric,
-            tiled,
+            pass,
+            qroots,
+            broots,
+            dot_error: T::from_f64(dot_error),
             params: *params,
         })
     }
@@ -345,7 +388,7 @@ impl<'a, T: Float> Plan<'a, T> {
         finish: impl Fn(usize, Vec<Vec<Candidate<T>>>) -> R + Sync,
     ) -> Result<Vec<R>> {
         let threads = self.params.threads.max(1);
-        let qb = if self.tiled {
+        let qb = if self.pass != Pass::Direct {
             QB
         } else if self.metric.is_dot_based() {
             GEMM_MIN_QUERIES
@@ -405,16 +448,21 @@ impl<'a, T: Float> Plan<'a, T> {
         })
     }
 
-    /// Top-k of one task, per query, best first (keys may be approximate on the tiled path).
+    /// Top-k of one task, per query, best first.
     fn scan_knn(&self, t: Task, k: usize) -> Vec<Vec<Candidate<T>>> {
         let mut heaps: Vec<TopK<T>> = (t.q0..t.q1).map(|_| TopK::new(k)).collect();
-        self.scan(t, |qi, j0, keys| {
+        let exact = self.pass == Pass::Direct;
+        self.scan(t, |qi, j0, bounds| {
             let heap = &mut heaps[qi - t.q0];
             let mut thr = heap.threshold();
-            for (off, &key) in keys.iter().enumerate() {
-                if key < thr {
-                    heap.push(key, j0 + off);
-                    thr = heap.threshold();
+            for (off, &lower) in bounds.iter().enumerate() {
+                if lower <= thr {
+                    let j = j0 + off;
+                    let key = if exact { lower } else { self.exact_key(qi, j) };
+                    if key <= thr {
+                        heap.push(key, j);
+                        thr = heap.threshold();
+                    }
                 }
             }
         });
@@ -425,27 +473,18 @@ impl<'a, T: Float> Plan<'a, T> {
     fn scan_range(&self, t: Task, radius: Radius<T>) -> Vec<Vec<Candidate<T>>> {
         let metric = self.metric;
         let sim = metric.is_similarity();
-        let eps = T::EPSILON * T::from_usize(4 * (self.base.d + 4));
+        let exact = self.pass == Pass::Direct;
         let mut found: Vec<Vec<Candidate<T>>> = (t.q0..t.q1).map(|_| Vec::new()).collect();
-        self.scan(t, |qi, j0, keys| {
+        self.scan(t, |qi, j0, bounds| {
             let r = radius.get(qi);
             let rkey = metric.distance_to_key(r);
-            let qn = self.qnorm(qi);
             let hits = &mut found[qi - t.q0];
-            for (off, &key) in keys.iter().enumerate() {
-                let j = j0 + off;
-                // On the tiled path a key may be off by a bounded amount: widen the pre-filter by
-                // that bound, then decide on the directly computed key.
-                let margin = if self.tiled {
-                    match metric {
-                        Metric::Cosine => eps,
-                        _ => eps * (qn + self.bnorm(j)),
-                    }
-                } else {
-                    T::ZERO
-                };
-                if key <= rkey + margin {
-                    let key = if self.tiled { self.exact_key(qi, j) } else { key };
+            for (off, &lower) in bounds.iter().enumerate() {
+                // The pre-filter uses the key space with a little slack (the conversion of the
+                // radius may round); the decision is made on the distance itself.
+                if lower <= rkey + rkey.abs() * T::EPSILON * T::from_f64(4.0) {
+                    let j = j0 + off;
+                    let key = if exact { lower } else { self.exact_key(qi, j) };
                     let dist = metric.key_to_distance(key);
                     if (sim && dist >= r) || (!sim && dist <= r) {
                         hits.push((dist, j));
@@ -456,13 +495,12 @@ impl<'a, T: Float> Plan<'a, T> {
         found
     }
 
-    /// Calls `visit(query, first_row, keys)` for every query of the task and every block of base
-    /// rows, with the keys of that block.
+    /// Calls `visit(query, first_row, bounds)` for every query of the task and every block of
+    /// base rows, with a lower bound of each row's exact key (the exact key on the direct pass).
     fn scan(&self, t: Task, mut visit: impl FnMut(usize, usize, &[T])) {
-        if self.tiled {
-            self.scan_tiled(t, &mut visit)
-        } else {
-            self.scan_direct(t, &mut visit)
+        match self.pass {
+            Pass::Direct => self.scan_direct(t, &mut visit),
+            Pass::Gemm | Pass::Bf16 => self.scan_tiled(t, &mut visit),
         }
     }
 
@@ -486,52 +524,75 @@ impl<'a, T: Float> Plan<'a, T> {
         let m = t.q1 - t.q0;
         let mut buf = vec![T::ZERO; m * BB];
         let lhs = &self.queries[t.q0 * d..t.q1 * d];
+        let (mut qpack, mut bpack) = (Vec::new(), Vec::new());
+        if self.pass == Pass::Bf16 {
+            bf16::pack_queries(T::as_f32(lhs).expect("bf16 pass is float32 only"), d, &mut qpack);
+        }
         let mut j0 = t.b0;
         while j0 < t.b1 {
             let j1 = (j0 + BB).min(t.b1);
             let nb = j1 - j0;
             let rhs = &self.base.data[j0 * d..j1 * d];
-            gemm_nt(m, nb, d, lhs, rhs, &mut buf[..m * nb]);
-            let bn = &self.norms[j0..j1];
+            match self.pass {
+                Pass::Bf16 => {
+                    bf16::pack_base(T::as_f32(rhs).expect("float32"), d, &mut bpack);
+                    let out = T::as_f32_mut(&mut buf[..m * nb]).expect("float32");
+                    bf16::dots(&qpack, m, &bpack, nb, d, out, nb);
+                }
+                _ => gemm_nt(m, nb, d, lhs, rhs, &mut buf[..m * nb]),
+            }
             for qi in t.q0..t.q1 {
                 let row = &mut buf[(qi - t.q0) * nb..(qi - t.q0 + 1) * nb];
-                let qn = self.qnorm(qi);
-                keys_from_dots(self.metric, row, qn, bn);
+                self.lower_bounds(row, qi, j0);
                 visit(qi, j0, row);
             }
             j0 = j1;
         }
     }
 
-    /// Merges a query's per-split top-k lists; on the tiled path re-scores them exactly.
-    fn finish_knn(&self, qi: usize, k: usize, parts: Vec<Vec<Candidate<T>>>) -> Vec<Candidate<T>> {
-        let mut all: Vec<Candidate<T>> = parts.into_iter().flatten().collect();
-        if self.tiled {
-            for c in all.iter_mut() {
-                c.0 = self.exact_key(qi, c.1);
+    /// Turns a row of approximate dot products (query `qi` against base rows `j0..`) into lower
+    /// bounds of the exact keys, in place.
+    ///
+    /// With |ĝ − g| ≤ e·‖x‖‖y‖ for the tile's dot products (e = `dot_error`), and every f32/f64
+    /// step (norms, the expanded form, the direct kernel the result is compared with) within
+    /// (d + 4)·ε relative, the margins below bound |approximate key − exact key|.
+    fn lower_bounds(&self, row: &mut [T], qi: usize, j0: usize) {
+        let (qn, qr) = (self.qnorm(qi), self.qroots[qi]);
+        let n = row.len();
+        let (bn, br) = (&self.norms[j0..j0 + n], &self.broots[j0..j0 + n]);
+        let e = self.dot_error;
+        let f = T::from_usize(self.base.d + 4) * T::EPSILON;
+        let two = T::from_f64(2.0);
+        let four = T::from_f64(4.0);
+        match self.metric {
+            Metric::InnerProduct => {
+                let c = (e + two * f) * qr;
+                for (g, &b) in row.iter_mut().zip(br) {
+                    *g = -*g - c * b;
+                }
+            }
+            Metric::Cosine => {
+                let slack = two * e + four * f;
+                for (g, &b) in row.iter_mut().zip(bn) {
+                    *g = self.metric.key_from_dot(*g, qn, b) - slack;
+                }
+            }
+            _ => {
+                let c = two * e * qr;
+                for ((g, &b), &r) in row.iter_mut().zip(bn).zip(br) {
+                    let key = qn + b - (*g + *g);
+                    *g = key - (c * r + four * f * (qn + b));
+                }
             }
         }
+    }
+
+    /// Merges a query's per-split top-k lists.
+    fn finish_knn(&self, k: usize, parts: Vec<Vec<Candidate<T>>>) -> Vec<Candidate<T>> {
+        let mut all: Vec<Candidate<T>> = parts.into_iter().flatten().collect();
         sort_candidates(&mut all);
         all.truncate(k);
         all
-    }
-}
-
-/// Turns a row of dot products into keys, in place (vectorisable loop per metric).
-fn keys_from_dots<T: Float>(metric: Metric, row: &mut [T], qn: T, bn: &[T]) {
-    match metric {
-        Metric::InnerProduct => row.iter_mut().for_each(|g| *g = -*g),
-        Metric::SqEuclidean | Metric::Euclidean => {
-            for (g, &b) in row.iter_mut().zip(bn) {
-                let v = qn + b - (*g + *g);
-                *g = if v > T::ZERO { v } else { T::ZERO };
-            }
-        }
-        _ => {
-            for (g, &b) in row.iter_mut().zip(bn) {
-                *g = metric.key_from_dot(*g, qn, b);
-            }
-        }
     }
 }
 

@@ -144,12 +144,22 @@ step!(LinfStep, |acc, x, y| acc.max((x - y).abs()), |a, b| a.max(b));
 
 #[inline(always)]
 fn lanes<T: Float, S: Step<T>, const L: usize>(a: &[T], b: &[T]) -> T {
+    /// Width of the second loop that handles most of the remainder.
+    const W: usize = 8;
+    const { assert!(L >= W && L.is_power_of_two()) };
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [T::ZERO; L];
     let split = n - n % L;
     for (xs, ys) in a[..split].chunks_exact(L).zip(b[..split].chunks_exact(L)) {
         for i in 0..L {
+            acc[i] = S::step(acc[i], xs[i], ys[i]);
+        }
+    }
+    // Remainder: W lanes at a time into the first W accumulators, then one by one.
+    let split2 = n - (n - split) % W;
+    for (xs, ys) in a[split..split2].chunks_exact(W).zip(b[split..split2].chunks_exact(W)) {
+        for i in 0..W {
             acc[i] = S::step(acc[i], xs[i], ys[i]);
         }
     }
@@ -162,7 +172,7 @@ fn lanes<T: Float, S: Step<T>, const L: usize>(a: &[T], b: &[T]) -> T {
         }
     }
     let mut s = acc[0];
-    for i in split..n {
+    for i in split2..n {
         s = S::step(s, a[i], b[i]);
     }
     s
