@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from sklearn.base import is_classifier
 from sklearn.model_selection import check_cv
-from sklearn.utils.multiclass import type_of_target
 
 
 @dataclass
@@ -76,7 +75,7 @@ def select_k(
         Voting weights, as ``KNeighborsClassifier(weights=...)``.
     estimator : KNeighborsClassifier or KNeighborsRegressor, optional
         Carries the metric and search settings (its ``n_neighbors`` and ``weights`` are ignored).
-        Default: a classifier if ``y`` looks like class labels, else a regressor.
+        Default: a regressor for float ``y``, a classifier for any other labels.
     n_jobs : int, optional
         Threads for the neighbour searches.
 
@@ -106,7 +105,8 @@ def select_k(
         raise ValueError(f"ks: expected positive integers, got {ks.tolist()}")
     y = np.asarray(y)
     if estimator is None:
-        classify = type_of_target(y) in ("binary", "multiclass")
+        # float targets mean regression; integers, strings and booleans are class labels
+        classify = y.dtype.kind != "f"
         estimator = KNeighborsClassifier() if classify else KNeighborsRegressor()
     classify = is_classifier(estimator)
     X_arr = X if hasattr(X, "shape") else np.asarray(X)

@@ -25,9 +25,12 @@ pub fn resolve_threads(n_jobs: Option<i64>) -> usize {
     n.max(1) as usize
 }
 
+/// Pools by (thread count, process id).
+type Pools = Mutex<HashMap<(usize, u32), Arc<ThreadPool>>>;
+
 /// Runs `f` inside a pool of `threads` threads.
 pub fn install<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    static POOLS: OnceLock<Mutex<HashMap<(usize, u32), Arc<ThreadPool>>>> = OnceLock::new();
+    static POOLS: OnceLock<Pools> = OnceLock::new();
     let key = (threads.max(1), std::process::id());
     let pool = {
         let mut pools = POOLS
@@ -90,6 +93,10 @@ pub fn run_interruptible<R: Send>(
     match out {
         Some(r) if !stop.load(Ordering::Relaxed) => Ok(r),
         Some(_) => Err(Error::Interrupted),
-        None => Err(Error::param("worker", "a finished search", "a worker that stopped early")),
+        None => Err(Error::param(
+            "worker",
+            "a finished search",
+            "a worker that stopped early",
+        )),
     }
 }

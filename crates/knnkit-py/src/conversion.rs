@@ -52,7 +52,10 @@ impl<'py> Matrix<'py> {
         let arr = ob.cast::<numpy::PyUntypedArray>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "{name}: expected a 2-D numpy array, got {}",
-                ob.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ob.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })?;
         if arr.ndim() != 2 {
@@ -94,7 +97,8 @@ impl<'py> Matrix<'py> {
 
 /// Borrows the contiguous data of a typed read-only array.
 pub fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray2<'_, T>) -> &'a [T] {
-    a.as_slice().expect("numpy.require returned a C-contiguous array")
+    a.as_slice()
+        .expect("numpy.require returned a C-contiguous array")
 }
 
 /// Borrows an optional 1-D array of the same dtype.
@@ -106,9 +110,9 @@ pub fn optional_vector<'py, T: numpy::Element + Float>(
         return Ok(None);
     };
     let req = numpy_require(ob.py(), ob, T::NAME)?;
-    req.extract().map(Some).map_err(|_| {
-        PyValueError::new_err(format!("{name}: expected a 1-D {} array", T::NAME))
-    })
+    req.extract()
+        .map(Some)
+        .map_err(|_| PyValueError::new_err(format!("{name}: expected a 1-D {} array", T::NAME)))
 }
 
 /// Builds an (rows × cols) numpy array from a row-major vector, without copying it.

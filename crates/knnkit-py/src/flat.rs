@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use numpy::PyUntypedArrayMethods;
+use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use knnkit_core::flat::{self, Base, Radius, SearchParams};
@@ -49,8 +49,11 @@ fn parse_metric(metric: &str, p: f64) -> PyResult<Metric> {
 /// Exact k-nearest neighbours of every query row among the base rows.
 ///
 /// Returns ``(distances, indices)``, both ``(n_queries, k)``; distances have the base's dtype.
+///
+/// ``base_bf16`` (float32 bases only) is the base's ``to_bf16`` copy: few-query searches then read
+/// half the bytes; results are unchanged (candidates are re-scored in float32).
 #[pyfunction]
-#[pyo3(signature = (base, queries, k, metric="euclidean", p=2.0, base_norms=None, n_jobs=None))]
+#[pyo3(signature = (base, queries, k, metric="euclidean", p=2.0, base_norms=None, n_jobs=None, base_bf16=None))]
 pub fn knn_search<'py>(
     py: Python<'py>,
     base: &Bound<'py, PyAny>,
@@ -60,6 +63,7 @@ pub fn knn_search<'py>(
     p: f64,
     base_norms: Option<&Bound<'py, PyAny>>,
     n_jobs: Option<i64>,
+    base_bf16: Option<PyReadonlyArray1<'py, u16>>,
 ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     let metric = parse_metric(metric, p)?;
     let b = Matrix::extract(base, "base", None)?;
@@ -75,6 +79,7 @@ pub fn knn_search<'py>(
         metric: Metric,
         n_jobs: Option<i64>,
         nq: usize,
+        copy: Option<&[u16]>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         let norms = optional_vector::<T>(norms, "base_norms")?;
         let (bs, qs, d) = (slice(b), slice(q), b.shape()[1]);
@@ -84,6 +89,9 @@ pub fn knn_search<'py>(
             if let Some(ns) = ns {
                 base = base.with_norms(ns);
             }
+            if let Some(copy) = copy {
+                base = base.with_bf16(copy);
+            }
             flat::knn(&base, qs, k, metric, params)
         })?;
         Ok((
@@ -91,9 +99,10 @@ pub fn knn_search<'py>(
             matrix(py, res.indices, nq, k)?.into_any().unbind(),
         ))
     }
+    let copy = base_bf16.as_ref().map(|c| c.as_slice()).transpose()?;
     match (&b, &q) {
-        (Matrix::F32(b), Matrix::F32(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq),
-        (Matrix::F64(b), Matrix::F64(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq),
+        (Matrix::F32(b), Matrix::F32(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, copy),
+        (Matrix::F64(b), Matrix::F64(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, None),
         _ => unreachable!("queries are converted to the base dtype"),
     }
 }
@@ -163,6 +172,22 @@ pub fn radius_search<'py>(
     }
 }
 
+/// bf16 copy (round to nearest even, as uint16 bits) of a float32 matrix, for ``base_bf16``.
+#[pyfunction]
+pub fn to_bf16<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
+    let m = Matrix::extract(data, "data", None)?;
+    let (n, d) = m.shape();
+    let Matrix::F32(a) = &m else {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "data: expected a float32 array for a bf16 copy, got float64",
+        ));
+    };
+    let s = slice(a);
+    Ok(matrix(py, py.detach(|| flat::bf16::to_bf16(s)), n, d)?
+        .into_any()
+        .unbind())
+}
+
 /// Squared Euclidean norms of the rows (cache them as ``base_norms`` for repeated searches).
 #[pyfunction]
 pub fn squared_norms<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
@@ -171,11 +196,21 @@ pub fn squared_norms<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult
     Ok(match &m {
         Matrix::F32(a) => {
             let s = slice(a);
-            vector(py, py.detach(|| knnkit_core::metric::squared_norms(s, d.max(1)))).into_any().unbind()
+            vector(
+                py,
+                py.detach(|| knnkit_core::metric::squared_norms(s, d.max(1))),
+            )
+            .into_any()
+            .unbind()
         }
         Matrix::F64(a) => {
             let s = slice(a);
-            vector(py, py.detach(|| knnkit_core::metric::squared_norms(s, d.max(1)))).into_any().unbind()
+            vector(
+                py,
+                py.detach(|| knnkit_core::metric::squared_norms(s, d.max(1))),
+            )
+            .into_any()
+            .unbind()
         }
     })
 }

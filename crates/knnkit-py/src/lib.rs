@@ -18,6 +18,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flat::knn_search, m)?)?;
     m.add_function(wrap_pyfunction!(flat::radius_search, m)?)?;
     m.add_function(wrap_pyfunction!(flat::squared_norms, m)?)?;
+    m.add_function(wrap_pyfunction!(flat::to_bf16, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -47,6 +47,11 @@ class FlatIndex:
         Storage and computation type; results have the same type.
     p : float, default=2.0
         Exponent for ``metric="minkowski"``.
+    bf16_copy : bool or None, default=None
+        Also keep a bfloat16 copy of the vectors (half their size again). Searches with few
+        queries then stream the copy — half the bytes — and re-score in float32 only the rows its
+        error bound cannot exclude, so results are unchanged. ``None``: on for float32 with a
+        dot-product metric (euclidean, sqeuclidean, cosine, inner_product).
 
     Examples
     --------
@@ -59,7 +64,12 @@ class FlatIndex:
     """
 
     def __init__(
-        self, dim: int, metric: str = "euclidean", dtype: Any = "float32", p: float = 2.0
+        self,
+        dim: int,
+        metric: str = "euclidean",
+        dtype: Any = "float32",
+        p: float = 2.0,
+        bf16_copy: bool | None = None,
     ) -> None:
         self.dim = check_positive_int(dim, "dim")
         name = _ALIASES.get(metric, metric) if isinstance(metric, str) else metric
@@ -70,7 +80,15 @@ class FlatIndex:
         self.metric: str = name
         self.p = float(p)
         self.dtype = check_dtype(dtype)
+        supported = self.dtype == np.float32 and name in _NORM_METRICS
+        if bf16_copy and not supported:
+            raise ValueError(
+                "bf16_copy: expected float32 vectors and a dot-product metric "
+                f"{sorted(_NORM_METRICS)}, got {self.dtype.name} and {name!r}"
+            )
+        self.bf16_copy = supported if bf16_copy is None else bool(bf16_copy)
         self._data = np.empty((0, self.dim), dtype=self.dtype)
+        self._bf16 = np.empty((0, self.dim), dtype=np.uint16)
         self._ids = np.empty(0, dtype=np.int64)
         self._norms = np.empty(0, dtype=self.dtype)
         self._n = 0
@@ -121,6 +139,8 @@ class FlatIndex:
         self._ids[self._n : self._n + n] = new_ids
         if self.metric in _NORM_METRICS:
             self._norms[self._n : self._n + n] = _core.squared_norms(X)
+        if self.bf16_copy:
+            self._bf16[self._n : self._n + n] = _core.to_bf16(X)
         self._n += n
         self._next_id = max(self._next_id, int(new_ids.max()) + 1)
 
@@ -135,6 +155,10 @@ class FlatIndex:
         ids[: self._n] = self._ids[: self._n]
         norms = np.empty(cap, dtype=self.dtype)
         norms[: self._n] = self._norms[: self._n]
+        if self.bf16_copy:
+            copy = np.empty((cap, self.dim), dtype=np.uint16)
+            copy[: self._n] = self._bf16[: self._n]
+            self._bf16 = copy
         self._data, self._ids, self._norms = data, ids, norms
 
     def get(self, ids: Any) -> np.ndarray:
@@ -161,11 +185,11 @@ class FlatIndex:
 
     def reset(self) -> None:
         """Removes everything."""
-        self.__init__(self.dim, self.metric, self.dtype, self.p)
+        self.__init__(self.dim, self.metric, self.dtype, self.p, self.bf16_copy)
 
     def memory_usage(self) -> int:
-        """Bytes held by the stored vectors, ids and norms."""
-        return int(self._data.nbytes + self._ids.nbytes + self._norms.nbytes)
+        """Bytes held by the stored vectors, ids, norms and bf16 copy."""
+        return int(self._data.nbytes + self._ids.nbytes + self._norms.nbytes + self._bf16.nbytes)
 
     def _rows_of(self, ids: Any, strict: bool) -> np.ndarray:
         ids = np.atleast_1d(np.asarray(ids))
@@ -226,7 +250,10 @@ class FlatIndex:
             return SearchResult(
                 D, np.full((nq, k), -1, dtype=np.int64), {"distance_computations": 0}
             )
-        D, pos = _core.knn_search(data, Q, k, self.metric, self.p, norms, n_jobs)
+        copy = None
+        if self.bf16_copy and rows is None and nq < 16:
+            copy = self._bf16[: self._n].reshape(-1)
+        D, pos = _core.knn_search(data, Q, k, self.metric, self.p, norms, n_jobs, copy)
         ids = self._ids[: self._n] if rows is None else self._ids[rows]
         I = np.where(pos >= 0, ids[np.maximum(pos, 0)], -1)
         return SearchResult(D, I, {"distance_computations": nq * data.shape[0]})
@@ -269,6 +296,7 @@ class FlatIndex:
             "dtype": self.dtype.name,
             "ntotal": self._n,
             "next_id": self._next_id,
+            "bf16_copy": self.bf16_copy,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -280,7 +308,13 @@ class FlatIndex:
     @classmethod
     def _from_parts(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> FlatIndex:
         try:
-            ix = cls(int(header["dim"]), header["metric"], header["dtype"], float(header["p"]))
+            ix = cls(
+                int(header["dim"]),
+                header["metric"],
+                header["dtype"],
+                float(header["p"]),
+                bool(header.get("bf16_copy", False)),
+            )
             n = int(header["ntotal"])
             vectors, ids = arrays["vectors"], arrays["ids"]
         except (KeyError, TypeError, ValueError) as e:
@@ -294,6 +328,8 @@ class FlatIndex:
         ix._norms = (
             _core.squared_norms(vectors) if ix.metric in _NORM_METRICS else np.empty(n, ix.dtype)
         )
+        if ix.bf16_copy:
+            ix._bf16 = _core.to_bf16(vectors)
         ix._next_id = max(int(header.get("next_id", 0)), int(ids.max()) + 1 if n else 0)
         return ix
 

@@ -45,6 +45,19 @@ pub fn available() -> bool {
     })
 }
 
+/// Relative error bound of a float32 query against a bf16-stored row (only the row is rounded),
+/// as a multiple of ‖x‖‖y‖.
+pub fn stream_dot_error(d: usize) -> f64 {
+    let u = 2f64.powi(-8);
+    u * (1.0 + 1e-6) + (d as f64 + 4.0) * 2f64.powi(-24) * (1.0 + u)
+}
+
+/// bf16 copy of float32 data (round to nearest even), for the streaming pass of few-query
+/// searches: half the bytes to read per query.
+pub fn to_bf16(data: &[f32]) -> Vec<u16> {
+    data.iter().map(|&x| bf16(x) as u16).collect()
+}
+
 /// Round-to-nearest-even f32 → bf16 bits (inputs are finite).
 #[inline(always)]
 fn bf16(x: f32) -> u32 {
@@ -102,7 +115,10 @@ pub fn dots(qp: &[u32], m: usize, bp: &[u32], n: usize, d: usize, out: &mut [f32
     let st = steps(d);
     assert!(qp.len() >= m.div_ceil(MR) * st * MR && bp.len() >= n.div_ceil(NR) * st * NR);
     assert!(m == 0 || out.len() >= (m - 1) * ldo + n);
-    assert!(available(), "bf16 kernel used on a CPU without AVX-512 BF16");
+    assert!(
+        available(),
+        "bf16 kernel used on a CPU without AVX-512 BF16"
+    );
     let mut tile = [0f32; MR * NR];
     for p in 0..n.div_ceil(NR) {
         let panel = &bp[p * st * NR..(p + 1) * st * NR];

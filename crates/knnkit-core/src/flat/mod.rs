@@ -58,6 +58,9 @@ pub struct Base<'a, T> {
     pub d: usize,
     /// Squared norms of the rows, if the caller has them cached (see [`squared_norms`]).
     pub norms: Option<&'a [T]>,
+    /// A bf16 copy of float32 data ([`bf16::to_bf16`]), if the caller keeps one: few-query
+    /// searches then stream half the bytes and re-score only the candidates its bound keeps.
+    pub bf16: Option<&'a [u16]>,
 }
 
 impl<'a, T: Float> Base<'a, T> {
@@ -66,7 +69,13 @@ impl<'a, T: Float> Base<'a, T> {
             data,
             d,
             norms: None,
+            bf16: None,
         }
+    }
+
+    pub fn with_bf16(mut self, copy: &'a [u16]) -> Self {
+        self.bf16 = Some(copy);
+        self
     }
 
     pub fn with_norms(mut self, norms: &'a [T]) -> Self {
@@ -155,13 +164,21 @@ pub fn knn<T: Float>(
     if k == 0 {
         return Err(Error::param("k", "k >= 1", k));
     }
+    // k is only a bound (k > n pads), but the padded result is nq × k: allocate it fallibly, so
+    // an absurd k is an error rather than an abort.
+    let too_big = || Error::param("k", "a k whose n_queries × k results fit in memory", k);
+    let total = plan.nq.checked_mul(k).ok_or_else(too_big)?;
+    let mut distances: Vec<T> = Vec::new();
+    let mut indices: Vec<i64> = Vec::new();
+    distances
+        .try_reserve_exact(total)
+        .and_then(|()| indices.try_reserve_exact(total))
+        .map_err(|_| too_big())?;
     let per_query = plan.run(
         |task| plan.scan_knn(task, k),
         |_, parts| plan.finish_knn(k, parts),
     )?;
     let missing = metric.missing::<T>();
-    let mut distances = Vec::with_capacity(plan.nq * k);
-    let mut indices = Vec::with_capacity(plan.nq * k);
     for cands in per_query {
         for &(key, i) in &cands {
             distances.push(metric.key_to_distance(key));
@@ -208,7 +225,15 @@ pub fn range_search<T: Float>(
         |_, parts| {
             let mut all: Vec<Candidate<T>> = parts.into_iter().flatten().collect();
             if sort {
+                // Candidates hold distances; a similarity sorts largest first (negation is exact).
+                let sim = metric.is_similarity();
+                if sim {
+                    all.iter_mut().for_each(|c| c.0 = -c.0);
+                }
                 sort_candidates(&mut all);
+                if sim {
+                    all.iter_mut().for_each(|c| c.0 = -c.0);
+                }
             }
             all
         },
@@ -281,6 +306,8 @@ enum Pass {
     Gemm,
     /// Approximate dot products from bf16 copies (float32 only).
     Bf16,
+    /// Few queries, float32: approximate dot products streamed from the base's bf16 copy.
+    Stream,
 }
 
 impl<'a, T: Float> Plan<'a, T> {
@@ -294,18 +321,19 @@ impl<'a, T: Float> Plan<'a, T> {
         if d == 0 {
             return Err(Error::param("dimension", "at least 1 feature", 0));
         }
-        if base.data.len() % d != 0 {
+        if !base.data.len().is_multiple_of(d) {
             return Err(Error::Shape {
                 name: "base",
                 expected: base.data.len() / d * d,
                 got: base.data.len(),
             });
         }
-        if queries.len() % d != 0 {
-            return Err(Error::DimensionMismatch {
-                expected: d,
-                got: queries.len(),
-            });
+        if !queries.len().is_multiple_of(d) {
+            return Err(Error::param(
+                "queries",
+                format!("a length that is a multiple of d = {d}"),
+                queries.len(),
+            ));
         }
         let n = base.n();
         let nq = queries.len() / d;
@@ -327,8 +355,23 @@ impl<'a, T: Float> Plan<'a, T> {
         } else {
             Vec::new()
         };
-        let pass = if !(metric.is_dot_based() && nq >= GEMM_MIN_QUERIES && d >= 4) {
+        if let Some(copy) = base.bf16 {
+            if copy.len() != base.data.len() {
+                return Err(Error::Shape {
+                    name: "bf16 copy",
+                    expected: base.data.len(),
+                    got: copy.len(),
+                });
+            }
+        }
+        let pass = if !(metric.is_dot_based() && d >= 4) {
             Pass::Direct
+        } else if nq < GEMM_MIN_QUERIES {
+            if base.bf16.is_some() && T::is_f32() {
+                Pass::Stream
+            } else {
+                Pass::Direct
+            }
         } else if T::is_f32() && bf16::available() {
             Pass::Bf16
         } else {
@@ -336,6 +379,7 @@ impl<'a, T: Float> Plan<'a, T> {
         };
         let dot_error = match pass {
             Pass::Bf16 => bf16::dot_error(d),
+            Pass::Stream => bf16::stream_dot_error(d),
             _ => (d as f64 + 4.0) * T::EPSILON.to_f64(),
         };
         let roots = |v: &[T]| -> Vec<T> {
@@ -376,8 +420,12 @@ impl<'a, T: Float> Plan<'a, T> {
 
     /// Exact key between query `i` and base row `j`.
     fn exact_key(&self, i: usize, j: usize) -> T {
-        self.metric
-            .key(self.query(i), self.base.row(j), self.qnorm(i), self.bnorm(j))
+        self.metric.key(
+            self.query(i),
+            self.base.row(j),
+            self.qnorm(i),
+            self.bnorm(j),
+        )
     }
 
     /// Runs the tasks on the pool (an interrupt stops it between tasks) and merges each query's
@@ -388,7 +436,7 @@ impl<'a, T: Float> Plan<'a, T> {
         finish: impl Fn(usize, Vec<Vec<Candidate<T>>>) -> R + Sync,
     ) -> Result<Vec<R>> {
         let threads = self.params.threads.max(1);
-        let qb = if self.pass != Pass::Direct {
+        let qb = if matches!(self.pass, Pass::Gemm | Pass::Bf16) {
             QB
         } else if self.metric.is_dot_based() {
             GEMM_MIN_QUERIES
@@ -450,6 +498,8 @@ impl<'a, T: Float> Plan<'a, T> {
 
     /// Top-k of one task, per query, best first.
     fn scan_knn(&self, t: Task, k: usize) -> Vec<Vec<Candidate<T>>> {
+        // A split of m rows contributes at most m candidates (k itself may be huge).
+        let k = k.min(t.b1 - t.b0).max(1);
         let mut heaps: Vec<TopK<T>> = (t.q0..t.q1).map(|_| TopK::new(k)).collect();
         let exact = self.pass == Pass::Direct;
         self.scan(t, |qi, j0, bounds| {
@@ -500,12 +550,13 @@ impl<'a, T: Float> Plan<'a, T> {
     fn scan(&self, t: Task, mut visit: impl FnMut(usize, usize, &[T])) {
         match self.pass {
             Pass::Direct => self.scan_direct(t, &mut visit),
+            Pass::Stream => self.scan_stream(t, &mut visit),
             Pass::Gemm | Pass::Bf16 => self.scan_tiled(t, &mut visit),
         }
     }
 
     fn scan_direct(&self, t: Task, visit: &mut impl FnMut(usize, usize, &[T])) {
-        let mut keys = vec![T::ZERO; BB_DIRECT];
+        let mut keys = [T::ZERO; BB_DIRECT];
         let mut j0 = t.b0;
         while j0 < t.b1 {
             let j1 = (j0 + BB_DIRECT).min(t.b1);
@@ -519,6 +570,28 @@ impl<'a, T: Float> Plan<'a, T> {
         }
     }
 
+    fn scan_stream(&self, t: Task, visit: &mut impl FnMut(usize, usize, &[T])) {
+        let d = self.base.d;
+        let copy = self.base.bf16.expect("stream pass needs the bf16 copy");
+        let queries = T::as_f32(self.queries).expect("stream pass is float32 only");
+        let dot = crate::metric::kernels::dot_bf16();
+        let mut buf = [T::ZERO; BB_DIRECT];
+        let mut j0 = t.b0;
+        while j0 < t.b1 {
+            let j1 = (j0 + BB_DIRECT).min(t.b1);
+            for qi in t.q0..t.q1 {
+                let q = &queries[qi * d..(qi + 1) * d];
+                let row = &mut buf[..j1 - j0];
+                for (j, g) in (j0..j1).zip(row.iter_mut()) {
+                    *g = T::from_f64(dot(q, &copy[j * d..(j + 1) * d]) as f64);
+                }
+                self.lower_bounds(row, qi, j0);
+                visit(qi, j0, row);
+            }
+            j0 = j1;
+        }
+    }
+
     fn scan_tiled(&self, t: Task, visit: &mut impl FnMut(usize, usize, &[T])) {
         let d = self.base.d;
         let m = t.q1 - t.q0;
@@ -526,7 +599,11 @@ impl<'a, T: Float> Plan<'a, T> {
         let lhs = &self.queries[t.q0 * d..t.q1 * d];
         let (mut qpack, mut bpack) = (Vec::new(), Vec::new());
         if self.pass == Pass::Bf16 {
-            bf16::pack_queries(T::as_f32(lhs).expect("bf16 pass is float32 only"), d, &mut qpack);
+            bf16::pack_queries(
+                T::as_f32(lhs).expect("bf16 pass is float32 only"),
+                d,
+                &mut qpack,
+            );
         }
         let mut j0 = t.b0;
         while j0 < t.b1 {

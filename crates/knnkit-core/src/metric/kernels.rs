@@ -126,7 +126,11 @@ macro_rules! step {
     };
 }
 
-step!(DotStep, |acc, x, y| if FMA { x.mul_add(y, acc) } else { acc + x * y }, |a, b| a + b);
+step!(
+    DotStep,
+    |acc, x, y| if FMA { x.mul_add(y, acc) } else { acc + x * y },
+    |a, b| a + b
+);
 step!(
     SqStep,
     |acc, x, y| {
@@ -140,7 +144,8 @@ step!(
     |a, b| a + b
 );
 step!(L1Step, |acc, x, y| acc + (x - y).abs(), |a, b| a + b);
-step!(LinfStep, |acc, x, y| acc.max((x - y).abs()), |a, b| a.max(b));
+step!(LinfStep, |acc, x, y| acc.max((x - y).abs()), |a, b| a
+    .max(b));
 
 #[inline(always)]
 fn lanes<T: Float, S: Step<T>, const L: usize>(a: &[T], b: &[T]) -> T {
@@ -158,7 +163,10 @@ fn lanes<T: Float, S: Step<T>, const L: usize>(a: &[T], b: &[T]) -> T {
     }
     // Remainder: W lanes at a time into the first W accumulators, then one by one.
     let split2 = n - (n - split) % W;
-    for (xs, ys) in a[split..split2].chunks_exact(W).zip(b[split..split2].chunks_exact(W)) {
+    for (xs, ys) in a[split..split2]
+        .chunks_exact(W)
+        .zip(b[split..split2].chunks_exact(W))
+    {
         for i in 0..W {
             acc[i] = S::step(acc[i], xs[i], ys[i]);
         }
@@ -176,6 +184,48 @@ fn lanes<T: Float, S: Step<T>, const L: usize>(a: &[T], b: &[T]) -> T {
         s = S::step(s, a[i], b[i]);
     }
     s
+}
+
+/// Σ aᵢ·bf16(bᵢ): a float32 query against a row stored as bf16 bits (the upper half of an f32).
+#[inline(always)]
+fn dot_bf16_lanes<const L: usize, const FMA: bool>(a: &[f32], b: &[u16]) -> f32 {
+    let n = a.len().min(b.len());
+    let widen = |x: u16| f32::from_bits((x as u32) << 16);
+    let mut acc = [0f32; L];
+    let split = n - n % L;
+    for (xs, ys) in a[..split].chunks_exact(L).zip(b[..split].chunks_exact(L)) {
+        for i in 0..L {
+            acc[i] = DotStep::<FMA>::step(acc[i], xs[i], widen(ys[i]));
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for i in split..n {
+        s += a[i] * widen(b[i]);
+    }
+    s
+}
+
+/// Scalar twin of the bf16 row kernel.
+pub fn dot_bf16_naive(a: &[f32], b: &[u16]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| x * f32::from_bits((y as u32) << 16))
+        .sum()
+}
+
+/// A float32 × bf16-row dot-product kernel.
+pub type Bf16Kernel = fn(&[f32], &[u16]) -> f32;
+
+/// The bf16 row kernel for this CPU.
+pub fn dot_bf16() -> Bf16Kernel {
+    static K: std::sync::OnceLock<Bf16Kernel> = std::sync::OnceLock::new();
+    *K.get_or_init(|| match detected_level() {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => avx512::dot_bf16,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => avx2::dot_bf16,
+        _ => portable::dot_bf16,
+    })
 }
 
 macro_rules! kernel_set {
@@ -199,6 +249,15 @@ macro_rules! kernel_set {
             one!(sq64, SqStep, f64, $l64);
             one!(l164, L1Step, f64, $l64);
             one!(linf64, LinfStep, f64, $l64);
+
+            $(#[target_feature(enable = $feat)])*
+            unsafe fn dot_bf16_inner(a: &[f32], b: &[u16]) -> f32 {
+                dot_bf16_lanes::<$l32, $fma>(a, b)
+            }
+            // SAFETY: handed out by `dot_bf16` only after detecting the features.
+            pub fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
+                unsafe { dot_bf16_inner(a, b) }
+            }
 
             // SAFETY (all wrappers): `select` hands these out only after detecting the features.
             pub fn kernels_f32() -> Kernels<f32> {
@@ -226,9 +285,23 @@ macro_rules! kernel_set {
 // Portable lanes build: vectorised for the baseline target (SSE2 on x86-64, NEON on aarch64).
 kernel_set!(portable, portable_level(), [], f32 = 16, f64 = 8, false);
 #[cfg(target_arch = "x86_64")]
-kernel_set!(avx2, SimdLevel::Avx2, ["avx2", "fma"], f32 = 32, f64 = 16, true);
+kernel_set!(
+    avx2,
+    SimdLevel::Avx2,
+    ["avx2", "fma"],
+    f32 = 32,
+    f64 = 16,
+    true
+);
 #[cfg(target_arch = "x86_64")]
-kernel_set!(avx512, SimdLevel::Avx512, ["avx512f"], f32 = 64, f64 = 32, true);
+kernel_set!(
+    avx512,
+    SimdLevel::Avx512,
+    ["avx512f"],
+    f32 = 64,
+    f64 = 32,
+    true
+);
 
 const fn portable_level() -> SimdLevel {
     if cfg!(target_arch = "aarch64") {
@@ -318,17 +391,39 @@ mod tests {
     }
 
     fn check<T: Float + KernelSets>(a: &[T], b: &[T], tol: f64) {
-        let abs_dot: f64 = a.iter().zip(b).map(|(x, y)| (x.to_f64() * y.to_f64()).abs()).sum();
+        let abs_dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x.to_f64() * y.to_f64()).abs())
+            .sum();
         let sq_scale: f64 = sqeuclidean_naive(a, b).to_f64();
         let l1_scale: f64 = manhattan_naive(a, b).to_f64();
         for level in available_levels() {
             let k = T::set(level);
             let name = level.name();
-            assert!(close((k.dot)(a, b).to_f64(), dot_naive(a, b).to_f64(), abs_dot, tol), "dot {name}");
-            assert!(close((k.sqeuclidean)(a, b).to_f64(), sq_scale, sq_scale, tol), "sq {name}");
-            assert!(close((k.manhattan)(a, b).to_f64(), l1_scale, l1_scale, tol), "l1 {name}");
+            assert!(
+                close(
+                    (k.dot)(a, b).to_f64(),
+                    dot_naive(a, b).to_f64(),
+                    abs_dot,
+                    tol
+                ),
+                "dot {name}"
+            );
+            assert!(
+                close((k.sqeuclidean)(a, b).to_f64(), sq_scale, sq_scale, tol),
+                "sq {name}"
+            );
+            assert!(
+                close((k.manhattan)(a, b).to_f64(), l1_scale, l1_scale, tol),
+                "l1 {name}"
+            );
             // max is exact whatever the order
-            assert_eq!((k.chebyshev)(a, b).to_f64(), chebyshev_naive(a, b).to_f64(), "linf {name}");
+            assert_eq!(
+                (k.chebyshev)(a, b).to_f64(),
+                chebyshev_naive(a, b).to_f64(),
+                "linf {name}"
+            );
         }
     }
 
@@ -346,9 +441,24 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn bf16_row_kernel_matches_scalar(pairs in prop::collection::vec((-100f32..100.0, any::<u16>()), 0..300)) {
+            let (a, mut b): (Vec<f32>, Vec<u16>) = pairs.into_iter().unzip();
+            // keep the bf16 values finite
+            b.iter_mut().for_each(|x| *x &= 0xBFFF);
+            let naive = dot_bf16_naive(&a, &b) as f64;
+            let scale: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 * f32::from_bits((*y as u32) << 16) as f64).abs()).sum();
+            prop_assert!((dot_bf16()(&a, &b) as f64 - naive).abs() <= 1e-4 * scale.max(1.0));
+        }
+    }
+
     #[test]
     fn hamming_counts_fraction() {
-        assert_eq!(hamming(&[1.0f64, 0.0, 2.0, 3.0], &[1.0, 1.0, 2.0, 0.0]), 0.5);
+        assert_eq!(
+            hamming(&[1.0f64, 0.0, 2.0, 3.0], &[1.0, 1.0, 2.0, 0.0]),
+            0.5
+        );
         assert_eq!(hamming::<f32>(&[], &[]), 0.0);
     }
 }
