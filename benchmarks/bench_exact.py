@@ -66,6 +66,26 @@ def contenders(X, threads):
     }
 
 
+def predict_speed(X, Q, threads, repeat):
+    """KNeighborsClassifier.predict, knnkit vs scikit-learn (10 random classes, k = 10)."""
+    from sklearn.neighbors import KNeighborsClassifier as SkClassifier
+    from threadpoolctl import threadpool_limits
+
+    from knnkit.neighbors import KNeighborsClassifier
+
+    y = np.random.default_rng(1).integers(0, 10, size=X.shape[0])
+    out = {}
+    for name, cls in (("knnkit", KNeighborsClassifier), ("scikit-learn", SkClassifier)):
+        clf = cls(n_neighbors=K, n_jobs=threads).fit(X, y)
+        with threadpool_limits(threads):
+            t, pred = best_of(
+                lambda clf=clf: clf.predict(Q), 1 if name == "scikit-learn" else repeat
+            )
+        out[name] = {"qps": Q.shape[0] / t, "pred": pred}
+    agree = float((out["knnkit"]["pred"] == out["scikit-learn"]["pred"]).mean())
+    return {name: v["qps"] for name, v in out.items()} | {"agreement": agree}
+
+
 def same_neighbours(I, ref):
     return float(np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(I, ref, strict=True)]))
 
@@ -109,8 +129,15 @@ def main():
     from knnkit.testing import exact_knn
 
     _, truth = exact_knn(X, Q[:200], K)
-    results = {"simd": knnkit.simd_level(), "cpu": platform.processor() or platform.machine(),
-               "n": N, "d": D, "queries": nq, "k": K, "rows": []}
+    results = {
+        "simd": knnkit.simd_level(),
+        "cpu": platform.processor() or platform.machine(),
+        "n": N,
+        "d": D,
+        "queries": nq,
+        "k": K,
+        "rows": [],
+    }
     cores = os.cpu_count() or 1
     for threads in sorted({1, min(2, cores)}):
         cs = contenders(X, threads)
@@ -130,13 +157,20 @@ def main():
                 for q in Q[:m]:
                     search(q[None, :])
                 single[name] = min(single[name], (time.perf_counter() - t0) / m)
+        pq = predict_speed(X, Q[:2000], threads, repeat)
+        results.setdefault("predict", []).append({"threads": threads, **pq})
         for name in cs:
             mem = peak_memory(name, threads) if not args.quick else None
-            results["rows"].append({
-                "threads": threads, "contender": name,
-                "batch_qps": nq / batch[name], "single_qps": 1 / single[name],
-                "recall_vs_exact": agree[name], "peak_extra_mb": None if mem is None else mem / 2**20,
-            })
+            results["rows"].append(
+                {
+                    "threads": threads,
+                    "contender": name,
+                    "batch_qps": nq / batch[name],
+                    "single_qps": 1 / single[name],
+                    "recall_vs_exact": agree[name],
+                    "peak_extra_mb": None if mem is None else mem / 2**20,
+                }
+            )
     report(results)
 
 
@@ -161,6 +195,19 @@ def report(res):
             f"{r['single_qps']:,.0f} | {r['single_qps'] / f['single_qps']:.2f}× | "
             f"{r['recall_vs_exact']:.4f} | {mem} |"
         )
+    lines += [
+        "",
+        "`KNeighborsClassifier(n_neighbors=10).predict` on the same base (10 random classes), "
+        "2,000 queries:",
+        "",
+        "| threads | knnkit QPS | scikit-learn QPS | ratio | same predictions |",
+        "|---|---|---|---|---|",
+    ]
+    for p in res.get("predict", []):
+        lines.append(
+            f"| {p['threads']} | {p['knnkit']:,.0f} | {p['scikit-learn']:,.0f} | "
+            f"{p['knnkit'] / p['scikit-learn']:.2f}× | {p['agreement']:.4f} |"
+        )
     table = "\n".join(lines)
     print(table)
     out = ROOT / "benchmarks" / "results"
@@ -171,7 +218,7 @@ def report(res):
     start, end = "<!-- exact:start -->", "<!-- exact:end -->"
     block = f"{start}\n{table}\n{end}"
     if start in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text += f"\n## Exact search (`make bench`)\n\n{block}\n"
     doc.write_text(text)

@@ -37,7 +37,11 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub(crate) fn param(name: &'static str, expected: impl Into<String>, got: impl ToString) -> Self {
+    pub(crate) fn param(
+        name: &'static str,
+        expected: impl Into<String>,
+        got: impl ToString,
+    ) -> Self {
         Error::InvalidParameter {
             name,
             expected: expected.into(),

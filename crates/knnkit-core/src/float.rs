@@ -28,6 +28,8 @@ pub trait Float:
     const ONE: Self;
     const INFINITY: Self;
     const EPSILON: Self;
+    /// Smallest positive normal value.
+    const MIN_POSITIVE: Self;
     /// Name as numpy spells it.
     const NAME: &'static str;
 
@@ -66,6 +68,7 @@ macro_rules! impl_float {
             const ONE: Self = 1.0;
             const INFINITY: Self = $t::INFINITY;
             const EPSILON: Self = $t::EPSILON;
+            const MIN_POSITIVE: Self = $t::MIN_POSITIVE;
             const NAME: &'static str = $name;
 
             #[inline(always)]

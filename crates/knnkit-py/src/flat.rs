@@ -2,7 +2,8 @@
 
 use std::sync::Mutex;
 
-use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
+use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use knnkit_core::flat::{self, Base, Radius, SearchParams};
@@ -58,13 +59,17 @@ pub fn knn_search<'py>(
     py: Python<'py>,
     base: &Bound<'py, PyAny>,
     queries: &Bound<'py, PyAny>,
-    k: usize,
+    k: i128,
     metric: &str,
     p: f64,
     base_norms: Option<&Bound<'py, PyAny>>,
     n_jobs: Option<i64>,
-    base_bf16: Option<PyReadonlyArray1<'py, u16>>,
+    base_bf16: Option<PyReadonlyArrayDyn<'py, u16>>,
 ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let k = usize::try_from(k)
+        .ok()
+        .filter(|&k| k >= 1)
+        .ok_or_else(|| PyValueError::new_err(format!("invalid k: expected k >= 1, got {k}")))?;
     let metric = parse_metric(metric, p)?;
     let b = Matrix::extract(base, "base", None)?;
     let q = Matrix::extract(queries, "queries", Some(&b))?;
@@ -99,7 +104,11 @@ pub fn knn_search<'py>(
             matrix(py, res.indices, nq, k)?.into_any().unbind(),
         ))
     }
-    let copy = base_bf16.as_ref().map(|c| c.as_slice()).transpose()?;
+    let copy = base_bf16
+        .as_ref()
+        .map(|c| c.as_slice())
+        .transpose()
+        .map_err(|_| PyValueError::new_err("base_bf16: expected a C-contiguous uint16 array"))?;
     match (&b, &q) {
         (Matrix::F32(b), Matrix::F32(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, copy),
         (Matrix::F64(b), Matrix::F64(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, None),

@@ -108,7 +108,10 @@ impl Metric {
 
     /// True when the search needs the squared norms of the base rows.
     pub fn needs_norms(&self) -> bool {
-        matches!(self, Metric::SqEuclidean | Metric::Euclidean | Metric::Cosine)
+        matches!(
+            self,
+            Metric::SqEuclidean | Metric::Euclidean | Metric::Cosine
+        )
     }
 
     /// Exact key between two vectors, computed directly (no expanded form). `na`, `nb` are the
@@ -179,8 +182,17 @@ impl Metric {
 #[inline(always)]
 fn cosine_key<T: Float>(dot: T, na: T, nb: T) -> T {
     // sqrt(na * nb) rather than sqrt(na) * sqrt(nb): for a = b it equals na exactly, so a vector
-    // is at distance exactly 0 from itself.
-    let denom = (na * nb).sqrt();
+    // is at distance exactly 0 from itself. The product can leave the normal range (float32
+    // vectors with |x| beyond ~1e9 or below ~1e-10): then take the roots first, except for equal
+    // norms, where the root is na itself.
+    let prod = na * nb;
+    let denom = if prod.is_finite() && prod >= T::MIN_POSITIVE {
+        prod.sqrt()
+    } else if na == nb {
+        na
+    } else {
+        na.sqrt() * nb.sqrt()
+    };
     if denom > T::ZERO {
         let v = T::ONE - dot / denom;
         if v > T::ZERO {
@@ -210,11 +222,36 @@ mod tests {
     fn parse_rewrites_minkowski() {
         assert_eq!(Metric::parse("minkowski", 1.0).unwrap(), Metric::Manhattan);
         assert_eq!(Metric::parse("minkowski", 2.0).unwrap(), Metric::Euclidean);
-        assert_eq!(Metric::parse("minkowski", f64::INFINITY).unwrap(), Metric::Chebyshev);
-        assert_eq!(Metric::parse("minkowski", 3.0).unwrap(), Metric::Minkowski(3.0));
+        assert_eq!(
+            Metric::parse("minkowski", f64::INFINITY).unwrap(),
+            Metric::Chebyshev
+        );
+        assert_eq!(
+            Metric::parse("minkowski", 3.0).unwrap(),
+            Metric::Minkowski(3.0)
+        );
         assert!(Metric::parse("minkowski", 0.5).is_err());
         let e = Metric::parse("bogus", 2.0).unwrap_err().to_string();
         assert!(e.contains("bogus") && e.contains("euclidean"), "{e}");
+    }
+
+    #[test]
+    fn cosine_survives_extreme_scales() {
+        // na · nb overflows (or underflows) float32 although every norm is representable.
+        let a = [3.0f32, 4.0, 0.0];
+        let b = [4.0f32, 3.0, 0.0]; // cosine similarity 24/25
+        for scale in [1e-15f32, 1e-12, 1e-9, 1.0, 1e9, 1e12, 1e15] {
+            let (a, b) = (a.map(|x| x * scale), b.map(|x| x * scale));
+            let (na, nb) = (squared_norms(&a, 3)[0], squared_norms(&b, 3)[0]);
+            let key = Metric::Cosine.key(&a, &b, na, nb);
+            assert!((key - 0.04).abs() < 1e-5, "scale {scale}: {key}");
+            assert_eq!(
+                Metric::Cosine.key(&a, &a, na, na).abs(),
+                0.0,
+                "scale {scale}"
+            );
+            assert_eq!(Metric::Cosine.key(&a, &[0.0; 3], na, 0.0), 1.0);
+        }
     }
 
     #[test]
