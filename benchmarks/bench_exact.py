@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -40,8 +39,8 @@ def best_of(fn, repeat):
     return best, out
 
 
-def contenders(X, threads):
-    """name -> (batch search fn(Q) -> (D, I), single-query fn(q) -> (D, I))."""
+def contenders(X, threads, only=None):
+    """name -> search fn(Q) -> (D, I); ``only`` builds just that contender."""
     import faiss
     from sklearn.neighbors import NearestNeighbors as SkNN
     from threadpoolctl import threadpool_limits
@@ -49,21 +48,33 @@ def contenders(X, threads):
     import knnkit
 
     faiss.omp_set_num_threads(threads)
-    fx = faiss.IndexFlatL2(X.shape[1])
-    fx.add(X)
-    kx = knnkit.FlatIndex(X.shape[1], metric="sqeuclidean")
-    kx.add(X)
-    sk = SkNN(n_neighbors=K, algorithm="brute", n_jobs=threads).fit(X)
 
-    def sk_search(Q):
-        with threadpool_limits(threads):
-            return sk.kneighbors(Q)
+    def build_knnkit(bf16=True):
+        kx = knnkit.FlatIndex(X.shape[1], metric="sqeuclidean", bf16=bf16)
+        kx.add(X)
+        return lambda Q: kx.search(Q, K, n_jobs=threads)
 
-    return {
-        "knnkit FlatIndex": (lambda Q: kx.search(Q, K, n_jobs=threads), kx),
-        "faiss-cpu IndexFlatL2": (lambda Q: fx.search(Q, K), fx),
-        "scikit-learn brute": (sk_search, sk),
+    def build_faiss():
+        fx = faiss.IndexFlatL2(X.shape[1])
+        fx.add(X)
+        return lambda Q: fx.search(Q, K)
+
+    def build_sklearn():
+        sk = SkNN(n_neighbors=K, algorithm="brute", n_jobs=threads).fit(X)
+
+        def search(Q):
+            with threadpool_limits(threads):
+                return sk.kneighbors(Q)
+
+        return search
+
+    builders = {
+        "knnkit FlatIndex": build_knnkit,
+        "knnkit FlatIndex, f32 passes (bf16=False)": lambda: build_knnkit(bf16=False),
+        "faiss-cpu IndexFlatL2": build_faiss,
+        "scikit-learn brute": build_sklearn,
     }
+    return {name: b() for name, b in builders.items() if only in (None, name)}
 
 
 def predict_speed(X, Q, threads, repeat):
@@ -90,15 +101,24 @@ def same_neighbours(I, ref):
     return float(np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(I, ref, strict=True)]))
 
 
+def _vm(field: str) -> int:
+    """A field of /proc/self/status in bytes (VmRSS, VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def peak_memory_child(which: str, threads: int) -> None:
-    """Runs one 10k-query call in this (child) process; prints base size and peak RSS growth."""
+    """Runs one 10k-query call in this (child) process, with only that contender built; prints
+    how far the peak resident memory rose above the resident memory before the call."""
     X, Q = data()
-    search = contenders(X, threads)[which][0]
+    search = contenders(X, threads, only=which)[which]
     search(Q[:16])  # warm-up: pools, lazy allocations
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    before = _vm("VmRSS")
     search(Q)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"extra_bytes": after - before}))
+    print(json.dumps({"extra_bytes": _vm("VmHWM") - before, "base_bytes": X.nbytes}))
 
 
 def peak_memory(which, threads):
@@ -146,7 +166,7 @@ def main():
         agree = {}
         n_single = 20 if args.quick else 100
         for r in range(repeat):
-            for name, (search, _) in cs.items():
+            for name, search in cs.items():
                 if name.startswith("scikit") and r > 0 and not args.quick:
                     continue  # ~1 minute a run; one run is enough to place it
                 t, (_, I) = best_of(lambda search=search: search(Q), 1)
@@ -207,6 +227,46 @@ def report(res):
         lines.append(
             f"| {p['threads']} | {p['knnkit']:,.0f} | {p['scikit-learn']:,.0f} | "
             f"{p['knnkit'] / p['scikit-learn']:.2f}× | {p['agreement']:.4f} |"
+        )
+    lines += ["", "Targets (each contender at its best thread count on this machine):", ""]
+    best = {}
+    for r in rows:
+        b = best.setdefault(r["contender"], {"batch_qps": 0.0, "single_qps": 0.0})
+        b["batch_qps"] = max(b["batch_qps"], r["batch_qps"])
+        b["single_qps"] = max(b["single_qps"], r["single_qps"])
+    fa, sk = best["faiss-cpu IndexFlatL2"], best["scikit-learn brute"]
+    f32 = best["knnkit FlatIndex, f32 passes (bf16=False)"]
+    fast = best["knnkit FlatIndex"]
+    pred = max(res.get("predict", []), key=lambda p: p["knnkit"] / p["scikit-learn"], default=None)
+    checks = [
+        ("exact f32 batch ≥ 1.0× faiss-cpu", f32["batch_qps"] / fa["batch_qps"], 1.0),
+        ("exact f32 batch ≥ 2.2× scikit-learn", f32["batch_qps"] / sk["batch_qps"], 2.2),
+        (
+            "exact fast path (bf16 + f32 re-score) ≥ 1.5× faiss-cpu",
+            fast["batch_qps"] / fa["batch_qps"],
+            1.5,
+        ),
+        ("one query per call ≥ 1.3× faiss-cpu's best", fast["single_qps"] / fa["single_qps"], 1.3),
+    ]
+    if pred:
+        checks.append(
+            (
+                "KNeighborsClassifier.predict ≥ 2× scikit-learn",
+                pred["knnkit"] / pred["scikit-learn"],
+                2.0,
+            )
+        )
+    for name, ratio, goal in checks:
+        lines.append(f"- {name}: **{ratio:.2f}×** — {'met' if ratio >= goal else 'NOT met'}")
+    mems = [
+        r["peak_extra_mb"]
+        for r in rows
+        if r["contender"] == "knnkit FlatIndex" and r["peak_extra_mb"] is not None
+    ]
+    if mems:
+        lines.append(
+            f"- peak memory of a 10k-query call ≤ base size + 100 MB: base + **{max(mems):.0f} MB** — "
+            f"{'met' if max(mems) <= 100 else 'NOT met'}"
         )
     table = "\n".join(lines)
     print(table)

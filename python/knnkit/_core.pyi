@@ -16,6 +16,7 @@ def knn_search(
     base_norms: npt.ArrayLike | None = None,
     n_jobs: int | None = None,
     base_bf16: np.ndarray[Any, np.dtype[np.uint16]] | None = None,
+    bf16: bool = True,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, np.dtype[np.int64]]]: ...
 def radius_search(
     base: npt.ArrayLike,

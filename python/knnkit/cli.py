@@ -33,7 +33,9 @@ def demo(args: argparse.Namespace) -> int:
     X = X.astype(np.float32)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
     print(f"knnkit {knnkit.__version__} — kernels: {knnkit.simd_level()}")
-    print(f"data: scikit-learn digits, {X_tr.shape[0]} train / {X_te.shape[0]} test, {X.shape[1]} features\n")
+    print(
+        f"data: scikit-learn digits, {X_tr.shape[0]} train / {X_te.shape[0]} test, {X.shape[1]} features\n"
+    )
 
     print("1. KNeighborsClassifier(n_neighbors=5), fit + predict (best of 3)")
     rows = []

@@ -17,6 +17,7 @@ use crate::error::to_py;
 fn detached<R: Send>(
     py: Python<'_>,
     n_jobs: Option<i64>,
+    bf16: bool,
     f: impl FnOnce(&SearchParams) -> knnkit_core::Result<R> + Send,
 ) -> PyResult<R> {
     let pending: Mutex<Option<PyErr>> = Mutex::new(None);
@@ -32,6 +33,7 @@ fn detached<R: Send>(
     let params = SearchParams {
         threads: pool::resolve_threads(n_jobs),
         interrupt: Some(&check),
+        bf16,
     };
     let out = py.detach(|| f(&params));
     out.map_err(|e| {
@@ -52,9 +54,10 @@ fn parse_metric(metric: &str, p: f64) -> PyResult<Metric> {
 /// Returns ``(distances, indices)``, both ``(n_queries, k)``; distances have the base's dtype.
 ///
 /// ``base_bf16`` (float32 bases only) is the base's ``to_bf16`` copy: few-query searches then read
-/// half the bytes; results are unchanged (candidates are re-scored in float32).
+/// half the bytes. ``bf16=False`` keeps float32 batches off the bf16 first pass. Results are the
+/// same either way (candidates are re-scored in float32).
 #[pyfunction]
-#[pyo3(signature = (base, queries, k, metric="euclidean", p=2.0, base_norms=None, n_jobs=None, base_bf16=None))]
+#[pyo3(signature = (base, queries, k, metric="euclidean", p=2.0, base_norms=None, n_jobs=None, base_bf16=None, bf16=true))]
 pub fn knn_search<'py>(
     py: Python<'py>,
     base: &Bound<'py, PyAny>,
@@ -65,6 +68,7 @@ pub fn knn_search<'py>(
     base_norms: Option<&Bound<'py, PyAny>>,
     n_jobs: Option<i64>,
     base_bf16: Option<PyReadonlyArrayDyn<'py, u16>>,
+    bf16: bool,
 ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     let k = usize::try_from(k)
         .ok()
@@ -85,11 +89,12 @@ pub fn knn_search<'py>(
         n_jobs: Option<i64>,
         nq: usize,
         copy: Option<&[u16]>,
+        bf16: bool,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         let norms = optional_vector::<T>(norms, "base_norms")?;
         let (bs, qs, d) = (slice(b), slice(q), b.shape()[1]);
         let ns = norms.as_ref().map(|n| n.as_slice()).transpose()?;
-        let res = detached(py, n_jobs, |params| {
+        let res = detached(py, n_jobs, bf16, |params| {
             let mut base = Base::new(bs, d);
             if let Some(ns) = ns {
                 base = base.with_norms(ns);
@@ -110,8 +115,8 @@ pub fn knn_search<'py>(
         .transpose()
         .map_err(|_| PyValueError::new_err("base_bf16: expected a C-contiguous uint16 array"))?;
     match (&b, &q) {
-        (Matrix::F32(b), Matrix::F32(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, copy),
-        (Matrix::F64(b), Matrix::F64(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, None),
+        (Matrix::F32(b), Matrix::F32(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, copy, bf16),
+        (Matrix::F64(b), Matrix::F64(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, None, bf16),
         _ => unreachable!("queries are converted to the base dtype"),
     }
 }
@@ -156,7 +161,7 @@ pub fn radius_search<'py>(
         let (bs, qs, d) = (slice(b), slice(q), b.shape()[1]);
         let ns = norms.as_ref().map(|n| n.as_slice()).transpose()?;
         let rs = per_query.as_ref().map(|r| r.as_slice()).transpose()?;
-        let res = detached(py, n_jobs, |params| {
+        let res = detached(py, n_jobs, true, |params| {
             let mut base = Base::new(bs, d);
             if let Some(ns) = ns {
                 base = base.with_norms(ns);

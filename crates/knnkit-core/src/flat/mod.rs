@@ -100,6 +100,8 @@ pub struct SearchParams<'a> {
     pub threads: usize,
     /// Polled between waves of work; returning true stops the search with [`Error::Interrupted`].
     pub interrupt: Option<&'a (dyn Fn() -> bool + Sync)>,
+    /// Allow the bf16 first pass for float32 batches (results are the same either way).
+    pub bf16: bool,
 }
 
 impl Default for SearchParams<'_> {
@@ -107,6 +109,7 @@ impl Default for SearchParams<'_> {
         SearchParams {
             threads: pool::resolve_threads(None),
             interrupt: None,
+            bf16: true,
         }
     }
 }
@@ -372,7 +375,7 @@ impl<'a, T: Float> Plan<'a, T> {
             } else {
                 Pass::Direct
             }
-        } else if T::is_f32() && bf16::available() {
+        } else if T::is_f32() && params.bf16 && bf16::available() {
             Pass::Bf16
         } else {
             Pass::Gemm

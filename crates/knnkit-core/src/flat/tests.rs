@@ -70,6 +70,7 @@ fn params(threads: usize) -> SearchParams<'static> {
     SearchParams {
         threads,
         interrupt: None,
+        bf16: true,
     }
 }
 
@@ -948,6 +949,7 @@ fn interrupt_stops_the_search_polled_on_the_calling_thread() {
         let p = SearchParams {
             threads,
             interrupt: Some(&stop),
+            bf16: true,
         };
         for metric in [Metric::Manhattan, Metric::Euclidean] {
             let t0 = std::time::Instant::now();
@@ -975,6 +977,7 @@ fn interrupt_that_never_fires_changes_nothing() {
         let p = SearchParams {
             threads: 2,
             interrupt: Some(&go_on),
+            bf16: true,
         };
         assert_eq!(
             knn(&b, &queries, 3, metric, &p).unwrap(),
