@@ -115,8 +115,12 @@ pub fn knn_search<'py>(
         .transpose()
         .map_err(|_| PyValueError::new_err("base_bf16: expected a C-contiguous uint16 array"))?;
     match (&b, &q) {
-        (Matrix::F32(b), Matrix::F32(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, copy, bf16),
-        (Matrix::F64(b), Matrix::F64(q)) => go(py, b, q, base_norms, k, metric, n_jobs, nq, None, bf16),
+        (Matrix::F32(b), Matrix::F32(q)) => {
+            go(py, b, q, base_norms, k, metric, n_jobs, nq, copy, bf16)
+        }
+        (Matrix::F64(b), Matrix::F64(q)) => {
+            go(py, b, q, base_norms, k, metric, n_jobs, nq, None, bf16)
+        }
         _ => unreachable!("queries are converted to the base dtype"),
     }
 }
@@ -197,7 +201,7 @@ pub fn to_bf16<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Py<Py
         ));
     };
     let s = slice(a);
-    Ok(matrix(py, py.detach(|| flat::bf16::to_bf16(s)), n, d)?
+    Ok(matrix(py, py.detach(|| flat::tile::to_bf16(s)), n, d)?
         .into_any()
         .unbind())
 }

@@ -13,13 +13,14 @@
 //! matrix product into a buffer of at most `QB × BB` values, and fed straight into per-query
 //! top-k heaps — the full query × base distance matrix never exists, so memory is bounded by a
 //! tile whatever n and the number of queries. The tile's values are *approximate* (the expanded
-//! form ‖x‖² + ‖y‖² − 2⟨x, y⟩ loses precision on near-duplicates; the bf16 pass, see [`bf16`],
+//! form ‖x‖² + ‖y‖² − 2⟨x, y⟩ loses precision on near-duplicates; the bf16 pass, see [`tile`],
 //! rounds its inputs), so each is turned into a proven lower bound of the exact key; a candidate
 //! whose bound beats the query's current k-th key is re-scored on the spot with the direct kernel
 //! (its rows are still in cache) and only that exact key enters the heap. Results are therefore
 //! exactly those of the direct computation: a point queried against itself comes back at 0,
-//! first. On CPUs with AVX-512 BF16, float32 searches take the bf16 pass (twice the arithmetic
-//! rate); elsewhere, and for float64, a single-threaded GEMM (the `gemm` crate) fills the tile.
+//! first. Float32 tiles come from packed micro-kernels on AVX-512 (bf16 products where the CPU has
+//! AVX-512 BF16, else f32 FMAs; see [`tile`]); elsewhere, and for float64, a single-threaded GEMM
+//! (the `gemm` crate) fills the tile.
 //!
 //! Other metrics compute each key directly with the SIMD kernels, blocked over base rows for cache
 //! reuse. Cost: O(nq · n · d) time; O(threads · QB · BB + nq · k) memory.
@@ -36,7 +37,7 @@ use crate::metric::{squared_norms, Metric};
 use crate::pool;
 use crate::topk::{sort_candidates, Candidate, TopK};
 
-pub mod bf16;
+pub mod tile;
 
 /// Query rows per block in the tiled path.
 const QB: usize = 256;
@@ -58,7 +59,7 @@ pub struct Base<'a, T> {
     pub d: usize,
     /// Squared norms of the rows, if the caller has them cached (see [`squared_norms`]).
     pub norms: Option<&'a [T]>,
-    /// A bf16 copy of float32 data ([`bf16::to_bf16`]), if the caller keeps one: few-query
+    /// A bf16 copy of float32 data ([`tile::to_bf16`]), if the caller keeps one: few-query
     /// searches then stream half the bytes and re-score only the candidates its bound keeps.
     pub bf16: Option<&'a [u16]>,
 }
@@ -307,6 +308,8 @@ enum Pass {
     Direct,
     /// Approximate dot products from a GEMM in the data's precision.
     Gemm,
+    /// Approximate dot products from packed f32 tiles (float32 on AVX-512).
+    Tile32,
     /// Approximate dot products from bf16 copies (float32 only).
     Bf16,
     /// Few queries, float32: approximate dot products streamed from the base's bf16 copy.
@@ -375,14 +378,16 @@ impl<'a, T: Float> Plan<'a, T> {
             } else {
                 Pass::Direct
             }
-        } else if T::is_f32() && params.bf16 && bf16::available() {
+        } else if T::is_f32() && params.bf16 && tile::available() {
             Pass::Bf16
+        } else if T::is_f32() && tile::f32_available() {
+            Pass::Tile32
         } else {
             Pass::Gemm
         };
         let dot_error = match pass {
-            Pass::Bf16 => bf16::dot_error(d),
-            Pass::Stream => bf16::stream_dot_error(d),
+            Pass::Bf16 => tile::dot_error(d),
+            Pass::Stream => tile::stream_dot_error(d),
             _ => (d as f64 + 4.0) * T::EPSILON.to_f64(),
         };
         let roots = |v: &[T]| -> Vec<T> {
@@ -439,7 +444,7 @@ impl<'a, T: Float> Plan<'a, T> {
         finish: impl Fn(usize, Vec<Vec<Candidate<T>>>) -> R + Sync,
     ) -> Result<Vec<R>> {
         let threads = self.params.threads.max(1);
-        let qb = if matches!(self.pass, Pass::Gemm | Pass::Bf16) {
+        let qb = if matches!(self.pass, Pass::Gemm | Pass::Tile32 | Pass::Bf16) {
             QB
         } else if self.metric.is_dot_based() {
             GEMM_MIN_QUERIES
@@ -554,7 +559,7 @@ impl<'a, T: Float> Plan<'a, T> {
         match self.pass {
             Pass::Direct => self.scan_direct(t, &mut visit),
             Pass::Stream => self.scan_stream(t, &mut visit),
-            Pass::Gemm | Pass::Bf16 => self.scan_tiled(t, &mut visit),
+            Pass::Gemm | Pass::Tile32 | Pass::Bf16 => self.scan_tiled(t, &mut visit),
         }
     }
 
@@ -601,25 +606,27 @@ impl<'a, T: Float> Plan<'a, T> {
         let mut buf = vec![T::ZERO; m * BB];
         let lhs = &self.queries[t.q0 * d..t.q1 * d];
         let (mut qpack, mut bpack) = (Vec::new(), Vec::new());
-        if self.pass == Pass::Bf16 {
-            bf16::pack_queries(
-                T::as_f32(lhs).expect("bf16 pass is float32 only"),
-                d,
-                &mut qpack,
-            );
+        let kind = match self.pass {
+            Pass::Bf16 => Some(tile::Kind::Bf16),
+            Pass::Tile32 => Some(tile::Kind::F32),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let lhs = T::as_f32(lhs).expect("tile passes are float32 only");
+            tile::pack_queries(kind, lhs, d, &mut qpack);
         }
         let mut j0 = t.b0;
         while j0 < t.b1 {
             let j1 = (j0 + BB).min(t.b1);
             let nb = j1 - j0;
             let rhs = &self.base.data[j0 * d..j1 * d];
-            match self.pass {
-                Pass::Bf16 => {
-                    bf16::pack_base(T::as_f32(rhs).expect("float32"), d, &mut bpack);
+            match kind {
+                Some(kind) => {
+                    tile::pack_base(kind, T::as_f32(rhs).expect("float32"), d, &mut bpack);
                     let out = T::as_f32_mut(&mut buf[..m * nb]).expect("float32");
-                    bf16::dots(&qpack, m, &bpack, nb, d, out, nb);
+                    tile::dots(kind, &qpack, m, &bpack, nb, d, out, nb);
                 }
-                _ => gemm_nt(m, nb, d, lhs, rhs, &mut buf[..m * nb]),
+                None => gemm_nt(m, nb, d, lhs, rhs, &mut buf[..m * nb]),
             }
             for qi in t.q0..t.q1 {
                 let row = &mut buf[(qi - t.q0) * nb..(qi - t.q0 + 1) * nb];

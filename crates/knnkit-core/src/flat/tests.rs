@@ -184,7 +184,7 @@ fn check_knn<T: Float>(
     assert_eq!(with_norms, res, "{ctx}: cached norms");
     // A bf16 copy (float32: few-query searches stream it, then re-score) changes nothing.
     if let Some(b32) = T::as_f32(base) {
-        let copy = bf16::to_bf16(b32);
+        let copy = tile::to_bf16(b32);
         let streamed = knn(
             &Base::new(base, d).with_bf16(&copy),
             queries,
@@ -308,7 +308,7 @@ fn check_range<T: Float>(
     assert_eq!(res.distances.len(), res.indices.len(), "{ctx}");
 
     if let Some(b32) = T::as_f32(base) {
-        let copy = bf16::to_bf16(b32);
+        let copy = tile::to_bf16(b32);
         let b = Base::new(base, d).with_bf16(&copy);
         let streamed = range_search(&b, queries, radius, metric, sort, &params(threads)).unwrap();
         assert_eq!(streamed, res, "{ctx}: bf16 copy");
