@@ -233,7 +233,8 @@ micro_kernel!(kernel_f32, "avx512f", |acc, q, b| _mm512_fmadd_ps(
 micro_kernel!(kernel_bf16, "avx512f,avx512bf16", |acc, q, b| {
     // A bf16 vector is 32 packed u16 pairs: the same 64 bytes as the integer vector (the
     // enclosing `unsafe` block covers the transmutes).
-    let (q, b): (__m512bh, __m512bh) = (std::mem::transmute(q), std::mem::transmute(b));
+    let q = std::mem::transmute::<__m512i, __m512bh>(q);
+    let b = std::mem::transmute::<__m512i, __m512bh>(b);
     _mm512_dpbf16_ps(acc, q, b)
 });
 
