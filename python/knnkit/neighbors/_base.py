@@ -1,0 +1,678 @@
+"""Shared machinery of the neighbour estimators: fitting, ``kneighbors``, ``radius_neighbors``.
+
+The estimators follow ``sklearn.neighbors`` line by line where behaviour is visible to users
+(parameter validation, ``effective_metric_``, self-exclusion when ``X=None``, error types and
+messages, tags), but every search runs on knnkit's exact engine (:mod:`._search`); scikit-learn's
+trees and pairwise reductions are never called. ``algorithm`` is accepted for compatibility and
+validated as scikit-learn does, and ``_fit_method`` is always ``"brute"`` (one exact engine).
+
+Choices that differ from scikit-learn (documented on each estimator):
+
+- distances keep the fitted dtype: float32 data gives float32 distances (scikit-learn returns
+  float64 for most metrics); int and bool data compute in float64;
+- scipy sparse input is densified (refused above :data:`MAX_DENSE_BYTES`); ``_fit_X`` is the
+  dense array, and every metric accepts sparse input (scikit-learn allows only a few);
+- ``metric="precomputed"`` takes dense distance matrices only;
+- ``n_jobs=None`` uses every core of the native engine (scikit-learn's brute engine also runs on
+  all OpenMP threads whatever ``n_jobs`` is).
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from scipy.sparse import csr_array, csr_matrix, issparse
+from sklearn import get_config
+from sklearn.base import BaseEstimator, MultiOutputMixin, is_classifier
+from sklearn.exceptions import DataConversionWarning
+from sklearn.metrics import DistanceMetric
+from sklearn.neighbors import VALID_METRICS
+from sklearn.utils import check_array, get_tags
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from knnkit.neighbors._metrics import effective_metric, resolve
+from knnkit.neighbors._search import ExactSearch
+
+#: Largest dense copy (in bytes) made of a scipy sparse input.
+MAX_DENSE_BYTES = 2 * 2**30
+
+
+def _get_weights(dist: np.ndarray | None, weights: Any) -> np.ndarray | None:
+    """Neighbour weights from distances, as ``sklearn.neighbors._base._get_weights``.
+
+    ``"distance"`` weights are ``1 / dist``; a query with a neighbour at distance 0 gives weight
+    1 to its zero-distance neighbours and 0 to the others.
+
+    Examples
+    --------
+    >>> _get_weights(np.array([[0.0, 2.0], [1.0, 4.0]]), "distance")
+    array([[1.  , 0.  ],
+           [1.  , 0.25]])
+    """
+    if weights in (None, "uniform"):
+        return None
+    if weights == "distance":
+        with np.errstate(divide="ignore"):
+            dist = 1.0 / dist
+        inf_mask = np.isinf(dist)
+        inf_row = np.any(inf_mask, axis=1)
+        dist[inf_row] = inf_mask[inf_row]
+        return dist
+    if callable(weights):
+        return weights(dist)
+    return None
+
+
+def _ragged(values: np.ndarray, lims: np.ndarray) -> np.ndarray:
+    """A 1-D object array whose item ``i`` is ``values[lims[i]:lims[i+1]]``."""
+    out = np.empty(len(lims) - 1, dtype=object)
+    for i, part in enumerate(np.split(values, lims[1:-1])):
+        out[i] = part
+    return out
+
+
+def _align_sparse(graph: csr_array) -> Any:
+    """``csr_array`` or ``csr_matrix``, following scikit-learn's ``sparse_interface`` setting."""
+    if get_config().get("sparse_interface", "spmatrix") == "sparray":
+        return graph
+    return csr_matrix(graph)
+
+
+def _densify(X: Any, what: str) -> np.ndarray:
+    """Dense C-ordered copy of a scipy sparse matrix, refusing copies above MAX_DENSE_BYTES."""
+    n, d = X.shape
+    nbytes = n * d * np.dtype(X.dtype).itemsize
+    if nbytes > MAX_DENSE_BYTES:
+        raise ValueError(
+            f"{what}: scipy sparse input is densified for knnkit's exact engine, and this "
+            f"{n} x {d} matrix would take {nbytes / 2**30:.1f} GiB (the limit is "
+            f"{MAX_DENSE_BYTES / 2**30:.0f} GiB); pass a dense array or reduce the dimension"
+        )
+    return np.ascontiguousarray(X.toarray())
+
+
+def _check_precomputed(X: Any) -> np.ndarray:
+    """A dense, non-negative, finite precomputed distance matrix."""
+    if issparse(X):
+        raise TypeError(
+            "metric='precomputed' takes a dense distance matrix in knnkit; sparse neighbour "
+            "graphs are not supported yet (got a scipy sparse matrix). Pass X.toarray() "
+            "if every distance is stored."
+        )
+    return check_array(X, ensure_non_negative=True, input_name="X")
+
+
+class NeighborsBase(MultiOutputMixin, BaseEstimator):
+    """Base class of the knnkit neighbour estimators (fitting and validation)."""
+
+    _parameter_constraints: dict = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
+        "radius": [Interval(Real, 0, None, closed="both"), None],
+        "algorithm": [StrOptions({"auto", "ball_tree", "kd_tree", "brute"})],
+        "leaf_size": [Interval(Integral, 1, None, closed="left")],
+        "p": [Interval(Real, 0, None, closed="right"), None],
+        "metric": [
+            StrOptions(set(itertools.chain(*VALID_METRICS.values()))),
+            callable,
+            DistanceMetric,
+        ],
+        "metric_params": [dict, None],
+        "n_jobs": [Integral, None],
+        "algo_params": [dict, None],
+        "device": "no_validation",  # checked in fit, with a message about the torch backend
+    }
+
+    def __init__(
+        self,
+        n_neighbors=None,
+        radius=None,
+        algorithm="auto",
+        leaf_size=30,
+        metric="minkowski",
+        p=2,
+        metric_params=None,
+        n_jobs=None,
+        algo_params=None,
+        device=None,
+    ):
+        self.n_neighbors = n_neighbors
+        self.radius = radius
+        self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric = metric
+        self.metric_params = metric_params
+        self.p = p
+        self.n_jobs = n_jobs
+        self.algo_params = algo_params
+        self.device = device
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _is_precomputed(self) -> bool:
+        return isinstance(self.metric, str) and self.metric == "precomputed"
+
+    def _check_extra_params(self) -> None:
+        device = self.device
+        cpu = device is None or (isinstance(device, str) and device == "cpu")
+        if not cpu and getattr(device, "type", None) == "cpu":
+            cpu = type(device).__module__.split(".")[0] == "torch"  # torch.device("cpu")
+        if not cpu:
+            raise ValueError(
+                f"device={device!r}: the torch backend is not available yet; use device=None "
+                "or device='cpu' (knnkit's native CPU engine)"
+            )
+        if self.algo_params:
+            raise ValueError(
+                f"algo_params={self.algo_params!r}: algorithm={self.algorithm!r} runs knnkit's "
+                "exact engine, which takes no algorithm parameters; leave algo_params=None"
+            )
+
+    def _check_algorithm_metric(self) -> None:
+        metric = self.metric
+        if self.algorithm == "auto":
+            if self._is_precomputed():
+                alg_check = "brute"
+            elif (
+                callable(metric)
+                or metric in VALID_METRICS["ball_tree"]
+                or isinstance(metric, DistanceMetric)
+            ):
+                alg_check = "ball_tree"
+            else:
+                alg_check = "brute"
+        else:
+            alg_check = self.algorithm
+
+        if callable(metric):
+            if self.algorithm == "kd_tree":
+                raise ValueError(
+                    f"kd_tree does not support callable metric '{metric}'"
+                    "Function call overhead will result"
+                    "in very poor performance."
+                )
+        elif metric not in VALID_METRICS[alg_check] and not isinstance(metric, DistanceMetric):
+            raise ValueError(
+                f"Metric '{metric}' not valid. Use "
+                f"sorted(sklearn.neighbors.VALID_METRICS['{alg_check}']) "
+                "to get valid options. "
+                "Metric can also be a callable function."
+            )
+
+        if self.metric_params is not None and "p" in self.metric_params:
+            if self.p is not None:
+                warnings.warn(
+                    (
+                        "Parameter p is found in metric_params. "
+                        "The corresponding parameter from __init__ "
+                        "is ignored."
+                    ),
+                    SyntaxWarning,
+                    stacklevel=4,
+                )
+
+    # -- fit ------------------------------------------------------------------------------------
+
+    def _fit(self, X, y=None):
+        self._check_extra_params()
+        ensure_all_finite = "allow-nan" if get_tags(self).input_tags.allow_nan else True
+        if self.__sklearn_tags__().target_tags.required:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                accept_sparse="csr",
+                multi_output=True,
+                order="C",
+                ensure_all_finite=ensure_all_finite,
+            )
+            if is_classifier(self):
+                if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
+                    if y.ndim != 1:
+                        warnings.warn(
+                            (
+                                "A column-vector y was passed when a "
+                                "1d array was expected. Please change "
+                                "the shape of y to (n_samples,), for "
+                                "example using ravel()."
+                            ),
+                            DataConversionWarning,
+                            stacklevel=3,
+                        )
+                    self.outputs_2d_ = False
+                    y = y.reshape((-1, 1))
+                else:
+                    self.outputs_2d_ = True
+
+                check_classification_targets(y)
+                self.classes_ = []
+                self._y = np.empty(y.shape, dtype=np.intp)
+                for k in range(self._y.shape[1]):
+                    classes, self._y[:, k] = np.unique(y[:, k], return_inverse=True)
+                    self.classes_.append(classes)
+
+                if not self.outputs_2d_:
+                    self.classes_ = self.classes_[0]
+                    self._y = self._y.ravel()
+            else:
+                self._y = y
+        else:
+            X = validate_data(
+                self, X, ensure_all_finite=ensure_all_finite, accept_sparse="csr", order="C"
+            )
+
+        self._check_algorithm_metric()
+        self.effective_metric_, self.effective_metric_params_ = effective_metric(
+            self.metric, self.p, self.metric_params
+        )
+
+        if self._is_precomputed():
+            X = _check_precomputed(X)
+            if X.shape[0] != X.shape[1]:
+                raise ValueError(
+                    "Precomputed matrix must be square. "
+                    f"Input is a {X.shape[0]}x{X.shape[1]} matrix."
+                )
+            self.n_features_in_ = X.shape[1]
+
+        if X.shape[0] == 0:
+            raise ValueError("n_samples must be greater than 0")
+
+        if issparse(X):
+            if self.algorithm not in ("auto", "brute"):
+                warnings.warn("cannot use tree with sparse input: using brute force", stacklevel=3)
+            # scikit-learn refuses sparse input for metrics outside VALID_METRICS_SPARSE; the
+            # input is densified here, so every metric works.
+            X = _densify(X, "X")
+
+        if (
+            isinstance(self.effective_metric_, str)
+            and self.effective_metric_ == "minkowski"
+            and self.effective_metric_params_["p"] is not None
+            and self.effective_metric_params_["p"] < 1
+        ):
+            if self.algorithm in ("auto", "brute"):
+                warnings.warn(
+                    "Mind that for 0 < p < 1, Minkowski metrics are not distance"
+                    " metrics. Continuing the execution with `algorithm='brute'`.",
+                    stacklevel=3,
+                )
+            else:
+                raise ValueError(
+                    f'algorithm="{self.algorithm}" does not support 0 < p < 1 for '
+                    "the Minkowski metric. To resolve this problem either "
+                    'set p >= 1 or algorithm="brute".'
+                )
+        if (
+            self.algorithm == "kd_tree"
+            and isinstance(self.effective_metric_, str)
+            and self.effective_metric_ == "minkowski"
+            and self.effective_metric_params_.get("w") is not None
+        ):
+            raise ValueError(
+                "algorithm='kd_tree' is not valid for "
+                "metric='minkowski' with a weight parameter 'w': "
+                "try algorithm='ball_tree' "
+                "or algorithm='brute' instead."
+            )
+
+        plan = resolve(self.effective_metric_, self.effective_metric_params_, X.shape[1])
+        self._index = ExactSearch(plan, X)
+        self._fit_X = X
+        self._tree = None
+        self._fit_method = "brute"
+        self.n_samples_fit_ = X.shape[0]
+        return self
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def _validate_query(self, X):
+        """Validated dense query rows (or a dense precomputed distance block)."""
+        if self._is_precomputed():
+            X = _check_precomputed(X)
+            if X.shape[1] != self.n_samples_fit_:
+                raise ValueError(
+                    "Precomputed metric requires shape "
+                    f"(n_queries, n_indexed). Got ({X.shape[0]}, {X.shape[1]}) "
+                    f"for {self.n_samples_fit_} indexed."
+                )
+            return X
+        ensure_all_finite = "allow-nan" if get_tags(self).input_tags.allow_nan else True
+        X = validate_data(
+            self,
+            X,
+            ensure_all_finite=ensure_all_finite,
+            accept_sparse="csr",
+            reset=False,
+            order="C",
+        )
+        if issparse(X):
+            X = _densify(X, "X")
+        return X
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.pairwise = self._is_precomputed()
+        tags.input_tags.positive_only = tags.input_tags.pairwise
+        tags.input_tags.allow_nan = isinstance(self.metric, str) and self.metric == "nan_euclidean"
+        return tags
+
+
+class KNeighborsMixin:
+    """k-nearest-neighbour queries (``kneighbors``, ``kneighbors_graph``)."""
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """Find the K-neighbors of a point.
+
+        Returns indices of and distances to the neighbors of each point, closest first; equal
+        distances are ordered by the lower index.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), \
+            or (n_queries, n_indexed) if metric == 'precomputed', default=None
+            The query point or points (sparse input is densified).
+            If not provided, neighbors of each indexed point are returned.
+            In this case, the query point is not considered its own neighbor.
+
+        n_neighbors : int, default=None
+            Number of neighbors required for each sample. The default is the
+            value passed to the constructor.
+
+        return_distance : bool, default=True
+            Whether or not to return the distances.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries, n_neighbors)
+            Distances to the neighbours, in the fitted data's float dtype (float32 stays
+            float32). Only present if ``return_distance=True``.
+
+        neigh_ind : ndarray of shape (n_queries, n_neighbors)
+            Indices of the nearest points in the population matrix.
+
+        Examples
+        --------
+        >>> from knnkit.neighbors import NearestNeighbors
+        >>> samples = [[0., 0., 0.], [0., .5, 0.], [1., 1., .5]]
+        >>> neigh = NearestNeighbors(n_neighbors=1).fit(samples)
+        >>> print(neigh.kneighbors([[1., 1., 1.]]))
+        (array([[0.5]]), array([[2]]))
+        >>> neigh.kneighbors(n_neighbors=1, return_distance=False)  # X=None: leave self out
+        array([[1],
+               [0],
+               [1]])
+        """
+        check_is_fitted(self)
+
+        if n_neighbors is None:
+            n_neighbors = self.n_neighbors
+        elif n_neighbors <= 0:
+            raise ValueError(f"Expected n_neighbors > 0. Got {int(n_neighbors)}")
+        elif not isinstance(n_neighbors, numbers.Integral):
+            raise TypeError(
+                f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
+            )
+        if n_neighbors is None:
+            raise ValueError(
+                "n_neighbors is None: pass n_neighbors to kneighbors or set it in the constructor"
+            )
+
+        query_is_train = X is None
+        if query_is_train:
+            n_queries = self.n_samples_fit_
+            # one extra neighbour: the sample itself, removed below
+            n_neighbors += 1
+        else:
+            X = self._validate_query(X)
+            n_queries = X.shape[0]
+
+        n_samples_fit = self.n_samples_fit_
+        if n_neighbors > n_samples_fit:
+            if query_is_train:
+                n_neighbors -= 1
+                inequality_str = "n_neighbors < n_samples_fit"
+            else:
+                inequality_str = "n_neighbors <= n_samples_fit"
+            raise ValueError(
+                f"Expected {inequality_str}, but "
+                f"n_neighbors = {n_neighbors}, n_samples_fit = {n_samples_fit}, "
+                f"n_samples = {n_queries}"
+            )
+
+        neigh_dist, neigh_ind = self._index.kneighbors(X, n_neighbors, self.n_jobs)
+
+        if query_is_train:
+            # Drop each sample from its own list. Corner case (as scikit-learn): when a sample has
+            # more exact duplicates than neighbours asked for, it may be missing from its own
+            # list; then the first neighbour (a duplicate) is dropped instead.
+            sample_range = np.arange(n_queries)[:, None]
+            sample_mask = neigh_ind != sample_range
+            dup_gr_nbrs = np.all(sample_mask, axis=1)
+            sample_mask[:, 0][dup_gr_nbrs] = False
+            neigh_ind = np.reshape(neigh_ind[sample_mask], (n_queries, n_neighbors - 1))
+            if return_distance:
+                neigh_dist = np.reshape(neigh_dist[sample_mask], (n_queries, n_neighbors - 1))
+
+        if return_distance:
+            return neigh_dist, neigh_ind
+        return neigh_ind
+
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+        """Compute the (weighted) graph of k-Neighbors for points in X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), \
+            or (n_queries, n_indexed) if metric == 'precomputed', default=None
+            The query point or points.
+            If not provided, neighbors of each indexed point are returned.
+            In this case, the query point is not considered its own neighbor.
+
+        n_neighbors : int, default=None
+            Number of neighbors for each sample. The default is the value
+            passed to the constructor.
+
+        mode : {'connectivity', 'distance'}, default='connectivity'
+            Type of returned matrix: 'connectivity' will return the
+            connectivity matrix with ones and zeros, in 'distance' the
+            edges are distances between points.
+
+        Returns
+        -------
+        A : sparse-matrix of shape (n_queries, n_samples_fit)
+            ``A[i, j]`` gives the weight of the edge connecting ``i`` to ``j``, in CSR format.
+
+        Examples
+        --------
+        >>> from knnkit.neighbors import NearestNeighbors
+        >>> neigh = NearestNeighbors(n_neighbors=2).fit([[0], [3], [1]])
+        >>> neigh.kneighbors_graph([[0], [3], [1]]).toarray()
+        array([[1., 0., 1.],
+               [0., 1., 1.],
+               [1., 0., 1.]])
+        """
+        check_is_fitted(self)
+        if n_neighbors is None:
+            n_neighbors = self.n_neighbors
+
+        if mode == "connectivity":
+            A_ind = self.kneighbors(X, n_neighbors, return_distance=False)
+            n_queries = A_ind.shape[0]
+            A_data = np.ones(n_queries * n_neighbors)
+        elif mode == "distance":
+            A_data, A_ind = self.kneighbors(X, n_neighbors, return_distance=True)
+            A_data = np.ravel(A_data)
+        else:
+            raise ValueError(
+                'Unsupported mode, must be one of "connectivity", '
+                f'or "distance" but got "{mode}" instead'
+            )
+
+        n_queries = A_ind.shape[0]
+        n_nonzero = n_queries * n_neighbors
+        A_indptr = np.arange(0, n_nonzero + 1, n_neighbors)
+        graph = csr_array((A_data, A_ind.ravel(), A_indptr), shape=(n_queries, self.n_samples_fit_))
+        return _align_sparse(graph)
+
+
+class RadiusNeighborsMixin:
+    """Radius queries (``radius_neighbors``, ``radius_neighbors_graph``)."""
+
+    def _radius_csr(self, X, radius, sort_results):
+        """Validated radius search as CSR ``(lims, dist, ind)``, self excluded when X is None."""
+        check_is_fitted(self)
+        query_is_train = X is None
+        if not query_is_train:
+            X = self._validate_query(X)
+        n_queries = self.n_samples_fit_ if query_is_train else X.shape[0]
+
+        if radius is None:
+            radius = self.radius
+        if radius is None:
+            raise ValueError(
+                "radius is None: pass radius to radius_neighbors or set it in the constructor"
+            )
+        if np.ndim(radius) == 0:
+            try:
+                radius = float(radius)
+            except (TypeError, ValueError):
+                raise TypeError(f"radius must be a real number, got {radius!r}") from None
+            if np.isnan(radius):
+                raise ValueError("radius must be a number >= 0, got nan")
+            if radius < 0:
+                raise ValueError(f"radius == {float(radius)}, must be >= 0.")
+        else:
+            radius = np.asarray(radius, dtype=np.float64)
+            if radius.shape != (n_queries,):
+                raise ValueError(
+                    f"radius: expected a number or one radius per query, shape ({n_queries},); "
+                    f"got shape {radius.shape}"
+                )
+            if np.isnan(radius).any() or (radius < 0).any():
+                raise ValueError("radius: every radius must be >= 0 (and not NaN)")
+
+        lims, dist, ind = self._index.radius_neighbors(X, radius, sort_results, self.n_jobs)
+        if query_is_train:
+            rows = np.repeat(np.arange(n_queries), np.diff(lims))
+            keep = ind != rows
+            ind, dist = ind[keep], dist[keep]
+            lims = np.zeros(n_queries + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows[keep], minlength=n_queries), out=lims[1:])
+        return lims, dist, ind
+
+    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+        """Find the neighbors within a given radius of a point or points.
+
+        Return the indices and distances of each point from the dataset lying in a ball with
+        size ``radius`` around the points of the query array. Points lying on the boundary are
+        included in the results. Without ``sort_results`` the neighbours of each query come in
+        index order.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of (n_samples, n_features), default=None
+            The query point or points.
+            If not provided, neighbors of each indexed point are returned.
+            In this case, the query point is not considered its own neighbor.
+
+        radius : float or array-like of shape (n_queries,), default=None
+            Limiting distance of neighbors to return (one per query if an array). The default
+            is the value passed to the constructor.
+
+        return_distance : bool, default=True
+            Whether or not to return the distances.
+
+        sort_results : bool, default=False
+            If True, the distances and indices will be sorted by increasing distances (ties by
+            index) before being returned. If `return_distance=False`, setting
+            `sort_results=True` will result in an error.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_samples,) of arrays
+            Distances to the neighbours of each query (fitted dtype). Only present if
+            ``return_distance=True``.
+
+        neigh_ind : ndarray of shape (n_samples,) of arrays
+            Indices of the points within ``radius`` of each query.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from knnkit.neighbors import NearestNeighbors
+        >>> samples = [[0., 0., 0.], [0., .5, 0.], [1., 1., .5]]
+        >>> neigh = NearestNeighbors(radius=1.6).fit(samples)
+        >>> dist, ind = neigh.radius_neighbors([[1., 1., 1.]])
+        >>> print(np.asarray(dist[0]))
+        [1.5 0.5]
+        >>> print(np.asarray(ind[0]))
+        [1 2]
+        """
+        if sort_results and not return_distance:
+            raise ValueError("return_distance must be True if sort_results is True.")
+        lims, dist, ind = self._radius_csr(X, radius, sort_results)
+        neigh_ind = _ragged(ind, lims)
+        if return_distance:
+            return _ragged(dist, lims), neigh_ind
+        return neigh_ind
+
+    def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False):
+        """Compute the (weighted) graph of Neighbors for points in X.
+
+        Neighborhoods are restricted the points at a distance lower than radius.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), default=None
+            The query point or points.
+            If not provided, neighbors of each indexed point are returned.
+            In this case, the query point is not considered its own neighbor.
+
+        radius : float, default=None
+            Radius of neighborhoods. The default is the value passed to the
+            constructor.
+
+        mode : {'connectivity', 'distance'}, default='connectivity'
+            Type of returned matrix: 'connectivity' will return the
+            connectivity matrix with ones and zeros, in 'distance' the
+            edges are distances between points.
+
+        sort_results : bool, default=False
+            If True, in each row of the result, the non-zero entries will be
+            sorted by increasing distances. Only used with mode='distance'.
+
+        Returns
+        -------
+        A : sparse-matrix of shape (n_queries, n_samples_fit)
+            ``A[i, j]`` gives the weight of the edge connecting ``i`` to ``j``, in CSR format.
+
+        Examples
+        --------
+        >>> from knnkit.neighbors import NearestNeighbors
+        >>> neigh = NearestNeighbors(radius=1.5).fit([[0], [3], [1]])
+        >>> neigh.radius_neighbors_graph([[0], [3], [1]]).toarray()
+        array([[1., 0., 1.],
+               [0., 1., 0.],
+               [1., 0., 1.]])
+        """
+        check_is_fitted(self)
+        if mode == "connectivity":
+            lims, _, ind = self._radius_csr(X, radius, False)
+            data = np.ones(len(ind))
+        elif mode == "distance":
+            lims, data, ind = self._radius_csr(X, radius, sort_results)
+        else:
+            raise ValueError(
+                'Unsupported mode, must be one of "connectivity", '
+                f'or "distance" but got "{mode}" instead'
+            )
+        graph = csr_array((data, ind, lims), shape=(len(lims) - 1, self.n_samples_fit_))
+        return _align_sparse(graph)

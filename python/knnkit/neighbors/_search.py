@@ -1,0 +1,175 @@
+"""The fitted exact search behind the estimators (a private, picklable attribute ``_index``).
+
+Layout: the fitted rows as the engine sees them (``base``: transformed per the metric plan, in
+float32 or float64, C-contiguous; the caller's array itself when no transform or cast is needed),
+and their squared norms for the dot-product metrics, computed once at fit.
+
+- ``native`` plans call ``knnkit._core.knn_search`` / ``radius_search`` (GIL released, all cores
+  unless ``n_jobs`` says otherwise).
+- ``slow`` and ``precomputed`` plans compute (or read) one block of the distance matrix at a time,
+  sized by scikit-learn's ``working_memory``, and reduce it with :func:`topk_rows` /
+  :func:`within_radius`, so memory stays bounded whatever the number of queries.
+
+Invariants: results are sorted closest first with ties broken by the lower index, distances have
+the fitted dtype (float32 stays float32), indices are int64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn import get_config
+
+from knnkit import _core
+from knnkit.neighbors._metrics import MetricPlan, slow_distances
+
+
+def float_dtype(dtype: np.dtype) -> np.dtype:
+    """The float type a search runs in: float32 (and float16) stay 32-bit, the rest float64."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize <= 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _block_rows(n_columns: int) -> int:
+    """Query rows per block so a float64 block and its temporaries fit in ``working_memory``."""
+    budget = int(get_config()["working_memory"]) * 2**20
+    return max(1, budget // (8 * 6 * max(n_columns, 1)))
+
+
+def topk_rows(D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` smallest entries of every row of ``D``, sorted, ties to the lower column.
+
+    NaN ranks after everything (as +inf) but is returned as NaN.
+
+    Examples
+    --------
+    >>> D = np.array([[3.0, 1.0, 1.0, 0.5]])
+    >>> topk_rows(D, 3)
+    (array([[0.5, 1. , 1. ]]), array([[3, 1, 2]]))
+    """
+    m, n = D.shape
+    key = np.where(np.isnan(D), np.inf, D) if np.isnan(D).any() else D
+    if k >= n:
+        idx = np.argsort(key, axis=1, kind="stable")[:, :k]
+    else:
+        thr = np.partition(key, k - 1, axis=1)[:, k - 1 : k]
+        below = key < thr
+        tied = key == thr
+        need = k - below.sum(axis=1, keepdims=True)
+        chosen = below | (tied & (np.cumsum(tied, axis=1) <= need))
+        cols = np.nonzero(chosen)[1].reshape(m, k)  # row-major: columns ascending per row
+        order = np.argsort(np.take_along_axis(key, cols, axis=1), axis=1, kind="stable")
+        idx = np.take_along_axis(cols, order, axis=1)
+    return np.take_along_axis(D, idx, axis=1), idx.astype(np.int64, copy=False)
+
+
+def within_radius(
+    D: np.ndarray, radius: np.ndarray, sort: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR ``(counts, distances, indices)`` of the entries ``<= radius`` of each row of ``D``."""
+    hit = D <= radius.reshape(-1, 1)
+    rows, cols = np.nonzero(hit)
+    dist = D[rows, cols]
+    if sort:
+        order = np.lexsort((cols, dist, rows))
+        dist, cols = dist[order], cols[order]
+    return hit.sum(axis=1), dist, cols.astype(np.int64, copy=False)
+
+
+class ExactSearch:
+    """Exact k-nearest and radius search over the fitted rows.
+
+    Parameters
+    ----------
+    plan : MetricPlan
+        How distances are computed (see :mod:`knnkit.neighbors._metrics`).
+    X : ndarray of shape (n_samples, n_features)
+        The validated, dense training rows (or the square distance matrix for ``precomputed``).
+    """
+
+    def __init__(self, plan: MetricPlan, X: np.ndarray) -> None:
+        self.plan = plan
+        self.dtype = float_dtype(X.dtype)
+        self.n = X.shape[0]
+        if plan.kind == "native":
+            self.base = plan.transform(X, self.dtype)
+            self.norms = _core.squared_norms(self.base) if plan.uses_norms else None
+        else:
+            self.base = X
+            self.norms = None
+
+    # -- native engine --------------------------------------------------------------------------
+
+    def _queries(self, X: np.ndarray | None) -> np.ndarray:
+        return self.base if X is None else self.plan.transform(X, self.dtype)
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def kneighbors(
+        self, X: np.ndarray | None, k: int, n_jobs: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances, indices)`` of shape (n_queries, k); ``X=None`` queries the fitted rows."""
+        n_jobs = None if n_jobs is None else int(n_jobs)
+        if self.plan.kind == "native":
+            return _core.knn_search(
+                self.base,
+                self._queries(X),
+                int(k),
+                metric=self.plan.engine_metric,
+                p=self.plan.engine_p,
+                base_norms=self.norms,
+                n_jobs=n_jobs,
+            )
+        Q = self.base if X is None else X
+        nq = Q.shape[0]
+        D_out = np.empty((nq, k), dtype=self.dtype)
+        I_out = np.empty((nq, k), dtype=np.int64)
+        step = _block_rows(self.n)
+        for start in range(0, nq, step):
+            stop = min(start + step, nq)
+            D_out[start:stop], I_out[start:stop] = topk_rows(self._block(Q, start, stop, n_jobs), k)
+        return D_out, I_out
+
+    def radius_neighbors(
+        self, X: np.ndarray | None, radius: Any, sort: bool, n_jobs: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CSR ``(lims, distances, indices)`` of the rows within ``radius`` (<=) of each query.
+
+        ``radius`` is a number or one number per query (already validated, non-negative).
+        """
+        n_jobs = None if n_jobs is None else int(n_jobs)
+        if self.plan.kind == "native":
+            r = float(radius) if np.ndim(radius) == 0 else np.asarray(radius, dtype=self.dtype)
+            return _core.radius_search(
+                self.base,
+                self._queries(X),
+                r,
+                metric=self.plan.engine_metric,
+                p=self.plan.engine_p,
+                base_norms=self.norms,
+                sort=bool(sort),
+                n_jobs=n_jobs,
+            )
+        Q = self.base if X is None else X
+        nq = Q.shape[0]
+        radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (nq,))
+        counts, dists, inds = [], [], []
+        step = _block_rows(self.n)
+        for start in range(0, nq, step):
+            stop = min(start + step, nq)
+            c, d, i = within_radius(self._block(Q, start, stop, n_jobs), radii[start:stop], sort)
+            counts.append(c)
+            dists.append(d)
+            inds.append(i)
+        lims = np.zeros(nq + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(counts), out=lims[1:])
+        return lims, np.concatenate(dists).astype(self.dtype, copy=False), np.concatenate(inds)
+
+    def _block(self, Q: np.ndarray, start: int, stop: int, n_jobs: int | None) -> np.ndarray:
+        """Distances of query rows ``start:stop`` to every fitted row, float64."""
+        if self.plan.kind == "precomputed":
+            return np.asarray(Q[start:stop], dtype=np.float64)
+        return slow_distances(self.plan, Q[start:stop], self.base, n_jobs)
