@@ -16,7 +16,10 @@ use crate::error::{Error, Result};
 /// Number of threads for `n_jobs` (scikit-learn's convention): None, 0 or -1 mean all cores,
 /// -2 all but one, and so on.
 pub fn resolve_threads(n_jobs: Option<i64>) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    // available_parallelism reads cgroup files: ask once.
+    static CORES: OnceLock<i64> = OnceLock::new();
+    let cores =
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as i64);
     let n = match n_jobs {
         None | Some(0) => cores,
         Some(j) if j < 0 => cores + 1 + j,

@@ -27,7 +27,7 @@
 
 use std::borrow::Cow;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -47,6 +47,8 @@ const BB: usize = 256;
 const BB_DIRECT: usize = 256;
 /// Fewer queries than this use the direct (memory-streaming) path even for dot-based metrics.
 const GEMM_MIN_QUERIES: usize = 16;
+/// Searches with fewer multiply-adds than this (≈ 0.1 ms on one core) run on the calling thread.
+const SMALL_WORK: f64 = 4e6;
 /// Minimum base rows per split when the base is divided among cores.
 const MIN_SPLIT_ROWS: usize = 1024;
 
@@ -443,7 +445,10 @@ impl<'a, T: Float> Plan<'a, T> {
         scan: impl Fn(Task) -> Vec<Vec<Candidate<T>>> + Sync,
         finish: impl Fn(usize, Vec<Vec<Candidate<T>>>) -> R + Sync,
     ) -> Result<Vec<R>> {
-        let threads = self.params.threads.max(1);
+        // Small searches (well under a millisecond) run on the calling thread: handing them to a
+        // pool and watching for Ctrl-C would cost more than the search.
+        let small = (self.nq as f64) * (self.n as f64) * (self.base.d as f64) < SMALL_WORK;
+        let threads = if small { 1 } else { self.params.threads.max(1) };
         let qb = if matches!(self.pass, Pass::Gemm | Pass::Tile32 | Pass::Bf16) {
             QB
         } else if self.metric.is_dot_based() {
@@ -474,17 +479,19 @@ impl<'a, T: Float> Plan<'a, T> {
                 })
             })
             .collect();
-        pool::run_interruptible(threads, self.params.interrupt, |stop| {
-            let parts: Vec<Vec<Vec<Candidate<T>>>> = tasks
-                .par_iter()
-                .map(|&t| {
-                    if stop.load(Ordering::Relaxed) {
-                        Vec::new()
-                    } else {
-                        scan(t)
-                    }
-                })
-                .collect();
+        let work = |stop: &AtomicBool| {
+            let scan_one = |t: &Task| {
+                if stop.load(Ordering::Relaxed) {
+                    Vec::new()
+                } else {
+                    scan(*t)
+                }
+            };
+            let parts: Vec<Vec<Vec<Candidate<T>>>> = if small {
+                tasks.iter().map(scan_one).collect()
+            } else {
+                tasks.par_iter().map(scan_one).collect()
+            };
             if stop.load(Ordering::Relaxed) {
                 return Vec::new();
             }
@@ -496,12 +503,19 @@ impl<'a, T: Float> Plan<'a, T> {
                     per_query[t.q0 + off].push(cands);
                 }
             }
-            per_query
-                .into_par_iter()
-                .enumerate()
-                .map(|(q, parts)| finish(q, parts))
-                .collect()
-        })
+            if small {
+                let finished = per_query.into_iter().enumerate();
+                finished.map(|(q, parts)| finish(q, parts)).collect()
+            } else {
+                let finished = per_query.into_par_iter().enumerate();
+                finished.map(|(q, parts)| finish(q, parts)).collect()
+            }
+        };
+        if small {
+            Ok(work(&AtomicBool::new(false)))
+        } else {
+            pool::run_interruptible(threads, self.params.interrupt, work)
+        }
     }
 
     /// Top-k of one task, per query, best first.
