@@ -42,9 +42,10 @@ lint: $(STAMP) ## cargo fmt + clippy -D warnings, ruff
 	$(VENV)/bin/ruff check python tests benchmarks
 	$(VENV)/bin/ruff format --check python tests benchmarks
 
-bench: build ## exact-search benchmark against scikit-learn and faiss-cpu (writes docs/benchmarks.md)
+bench: build ## exact search vs scikit-learn and faiss-cpu, select_k vs GridSearchCV (docs/benchmarks.md)
 	$(PIP) install --quiet faiss-cpu threadpoolctl
 	$(PY) benchmarks/bench_exact.py
+	$(PY) benchmarks/bench_select_k.py
 
 clean: ## remove build outputs and the virtual environment
 	rm -rf $(VENV) target

@@ -30,6 +30,22 @@ def data(n=N, nq=NQ, d=D):
     return rng.random((n, d), dtype=np.float32), rng.random((nq, d), dtype=np.float32)
 
 
+def cpu_description() -> str:
+    """CPU model and the SIMD features that matter here, from /proc/cpuinfo."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if "model name" in ln), ""
+    )
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []
+    )
+    wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_vp2intersect"]
+    return f"{model or platform.machine()} ({', '.join(f for f in wanted if f in flags)})"
+
+
 def best_of(fn, repeat):
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -136,10 +152,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="2,000 queries, 1 repeat (smoke run)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--memory-child")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the table from the JSON")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     if args.memory_child:
         return peak_memory_child(args.memory_child, args.threads)
+    if args.report_only:
+        return report(json.loads((ROOT / "benchmarks" / "results" / "exact.json").read_text()))
 
     import knnkit
 
@@ -151,7 +170,7 @@ def main():
     _, truth = exact_knn(X, Q[:200], K)
     results = {
         "simd": knnkit.simd_level(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
         "n": N,
         "d": D,
         "queries": nq,

@@ -39,9 +39,9 @@ use crate::topk::{sort_candidates, Candidate, TopK};
 
 pub mod tile;
 
-/// Query rows per block in the tiled path.
-const QB: usize = 256;
-/// Base rows per block in the tiled path (QB × BB values per buffer: 256 KiB in f32).
+/// Query rows per block in the tiled path (larger blocks pack the base fewer times).
+const QB: usize = 512;
+/// Base rows per block in the tiled path (QB × BB values per buffer: 512 KiB in f32).
 const BB: usize = 256;
 /// Base rows per block in the direct path.
 const BB_DIRECT: usize = 256;
