@@ -209,27 +209,20 @@ pub fn to_bf16<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Py<Py
 /// Squared Euclidean norms of the rows (cache them as ``base_norms`` for repeated searches).
 #[pyfunction]
 pub fn squared_norms<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
+    fn go<T: Float + numpy::Element>(
+        py: Python<'_>,
+        a: &numpy::PyReadonlyArray2<'_, T>,
+        d: usize,
+    ) -> Py<PyAny> {
+        let s = slice(a);
+        let norms = py.detach(|| knnkit_core::metric::squared_norms(s, d.max(1)));
+        vector(py, norms).into_any().unbind()
+    }
     let m = Matrix::extract(data, "data", None)?;
     let d = m.shape().1;
     Ok(match &m {
-        Matrix::F32(a) => {
-            let s = slice(a);
-            vector(
-                py,
-                py.detach(|| knnkit_core::metric::squared_norms(s, d.max(1))),
-            )
-            .into_any()
-            .unbind()
-        }
-        Matrix::F64(a) => {
-            let s = slice(a);
-            vector(
-                py,
-                py.detach(|| knnkit_core::metric::squared_norms(s, d.max(1))),
-            )
-            .into_any()
-            .unbind()
-        }
+        Matrix::F32(a) => go(py, a, d),
+        Matrix::F64(a) => go(py, a, d),
     })
 }
 

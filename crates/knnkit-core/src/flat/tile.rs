@@ -137,11 +137,30 @@ pub fn pack_base(kind: Kind, rows: &[f32], d: usize, out: &mut Vec<u32>) {
     let panels = n.div_ceil(NR);
     out.clear();
     out.resize(panels * st * NR, 0);
-    for (j, row) in rows.chunks_exact(d).enumerate() {
-        let (p, c) = (j / NR, j % NR);
-        let base = p * st * NR;
-        for s in 0..st {
-            out[base + s * NR + c] = kind.value(row, s);
+    // Panel by panel, step by step: the writes are sequential and the reads touch the panel's
+    // NR rows a cache line at a time.
+    for (p, chunk) in rows.chunks(NR * d).enumerate() {
+        let panel = &mut out[p * st * NR..(p + 1) * st * NR];
+        let rows_here = chunk.len() / d;
+        match kind {
+            Kind::F32 => pack_panel(panel, chunk, d, rows_here, st, |row, s| row[s].to_bits()),
+            Kind::Bf16 => pack_panel(panel, chunk, d, rows_here, st, pair),
+        }
+    }
+}
+
+#[inline(always)]
+fn pack_panel(
+    panel: &mut [u32],
+    rows: &[f32],
+    d: usize,
+    n: usize,
+    st: usize,
+    value: impl Fn(&[f32], usize) -> u32,
+) {
+    for (s, out) in panel.chunks_exact_mut(NR).take(st).enumerate() {
+        for (c, o) in out.iter_mut().take(n).enumerate() {
+            *o = value(&rows[c * d..(c + 1) * d], s);
         }
     }
 }
