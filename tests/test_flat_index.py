@@ -182,3 +182,26 @@ def test_random_mutations_never_crash(tmp_path, data):
             knnkit.load(bad, mmap=bool(rng.integers(0, 2)))
         except CorruptIndexError:
             pass
+
+
+def _search_in_child(ix, Q, out):
+    out.put(ix.search(Q, 3).ids.tolist())
+
+
+def test_forked_child_searches_without_deadlock():
+    """The parent's thread pool does not exist in a forked child: the child must build its own."""
+    import multiprocessing as mp
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(20_000, 32)).astype(np.float32)  # big enough to use the pool
+    Q = X[:64]
+    ix = knnkit.FlatIndex(32)
+    ix.add(X)
+    expected = ix.search(Q, 3).ids.tolist()  # the parent's pool now exists
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_search_in_child, args=(ix, Q, out))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, "the forked child hung or crashed"
+    assert out.get(timeout=5) == expected
