@@ -28,6 +28,10 @@ pub enum Error {
         got: usize,
     },
 
+    /// Saved index data is inconsistent (damaged or crafted file).
+    #[error("corrupt index: {0}")]
+    Corrupt(String),
+
     /// The caller asked the computation to stop (Ctrl-C in Python).
     #[error("interrupted")]
     Interrupted,

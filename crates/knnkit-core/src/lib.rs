@@ -19,8 +19,10 @@
 pub mod error;
 pub mod flat;
 pub mod float;
+pub mod hnsw;
 pub mod metric;
 pub mod pool;
+pub mod quant;
 pub mod topk;
 
 pub use error::{Error, Result};

@@ -1,7 +1,5 @@
 //! Exact search bindings: `knn_search`, `radius_search`, `squared_norms`.
 
-use std::sync::Mutex;
-
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -10,38 +8,21 @@ use knnkit_core::flat::{self, Base, Radius, SearchParams};
 use knnkit_core::{pool, Float, Metric};
 
 use crate::conversion::{matrix, optional_vector, slice, vector, Matrix};
-use crate::error::to_py;
+use crate::error::{detach_interruptible, to_py};
 
-/// Runs `f` with the GIL released, with an interrupt hook that checks Python signals (Ctrl-C)
-/// between waves of work; a pending KeyboardInterrupt is raised once the core has stopped.
+/// Runs `f` with the GIL released and Ctrl-C polled (see [`crate::error::detach_interruptible`]).
 fn detached<R: Send>(
     py: Python<'_>,
     n_jobs: Option<i64>,
     bf16: bool,
     f: impl FnOnce(&SearchParams) -> knnkit_core::Result<R> + Send,
 ) -> PyResult<R> {
-    let pending: Mutex<Option<PyErr>> = Mutex::new(None);
-    let check = || {
-        Python::attach(|py| match py.check_signals() {
-            Ok(()) => false,
-            Err(e) => {
-                *pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                true
-            }
+    detach_interruptible(py, |check| {
+        f(&SearchParams {
+            threads: pool::resolve_threads(n_jobs),
+            interrupt: Some(check),
+            bf16,
         })
-    };
-    let params = SearchParams {
-        threads: pool::resolve_threads(n_jobs),
-        interrupt: Some(&check),
-        bf16,
-    };
-    let out = py.detach(|| f(&params));
-    out.map_err(|e| {
-        pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_else(|| to_py(e))
     })
 }
 

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod conversion;
 mod error;
 mod flat;
+mod hnsw;
 
 /// The SIMD instruction set the kernels dispatched to on this CPU.
 #[pyfunction]
@@ -20,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flat::squared_norms, m)?)?;
     m.add_function(wrap_pyfunction!(flat::to_bf16, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_class::<hnsw::Hnsw>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,234 @@
+//! Insertion (deterministic batches, see the module comment) and the repair of lists that point
+//! to deleted nodes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use super::search::Scratch;
+use super::{Cand, Hnsw, BATCH_FRACTION, NONE};
+use crate::error::{Error, Result};
+use crate::pool;
+
+/// Neighbour lists planned for one new node: `lists[l]` for levels `0..=min(level, top)`.
+type Plan = Vec<Vec<u32>>;
+
+impl Hnsw {
+    /// Adds `data` (row-major, `dim` columns) with `ids` and links the new vectors into the
+    /// graph. Validates everything first (dimension, finite values, new and unique ids), so an
+    /// error leaves the index unchanged. An interrupt stops between batches: the vectors linked
+    /// so far stay, the rest are dropped, and [`Error::Interrupted`] is returned.
+    pub fn add(
+        &mut self,
+        data: &[f32],
+        ids: &[i64],
+        threads: usize,
+        interrupt: Option<&(dyn Fn() -> bool + Sync)>,
+    ) -> Result<()> {
+        if !data.len().is_multiple_of(self.d) {
+            return Err(Error::DimensionMismatch {
+                expected: self.d,
+                got: data.len(),
+            });
+        }
+        let start = self.append(data, ids)?;
+        let end = self.ids.len();
+        let done = pool::run_interruptible(threads, interrupt, |stop| {
+            self.insert_range(start, end, threads, stop)
+        });
+        match done {
+            Ok(linked) if linked == end => Ok(()),
+            Ok(linked) => {
+                self.truncate(linked);
+                Err(Error::Interrupted)
+            }
+            Err(e) => {
+                // The worker stopped without reporting: the graph may be inconsistent past
+                // `start`, which was linked before; keep only what existed.
+                self.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Links slots `start..end`; returns the end of the linked prefix (less than `end` only if
+    /// stopped).
+    fn insert_range(
+        &mut self,
+        start: usize,
+        end: usize,
+        threads: usize,
+        stop: &AtomicBool,
+    ) -> usize {
+        let cap = ((BATCH_FRACTION * end as f64).ceil() as usize).max(1);
+        let mut next = start;
+        while next < end {
+            if stop.load(Ordering::Relaxed) {
+                return next;
+            }
+            let batch = next.clamp(1, cap).min(end - next);
+            let slots: Vec<u32> = (next as u32..(next + batch) as u32).collect();
+            let plans = self.plan_batch(&slots, threads);
+            self.apply_batch(&slots, plans);
+            next += batch;
+        }
+        end
+    }
+
+    /// Phase 1 (parallel, read-only): each new node searches the graph as it was before the batch.
+    fn plan_batch(&self, slots: &[u32], threads: usize) -> Vec<Plan> {
+        if self.entry == NONE {
+            return vec![Vec::new(); slots.len()];
+        }
+        let chunk = slots.len().div_ceil(threads * 4).max(1);
+        slots
+            .par_chunks(chunk)
+            .flat_map_iter(|part| {
+                let mut s = self.take_scratch();
+                let plans: Vec<Plan> = part.iter().map(|&p| self.plan(p, &mut s)).collect();
+                self.give_scratch(s);
+                plans
+            })
+            .collect()
+    }
+
+    fn plan(&self, p: u32, s: &mut Scratch) -> Plan {
+        let Scratch { v, q, .. } = s;
+        self.prepare_query(self.row(p), q);
+        let qv: &[f32] = q;
+        let key = |slot: u32| self.key_query(qv, slot);
+        let top = (self.levels[p as usize] as usize).min(self.max_level);
+        let start = Cand {
+            key: key(self.entry),
+            id: self.entry,
+        };
+        let cur = self.descend(start, top, &key, &mut v.stats);
+        v.out.clear();
+        v.out.push(cur);
+        let mut plan = vec![Vec::new(); top + 1];
+        for level in (0..=top).rev() {
+            self.search_level(v, level, self.params.ef_construction, &key, None, false);
+            plan[level] = self.select_heuristic(&v.out, self.params.m);
+        }
+        plan
+    }
+
+    /// Phase 2 (deterministic): write the new lists, add reverse edges grouped by target, move
+    /// the entry point up if a new node is higher.
+    fn apply_batch(&mut self, slots: &[u32], plans: Vec<Plan>) {
+        let mut reverse: Vec<(usize, u32, u32)> = Vec::new();
+        for (&p, plan) in slots.iter().zip(&plans) {
+            for (level, list) in plan.iter().enumerate() {
+                self.set_neighbors(p, level, list);
+                reverse.extend(list.iter().map(|&t| (level, t, p)));
+            }
+        }
+        reverse.sort_unstable();
+        let groups: Vec<&[(usize, u32, u32)]> =
+            reverse.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1).collect();
+        let this = &*self;
+        let updates: Vec<(usize, u32, Vec<u32>)> = groups
+            .par_iter()
+            .map(|g| {
+                let (level, target) = (g[0].0, g[0].1);
+                let mut all = this.neighbors(target, level).to_vec();
+                all.extend(g.iter().map(|e| e.2));
+                (level, target, this.shrink(target, level, all))
+            })
+            .collect();
+        for (level, target, list) in updates {
+            self.set_neighbors(target, level, &list);
+        }
+        for &p in slots {
+            let l = self.levels[p as usize] as usize;
+            if self.entry == NONE || l > self.max_level {
+                self.entry = p;
+                self.max_level = l;
+            }
+        }
+    }
+
+    /// A candidate list for `target` cut to the level's capacity with the heuristic (kept as is
+    /// when it fits).
+    fn shrink(&self, target: u32, level: usize, all: Vec<u32>) -> Vec<u32> {
+        let cap = self.cap(level);
+        if all.len() <= cap {
+            return all;
+        }
+        let mut cands: Vec<Cand> = all
+            .iter()
+            .map(|&x| Cand {
+                key: self.key_nodes(target, x),
+                id: x,
+            })
+            .collect();
+        cands.sort_unstable();
+        self.select_heuristic(&cands, cap)
+    }
+
+    /// The paper's neighbour heuristic (Alg. 4): walk candidates closest first and keep one
+    /// unless a kept neighbour is closer to it than the base node is. Fewer than `m` candidates
+    /// are all kept.
+    pub(crate) fn select_heuristic(&self, sorted: &[Cand], m: usize) -> Vec<u32> {
+        if sorted.len() <= m {
+            return sorted.iter().map(|c| c.id).collect();
+        }
+        let mut kept: Vec<Cand> = Vec::with_capacity(m);
+        for &c in sorted {
+            if kept.len() >= m {
+                break;
+            }
+            if kept.iter().all(|s| self.key_nodes(c.id, s.id) >= c.key) {
+                kept.push(c);
+            }
+        }
+        kept.iter().map(|c| c.id).collect()
+    }
+}
+
+/// Rebuilds every list that points to a deleted node from its live neighbours and the live
+/// neighbours of the deleted ones, pruned with the heuristic.
+pub(super) fn repair_deleted(h: &mut Hnsw, threads: usize) {
+    let this = &*h;
+    let n = this.ids.len() as u32;
+    let updates: Vec<(u32, usize, Vec<u32>)> = pool::install(threads, || {
+        (0..n)
+            .into_par_iter()
+            .filter(|&u| !this.deleted[u as usize])
+            .flat_map_iter(|u| {
+                (0..=this.levels[u as usize] as usize).filter_map(move |level| {
+                    let nbrs = this.neighbors(u, level);
+                    if !nbrs.iter().any(|&x| this.deleted[x as usize]) {
+                        return None;
+                    }
+                    let mut all: Vec<u32> = Vec::with_capacity(2 * this.cap(level));
+                    for &x in nbrs {
+                        if this.deleted[x as usize] {
+                            all.extend(
+                                this.neighbors(x, level)
+                                    .iter()
+                                    .filter(|&&y| y != u && !this.deleted[y as usize]),
+                            );
+                        } else {
+                            all.push(x);
+                        }
+                    }
+                    all.sort_unstable();
+                    all.dedup();
+                    let mut cands: Vec<Cand> = all
+                        .iter()
+                        .map(|&x| Cand {
+                            key: this.key_nodes(u, x),
+                            id: x,
+                        })
+                        .collect();
+                    cands.sort_unstable();
+                    Some((u, level, this.select_heuristic(&cands, this.cap(level))))
+                })
+            })
+            .collect()
+    });
+    for (u, level, list) in updates {
+        h.set_neighbors(u, level, &list);
+    }
+}

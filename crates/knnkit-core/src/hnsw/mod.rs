@@ -1,0 +1,839 @@
+//! HNSW: hierarchical navigable small-world graph (Malkov & Yashunin, 2016), float32.
+//!
+//! # Layout (slots, not pointers, so the graph saves and loads as flat arrays)
+//!
+//! - Every stored vector has a *slot* `0..n`; `ids[slot]` is its user id (`id_map` inverts it).
+//! - `vectors` (n × d float32) holds the vectors exactly as added; cosine keeps `inv_norms`
+//!   (1/‖x‖, 0 for a zero vector) instead of normalising the stored data.
+//! - Level 0 is one flat array `links0` of `n × (m0 + 1)` u32: a count, then up to `m0 = 2m`
+//!   neighbour slots. Upper levels (about 1 node in `m`) are `upper[slot]`: for each level
+//!   `1..=levels[slot]`, a count then up to `m` slots.
+//! - With the SQ8 tier, `codes` (n × d bytes) and `code_norms` (‖x̂‖²) encode the vector that
+//!   search compares (normalised for cosine); traversal scores codes, and the final candidates
+//!   are re-ranked on `vectors`, so returned distances are exact float32 distances.
+//!
+//! # Keys
+//!
+//! Search ranks by a key where smaller is closer: ‖q − x‖² (euclidean, sqeuclidean), −⟨q, x⟩
+//! (inner product), −cos(q, x) (cosine).
+//!
+//! # Build: deterministic batch insertion
+//!
+//! Points are inserted in batches whose size doubles from 1 up to [`BATCH_FRACTION`] of the
+//! index. Within a batch every new point searches the graph as it was before the batch (in
+//! parallel, read-only) and picks its neighbours with the paper's heuristic (Alg. 4); then the
+//! reverse edges are added, grouped by target node, each over-full list pruned with the same
+//! heuristic. No step depends on thread timing, so a build is identical for a given seed,
+//! whatever the thread count.
+//!
+//! # Deletes
+//!
+//! `remove` marks slots deleted: they leave results at once but still route searches. When the
+//! deleted share passes [`CONSOLIDATE_FRACTION`] (or on `consolidate`), every list that points
+//! to a deleted node is rebuilt from its live neighbours and theirs (one hop through the deleted
+//! node) with the heuristic, and the arrays are compacted: memory is given back.
+//!
+//! # Invariants (checked by `from_parts` for loaded files)
+//!
+//! Every neighbour slot is `< n`; a slot in a level-`l` list has level ≥ `l`; the entry point
+//! has the top level; counts never exceed the capacities.
+
+mod build;
+mod search;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::metric::kernels::{select, Kernels};
+use crate::metric::Metric;
+use crate::quant::sq8::{dot_u8, U8Kernel};
+use crate::quant::Sq8;
+
+pub use search::{SearchOptions, SearchStats};
+
+/// Largest batch inserted at once, as a fraction of the index size after the add.
+pub const BATCH_FRACTION: f64 = 0.02;
+/// Deleted share of the slots that triggers consolidation in `remove`.
+pub const CONSOLIDATE_FRACTION: f64 = 0.1;
+/// Highest level a node can get.
+pub const MAX_LEVEL: u8 = 16;
+/// Slot value meaning "none".
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// What distance the graph ranks by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Space {
+    L2,
+    Ip,
+    Cosine,
+}
+
+/// Construction parameters, with the paper's names.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HnswParams {
+    /// Neighbours per node on the upper levels (2m on level 0).
+    pub m: usize,
+    /// Candidate list size while inserting.
+    pub ef_construction: usize,
+    /// Seed of the level draws.
+    pub seed: u64,
+    /// Keep SQ8 codes and traverse them (exact re-rank on the float32 vectors).
+    pub sq8: bool,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 200,
+            seed: 0,
+            sq8: false,
+        }
+    }
+}
+
+/// A candidate: key and slot, ordered by key then slot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Cand {
+    pub key: f32,
+    pub id: u32,
+}
+
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.total_cmp(&other.key).then(self.id.cmp(&other.id))
+    }
+}
+
+/// The graph index.
+pub struct Hnsw {
+    pub(crate) d: usize,
+    pub(crate) metric: Metric,
+    pub(crate) space: Space,
+    pub(crate) params: HnswParams,
+    pub(crate) m0: usize,
+    pub(crate) vectors: Vec<f32>,
+    pub(crate) inv_norms: Vec<f32>,
+    pub(crate) ids: Vec<i64>,
+    pub(crate) id_map: HashMap<i64, u32>,
+    pub(crate) levels: Vec<u8>,
+    pub(crate) links0: Vec<u32>,
+    pub(crate) upper: Vec<Vec<u32>>,
+    pub(crate) deleted: Vec<bool>,
+    pub(crate) n_deleted: usize,
+    pub(crate) entry: u32,
+    pub(crate) max_level: usize,
+    pub(crate) sq: Option<Sq8>,
+    pub(crate) codes: Vec<u8>,
+    pub(crate) code_norms: Vec<f32>,
+    /// Points ever inserted (drives the level draws).
+    pub(crate) inserted: u64,
+    pub(crate) scratch: Mutex<Vec<search::Scratch>>,
+    pub(crate) k: Kernels<f32>,
+    pub(crate) u8k: U8Kernel,
+}
+
+/// Everything a saved index holds, as flat arrays (see [`Hnsw::to_parts`]).
+#[derive(Clone, Debug, Default)]
+pub struct HnswParts {
+    pub d: usize,
+    pub metric: String,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub seed: u64,
+    pub inserted: u64,
+    pub entry: u32,
+    pub vectors: Vec<f32>,
+    pub ids: Vec<i64>,
+    pub levels: Vec<u8>,
+    pub links0: Vec<u32>,
+    /// `upper` of all slots concatenated; slot `i` owns `upper_offsets[i]..upper_offsets[i + 1]`.
+    pub upper: Vec<u32>,
+    pub upper_offsets: Vec<u64>,
+    pub deleted: Vec<u8>,
+    /// SQ8 ranges (empty without the tier); codes are recomputed on load.
+    pub sq_lo: Vec<f32>,
+    pub sq_step: Vec<f32>,
+}
+
+impl Hnsw {
+    /// An empty index. `metric`: euclidean, sqeuclidean, inner_product or cosine.
+    pub fn new(d: usize, metric: Metric, params: HnswParams) -> Result<Self> {
+        if d == 0 {
+            return Err(Error::param("dim", "a positive number", 0));
+        }
+        if params.m < 2 || params.m > 256 {
+            return Err(Error::param("m", "an integer in [2, 256]", params.m));
+        }
+        if params.ef_construction < 1 {
+            return Err(Error::param(
+                "ef_construction",
+                "a positive integer",
+                params.ef_construction,
+            ));
+        }
+        let space = match metric {
+            Metric::SqEuclidean | Metric::Euclidean => Space::L2,
+            Metric::InnerProduct => Space::Ip,
+            Metric::Cosine => Space::Cosine,
+            other => {
+                return Err(Error::param(
+                    "metric",
+                    "one of euclidean, sqeuclidean, inner_product, cosine",
+                    other.name(),
+                ))
+            }
+        };
+        Ok(Hnsw {
+            d,
+            metric,
+            space,
+            params,
+            m0: 2 * params.m,
+            vectors: Vec::new(),
+            inv_norms: Vec::new(),
+            ids: Vec::new(),
+            id_map: HashMap::new(),
+            levels: Vec::new(),
+            links0: Vec::new(),
+            upper: Vec::new(),
+            deleted: Vec::new(),
+            n_deleted: 0,
+            entry: NONE,
+            max_level: 0,
+            sq: None,
+            codes: Vec::new(),
+            code_norms: Vec::new(),
+            inserted: 0,
+            scratch: Mutex::new(Vec::new()),
+            k: select::<f32>(),
+            u8k: dot_u8(),
+        })
+    }
+
+    /// Dimension.
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+
+    /// The metric distances are returned in.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// Construction parameters.
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// Number of live (not deleted) vectors.
+    pub fn len(&self) -> usize {
+        self.ids.len() - self.n_deleted
+    }
+
+    /// True when no live vector is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Slots in use, deleted ones included (they are reclaimed by consolidation).
+    pub fn slots(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Number of deleted slots not yet reclaimed.
+    pub fn n_deleted(&self) -> usize {
+        self.n_deleted
+    }
+
+    /// Ids of the live vectors, in slot order.
+    pub fn live_ids(&self) -> Vec<i64> {
+        self.ids
+            .iter()
+            .zip(&self.deleted)
+            .filter(|(_, &del)| !del)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// The stored vector of `id`, or `None`.
+    pub fn get(&self, id: i64) -> Option<&[f32]> {
+        let slot = self.live_slot(id)?;
+        Some(self.row(slot))
+    }
+
+    /// Bytes held by vectors, codes, links and ids.
+    pub fn memory_usage(&self) -> usize {
+        use std::mem::size_of;
+        self.vectors.capacity() * 4
+            + self.inv_norms.capacity() * 4
+            + self.ids.capacity() * 8
+            + self.id_map.capacity() * (size_of::<i64>() + size_of::<u32>() + 1)
+            + self.levels.capacity()
+            + self.links0.capacity() * 4
+            + self.upper.capacity() * size_of::<Vec<u32>>()
+            + self.upper.iter().map(|v| v.capacity() * 4).sum::<usize>()
+            + self.deleted.capacity()
+            + self.codes.capacity()
+            + self.code_norms.capacity() * 4
+    }
+
+    pub(crate) fn live_slot(&self, id: i64) -> Option<u32> {
+        self.id_map
+            .get(&id)
+            .copied()
+            .filter(|&s| !self.deleted[s as usize])
+    }
+
+    #[inline(always)]
+    pub(crate) fn row(&self, slot: u32) -> &[f32] {
+        let s = slot as usize * self.d;
+        &self.vectors[s..s + self.d]
+    }
+
+    #[inline(always)]
+    pub(crate) fn code(&self, slot: u32) -> &[u8] {
+        let s = slot as usize * self.d;
+        &self.codes[s..s + self.d]
+    }
+
+    /// Neighbour capacity of a level.
+    #[inline(always)]
+    pub(crate) fn cap(&self, level: usize) -> usize {
+        if level == 0 {
+            self.m0
+        } else {
+            self.params.m
+        }
+    }
+
+    /// Neighbours of `slot` on `level` (the slot must have that level).
+    #[inline(always)]
+    pub(crate) fn neighbors(&self, slot: u32, level: usize) -> &[u32] {
+        let (list, start) = self.list_of(slot, level);
+        let cnt = list[start] as usize;
+        &list[start + 1..start + 1 + cnt]
+    }
+
+    #[inline(always)]
+    fn list_of(&self, slot: u32, level: usize) -> (&[u32], usize) {
+        if level == 0 {
+            (&self.links0, slot as usize * (self.m0 + 1))
+        } else {
+            (
+                &self.upper[slot as usize],
+                (level - 1) * (self.params.m + 1),
+            )
+        }
+    }
+
+    pub(crate) fn set_neighbors(&mut self, slot: u32, level: usize, nbrs: &[u32]) {
+        debug_assert!(nbrs.len() <= self.cap(level));
+        let (list, start) = if level == 0 {
+            (&mut self.links0, slot as usize * (self.m0 + 1))
+        } else {
+            (
+                &mut self.upper[slot as usize],
+                (level - 1) * (self.params.m + 1),
+            )
+        };
+        list[start] = nbrs.len() as u32;
+        list[start + 1..start + 1 + nbrs.len()].copy_from_slice(nbrs);
+    }
+
+    /// Exact key between two stored slots.
+    #[inline]
+    pub(crate) fn key_nodes(&self, a: u32, b: u32) -> f32 {
+        let (x, y) = (self.row(a), self.row(b));
+        match self.space {
+            Space::L2 => (self.k.sqeuclidean)(x, y),
+            Space::Ip => -(self.k.dot)(x, y),
+            Space::Cosine => {
+                -(self.k.dot)(x, y) * self.inv_norms[a as usize] * self.inv_norms[b as usize]
+            }
+        }
+    }
+
+    /// Exact key of a prepared query (normalised for cosine) to a slot.
+    #[inline(always)]
+    pub(crate) fn key_query(&self, q: &[f32], slot: u32) -> f32 {
+        let x = self.row(slot);
+        match self.space {
+            Space::L2 => (self.k.sqeuclidean)(q, x),
+            Space::Ip => -(self.k.dot)(q, x),
+            Space::Cosine => -(self.k.dot)(q, x) * self.inv_norms[slot as usize],
+        }
+    }
+
+    /// Approximate key from the SQ8 code (`w` from [`Sq8::prepare`]); equal to the key of the
+    /// decoded vector up to a per-query constant.
+    #[inline(always)]
+    pub(crate) fn key_code(&self, w: &[f32], slot: u32) -> f32 {
+        let dot = (self.u8k)(w, self.code(slot));
+        match self.space {
+            Space::L2 => self.code_norms[slot as usize] - 2.0 * dot,
+            _ => -dot,
+        }
+    }
+
+    /// Maps a key back to the metric's units.
+    #[inline]
+    pub fn key_to_distance(&self, key: f32) -> f32 {
+        match self.metric {
+            Metric::SqEuclidean => key.max(0.0),
+            Metric::Euclidean => key.max(0.0).sqrt(),
+            Metric::InnerProduct => -key,
+            _ => (1.0 + key).max(0.0),
+        }
+    }
+
+    /// Writes the prepared form of query `q` into `out`: normalised for cosine, as is otherwise.
+    pub(crate) fn prepare_query(&self, q: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(q);
+        if self.space == Space::Cosine {
+            let n = (self.k.dot)(q, q).sqrt();
+            let inv = if n > 0.0 { 1.0 / n } else { 0.0 };
+            out.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+
+    /// The vector the SQ8 codes encode for `slot`'s row (normalised for cosine).
+    fn coded_vector(&self, slot: u32, buf: &mut Vec<f32>) {
+        buf.clear();
+        buf.extend_from_slice(self.row(slot));
+        if self.space == Space::Cosine {
+            let inv = self.inv_norms[slot as usize];
+            buf.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+
+    /// (Re)computes codes for slots `from..` (the quantizer must be trained).
+    fn encode_from(&mut self, from: usize) {
+        let Some(sq) = self.sq.take() else { return };
+        let n = self.ids.len();
+        self.codes.resize(n * self.d, 0);
+        self.code_norms.resize(n, 0.0);
+        let mut buf = Vec::with_capacity(self.d);
+        for slot in from..n {
+            self.coded_vector(slot as u32, &mut buf);
+            let out = &mut self.codes[slot * self.d..(slot + 1) * self.d];
+            self.code_norms[slot] = sq.encode(&buf, out);
+        }
+        self.sq = Some(sq);
+    }
+
+    /// Deterministic level of the `j`-th inserted point: ⌊−ln(U)·mL⌋ with mL = 1/ln(m).
+    fn draw_level(&self, j: u64) -> u8 {
+        let mut z = self
+            .params
+            .seed
+            .wrapping_add(j.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // Uniform in (0, 1].
+        let u = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let ml = 1.0 / (self.params.m as f64).ln();
+        ((-u.ln() * ml).floor() as u64).min(MAX_LEVEL as u64) as u8
+    }
+
+    /// Appends vectors (not yet linked) and returns the first new slot. Validates first, so a
+    /// failure leaves the index unchanged.
+    fn append(&mut self, data: &[f32], ids: &[i64]) -> Result<usize> {
+        let n_new = ids.len();
+        if data.len() != n_new * self.d {
+            return Err(Error::Shape {
+                name: "vectors",
+                expected: n_new * self.d,
+                got: data.len(),
+            });
+        }
+        if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::param(
+                "vectors",
+                "finite values",
+                format!("{} in row {}", data[bad], bad / self.d),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(n_new);
+        for &id in ids {
+            if id < 0 {
+                return Err(Error::param("ids", "non-negative integers", id));
+            }
+            if self.id_map.contains_key(&id) || !seen.insert(id) {
+                return Err(Error::param(
+                    "ids",
+                    "ids not already in the index and no repeats",
+                    id,
+                ));
+            }
+        }
+        let start = self.ids.len();
+        self.vectors.extend_from_slice(data);
+        if self.space == Space::Cosine {
+            let dot = self.k.dot;
+            self.inv_norms.extend(data.chunks_exact(self.d).map(|r| {
+                let n = dot(r, r).sqrt();
+                if n > 0.0 {
+                    1.0 / n
+                } else {
+                    0.0
+                }
+            }));
+        }
+        for (i, &id) in ids.iter().enumerate() {
+            let level = self.draw_level(self.inserted + i as u64);
+            self.ids.push(id);
+            self.id_map.insert(id, (start + i) as u32);
+            self.levels.push(level);
+            self.upper
+                .push(vec![0; level as usize * (self.params.m + 1)]);
+            self.deleted.push(false);
+        }
+        self.links0.resize((start + n_new) * (self.m0 + 1), 0);
+        self.inserted += n_new as u64;
+        if self.params.sq8 {
+            if self.sq.is_none() {
+                let mut sample = Vec::with_capacity(data.len());
+                let mut buf = Vec::new();
+                for slot in start..start + n_new {
+                    self.coded_vector(slot as u32, &mut buf);
+                    sample.extend_from_slice(&buf);
+                }
+                self.sq = Some(Sq8::train(&sample, self.d)?);
+            }
+            self.encode_from(start);
+        }
+        Ok(start)
+    }
+
+    /// Drops slots `from..` that were appended but never linked.
+    fn truncate(&mut self, from: usize) {
+        for id in self.ids.drain(from..) {
+            self.id_map.remove(&id);
+        }
+        self.vectors.truncate(from * self.d);
+        if self.space == Space::Cosine {
+            self.inv_norms.truncate(from);
+        }
+        self.levels.truncate(from);
+        self.upper.truncate(from);
+        self.deleted.truncate(from);
+        self.links0.truncate(from * (self.m0 + 1));
+        if self.sq.is_some() {
+            self.codes.truncate(from * self.d);
+            self.code_norms.truncate(from);
+        }
+    }
+
+    /// Marks `ids` deleted (unknown or already deleted ids are skipped) and returns how many were
+    /// live. Consolidates when the deleted share passes [`CONSOLIDATE_FRACTION`].
+    pub fn remove(&mut self, ids: &[i64], threads: usize) -> usize {
+        let mut removed = 0;
+        for &id in ids {
+            if let Some(slot) = self.live_slot(id) {
+                self.deleted[slot as usize] = true;
+                self.n_deleted += 1;
+                removed += 1;
+            }
+        }
+        if self.n_deleted as f64 > CONSOLIDATE_FRACTION * self.ids.len() as f64 {
+            self.consolidate(threads);
+        }
+        removed
+    }
+
+    /// Repairs every list that points to a deleted node and compacts the arrays (memory of
+    /// deleted vectors is given back).
+    pub fn consolidate(&mut self, threads: usize) {
+        if self.n_deleted == 0 {
+            return;
+        }
+        if self.n_deleted == self.ids.len() {
+            let params = self.params;
+            let (d, metric) = (self.d, self.metric);
+            let inserted = self.inserted;
+            *self = Hnsw::new(d, metric, params).expect("parameters were valid");
+            self.inserted = inserted;
+            return;
+        }
+        build::repair_deleted(self, threads);
+        self.compact();
+    }
+
+    /// Drops deleted slots and renumbers the rest (lists must no longer point to deleted nodes
+    /// except through stale entries, which are dropped here).
+    fn compact(&mut self) {
+        let n = self.ids.len();
+        let mut remap = vec![NONE; n];
+        let mut next = 0u32;
+        for (slot, del) in self.deleted.iter().enumerate() {
+            if !del {
+                remap[slot] = next;
+                next += 1;
+            }
+        }
+        let live = next as usize;
+        let (d, m0, m) = (self.d, self.m0, self.params.m);
+        let mut vectors = Vec::with_capacity(live * d);
+        let mut inv_norms = Vec::with_capacity(if self.space == Space::Cosine { live } else { 0 });
+        let mut ids = Vec::with_capacity(live);
+        let mut levels = Vec::with_capacity(live);
+        let mut links0 = Vec::with_capacity(live * (m0 + 1));
+        let mut upper = Vec::with_capacity(live);
+        let mut codes = Vec::with_capacity(if self.sq.is_some() { live * d } else { 0 });
+        let mut code_norms = Vec::with_capacity(if self.sq.is_some() { live } else { 0 });
+        let remap_list = |list: &[u32], cap: usize, out: &mut Vec<u32>| {
+            let cnt = (list[0] as usize).min(cap);
+            let before = out.len();
+            out.push(0);
+            out.extend(
+                list[1..1 + cnt]
+                    .iter()
+                    .map(|&s| remap[s as usize])
+                    .filter(|&s| s != NONE),
+            );
+            let kept = out.len() - before - 1;
+            out[before] = kept as u32;
+            out.resize(before + 1 + cap, 0);
+        };
+        for slot in 0..n {
+            if self.deleted[slot] {
+                continue;
+            }
+            vectors.extend_from_slice(&self.vectors[slot * d..(slot + 1) * d]);
+            if self.space == Space::Cosine {
+                inv_norms.push(self.inv_norms[slot]);
+            }
+            ids.push(self.ids[slot]);
+            levels.push(self.levels[slot]);
+            let s0 = slot * (m0 + 1);
+            let list = &self.links0[s0..s0 + m0 + 1];
+            remap_list(list, m0, &mut links0);
+            let mut up = Vec::with_capacity(self.upper[slot].len());
+            for l in 0..self.levels[slot] as usize {
+                let s = l * (m + 1);
+                remap_list(&self.upper[slot][s..s + m + 1], m, &mut up);
+            }
+            upper.push(up);
+            if self.sq.is_some() {
+                codes.extend_from_slice(&self.codes[slot * d..(slot + 1) * d]);
+                code_norms.push(self.code_norms[slot]);
+            }
+        }
+        self.id_map = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i as u32))
+            .collect();
+        self.vectors = vectors;
+        self.inv_norms = inv_norms;
+        self.ids = ids;
+        self.levels = levels;
+        self.links0 = links0;
+        self.upper = upper;
+        self.codes = codes;
+        self.code_norms = code_norms;
+        self.deleted = vec![false; live];
+        self.n_deleted = 0;
+        self.entry = if self.entry != NONE && remap[self.entry as usize] != NONE {
+            remap[self.entry as usize]
+        } else {
+            NONE
+        };
+        self.reset_entry();
+    }
+
+    /// Makes the entry point a node of the highest level (the lowest such slot when the current
+    /// entry is gone or no longer the highest).
+    fn reset_entry(&mut self) {
+        let top = self.levels.iter().copied().max().unwrap_or(0) as usize;
+        if self.entry == NONE || self.levels[self.entry as usize] as usize != top {
+            self.entry = self
+                .levels
+                .iter()
+                .position(|&l| l as usize == top)
+                .map_or(NONE, |p| p as u32);
+        }
+        self.max_level = top;
+    }
+
+    /// Flat arrays for saving.
+    pub fn to_parts(&self) -> HnswParts {
+        let mut upper = Vec::new();
+        let mut upper_offsets = Vec::with_capacity(self.upper.len() + 1);
+        upper_offsets.push(0u64);
+        for u in &self.upper {
+            upper.extend_from_slice(u);
+            upper_offsets.push(upper.len() as u64);
+        }
+        let (sq_lo, sq_step) = self
+            .sq
+            .as_ref()
+            .map_or((Vec::new(), Vec::new()), |s| (s.lo.clone(), s.step.clone()));
+        HnswParts {
+            d: self.d,
+            metric: self.metric.name().to_string(),
+            m: self.params.m,
+            ef_construction: self.params.ef_construction,
+            seed: self.params.seed,
+            inserted: self.inserted,
+            entry: self.entry,
+            vectors: self.vectors.clone(),
+            ids: self.ids.clone(),
+            levels: self.levels.clone(),
+            links0: self.links0.clone(),
+            upper,
+            upper_offsets,
+            deleted: self.deleted.iter().map(|&b| b as u8).collect(),
+            sq_lo,
+            sq_step,
+        }
+    }
+
+    /// Rebuilds an index from saved arrays, validating every size, count and slot first, so a
+    /// damaged or crafted file gives [`Error::Corrupt`] and never a crash.
+    pub fn from_parts(p: HnswParts) -> Result<Self> {
+        let corrupt = |what: String| Error::Corrupt(format!("hnsw: {what}"));
+        let metric = Metric::parse(&p.metric, 2.0).map_err(|e| corrupt(e.to_string()))?;
+        let params = HnswParams {
+            m: p.m,
+            ef_construction: p.ef_construction,
+            seed: p.seed,
+            sq8: !p.sq_lo.is_empty(),
+        };
+        let mut h = Hnsw::new(p.d, metric, params).map_err(|e| corrupt(e.to_string()))?;
+        let n = p.ids.len();
+        let (d, m, m0) = (h.d, h.params.m, h.m0);
+        let check = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(corrupt(what.to_string()))
+            }
+        };
+        check(
+            n.checked_mul(d) == Some(p.vectors.len()),
+            "vectors do not match ids × dim",
+        )?;
+        check(
+            p.levels.len() == n && p.deleted.len() == n,
+            "levels or deleted flags do not match ids",
+        )?;
+        check(
+            n.checked_mul(m0 + 1) == Some(p.links0.len()),
+            "level-0 links do not match ids × (2m + 1)",
+        )?;
+        check(
+            p.upper_offsets.len() == n + 1,
+            "upper offsets do not match ids",
+        )?;
+        check(
+            p.levels.iter().all(|&l| l <= MAX_LEVEL),
+            "a level above the maximum",
+        )?;
+        check(
+            p.deleted.iter().all(|&f| f <= 1),
+            "deleted flags must be 0 or 1",
+        )?;
+        check(
+            (n == 0 && p.entry == NONE) || (p.entry as usize) < n,
+            "entry point out of range",
+        )?;
+        let mut upper = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b) = (p.upper_offsets[i], p.upper_offsets[i + 1]);
+            let want = p.levels[i] as u64 * (m as u64 + 1);
+            check(
+                a <= b && b - a == want && b <= p.upper.len() as u64,
+                "upper links do not match the levels",
+            )?;
+            upper.push(p.upper[a as usize..b as usize].to_vec());
+        }
+        check(
+            p.upper_offsets[n] == p.upper.len() as u64,
+            "upper links have trailing data",
+        )?;
+        let list_ok = |list: &[u32], cap: usize, level: usize| {
+            let cnt = list[0] as usize;
+            cnt <= cap
+                && list[1..1 + cnt]
+                    .iter()
+                    .all(|&s| (s as usize) < n && p.levels[s as usize] as usize >= level)
+        };
+        for i in 0..n {
+            check(
+                list_ok(&p.links0[i * (m0 + 1)..(i + 1) * (m0 + 1)], m0, 0),
+                "a level-0 list is invalid",
+            )?;
+            for l in 1..=p.levels[i] as usize {
+                let s = (l - 1) * (m + 1);
+                check(
+                    list_ok(&upper[i][s..s + m + 1], m, l),
+                    "an upper list is invalid",
+                )?;
+            }
+        }
+        if n > 0 {
+            let top = p.levels.iter().copied().max().unwrap_or(0);
+            check(
+                p.levels[p.entry as usize] == top,
+                "entry point is not on the top level",
+            )?;
+            h.max_level = top as usize;
+        }
+        let mut id_map = HashMap::with_capacity(n);
+        for (i, &id) in p.ids.iter().enumerate() {
+            check(id >= 0, "negative id")?;
+            check(id_map.insert(id, i as u32).is_none(), "repeated id")?;
+        }
+        check(
+            p.inserted >= n as u64,
+            "insert counter below the number of slots",
+        )?;
+        h.vectors = p.vectors;
+        h.ids = p.ids;
+        h.id_map = id_map;
+        h.levels = p.levels;
+        h.links0 = p.links0;
+        h.upper = upper;
+        h.deleted = p.deleted.iter().map(|&f| f == 1).collect();
+        h.n_deleted = h.deleted.iter().filter(|&&f| f).count();
+        h.entry = p.entry;
+        h.inserted = p.inserted;
+        if h.space == Space::Cosine {
+            let dot = h.k.dot;
+            h.inv_norms = h
+                .vectors
+                .chunks_exact(d)
+                .map(|r| {
+                    let v = dot(r, r).sqrt();
+                    if v > 0.0 {
+                        1.0 / v
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+        }
+        if params.sq8 {
+            h.sq = Some(Sq8::from_parts(p.sq_lo, p.sq_step).map_err(|e| corrupt(e.to_string()))?);
+            check(
+                h.sq.as_ref().is_some_and(|s| s.dim() == d),
+                "sq8 ranges do not match dim",
+            )?;
+            h.encode_from(0);
+        }
+        Ok(h)
+    }
+}

@@ -1,0 +1,237 @@
+use super::search::SearchOptions;
+use super::*;
+
+/// Recall@10 the small test graphs must reach against the exact answer.
+const MIN_RECALL: f64 = 0.95;
+
+/// Fixed-seed LCG stream in [-0.5, 0.5) (no RNG crate needed).
+fn stream(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    }
+}
+
+/// Points around 16 fixed cluster centres (the same for base and queries); `seed` drives the
+/// noise.
+fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut c = stream(12345);
+    let centers: Vec<f32> = (0..16 * d).map(|_| 4.0 * c()).collect();
+    let mut next = stream(seed);
+    (0..n)
+        .flat_map(|i| {
+            let c = (i * 7) % 16;
+            (0..d)
+                .map(|j| centers[c * d + j] + next())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn exact(h: &Hnsw, q: &[f32], k: usize) -> Vec<i64> {
+    let mut qn = Vec::new();
+    h.prepare_query(q, &mut qn);
+    let mut all: Vec<(f32, i64)> = (0..h.slots() as u32)
+        .filter(|&s| !h.deleted[s as usize])
+        .map(|s| (h.key_query(&qn, s), h.ids[s as usize]))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    all.into_iter().take(k).map(|x| x.1).collect()
+}
+
+fn recall(h: &Hnsw, queries: &[f32], k: usize, ef: usize) -> f64 {
+    let opts = SearchOptions {
+        ef_search: ef,
+        ..Default::default()
+    };
+    let res = h.search(queries, k, &opts, None).unwrap();
+    let mut hit = 0;
+    let nq = queries.len() / h.dim();
+    for (i, q) in queries.chunks_exact(h.dim()).enumerate() {
+        let truth = exact(h, q, k);
+        hit += res.ids[i * k..(i + 1) * k]
+            .iter()
+            .filter(|id| truth.contains(id))
+            .count();
+    }
+    hit as f64 / (nq * k) as f64
+}
+
+fn built(metric: Metric, sq8: bool, threads: usize) -> Hnsw {
+    let (n, d) = (3000, 24);
+    let mut h = Hnsw::new(
+        d,
+        metric,
+        HnswParams {
+            m: 12,
+            ef_construction: 80,
+            seed: 7,
+            sq8,
+        },
+    )
+    .unwrap();
+    let ids: Vec<i64> = (0..n as i64).collect();
+    h.add(&data(n, d, 1), &ids, threads, None).unwrap();
+    h
+}
+
+#[test]
+fn recall_against_exact_for_every_metric_and_tier() {
+    let q = data(100, 24, 99);
+    for metric in [
+        Metric::Euclidean,
+        Metric::SqEuclidean,
+        Metric::InnerProduct,
+        Metric::Cosine,
+    ] {
+        for sq8 in [false, true] {
+            let h = built(metric, sq8, 2);
+            let r = recall(&h, &q, 10, 64);
+            assert!(
+                r >= MIN_RECALL,
+                "{metric:?} sq8={sq8}: recall@10 {r:.3} < {MIN_RECALL}"
+            );
+        }
+    }
+}
+
+#[test]
+fn build_is_deterministic_across_thread_counts() {
+    let a = built(Metric::Euclidean, false, 1).to_parts();
+    let b = built(Metric::Euclidean, false, 3).to_parts();
+    assert_eq!(a.links0, b.links0);
+    assert_eq!(a.upper, b.upper);
+    assert_eq!(a.entry, b.entry);
+}
+
+#[test]
+fn returned_distances_are_exact() {
+    let h = built(Metric::Euclidean, true, 2);
+    let q = data(5, 24, 3);
+    let res = h.search(&q, 5, &SearchOptions::default(), None).unwrap();
+    for (i, qr) in q.chunks_exact(24).enumerate() {
+        for j in 0..5 {
+            let x = h.get(res.ids[i * 5 + j]).unwrap();
+            let want = kernels_sq(qr, x).sqrt();
+            assert!((res.distances[i * 5 + j] - want).abs() <= 1e-4 * want.max(1.0));
+        }
+    }
+}
+
+fn kernels_sq(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+#[test]
+fn delete_half_then_re_add_keeps_recall() {
+    let mut h = built(Metric::Euclidean, false, 2);
+    let gone: Vec<i64> = (0..3000).filter(|i| i % 2 == 0).collect();
+    assert_eq!(h.remove(&gone, 2), 1500);
+    assert_eq!(h.len(), 1500);
+    assert_eq!(h.n_deleted(), 0, "consolidation ran and compacted");
+    assert_eq!(h.slots(), 1500);
+    let q = data(100, 24, 5);
+    let r = recall(&h, &q, 10, 64);
+    assert!(
+        r >= MIN_RECALL,
+        "after deletes: recall@10 {r:.3} < {MIN_RECALL}"
+    );
+    let all = data(3000, 24, 1);
+    let back: Vec<f32> = gone
+        .iter()
+        .flat_map(|&i| all[i as usize * 24..(i as usize + 1) * 24].to_vec())
+        .collect();
+    h.add(&back, &gone, 2, None).unwrap();
+    assert_eq!(h.len(), 3000);
+    let r = recall(&h, &q, 10, 64);
+    assert!(
+        r >= MIN_RECALL,
+        "after re-adding: recall@10 {r:.3} < {MIN_RECALL}"
+    );
+}
+
+#[test]
+fn filters_return_k_and_only_allowed_ids() {
+    let h = built(Metric::Cosine, true, 2);
+    let q = data(20, 24, 11);
+    for (every, k) in [(1000, 10), (100, 10), (10, 10), (2, 10), (1500, 10)] {
+        let ids: Vec<i64> = (0..3000).filter(|i| i % every == 3).collect();
+        let allowed = h.allowed_from_ids(&ids);
+        let res = h
+            .search(&q, k, &SearchOptions::default(), Some(&allowed))
+            .unwrap();
+        let want = k.min(ids.len());
+        for i in 0..20 {
+            let row = &res.ids[i * k..(i + 1) * k];
+            assert_eq!(row.iter().filter(|&&x| x >= 0).count(), want);
+            assert!(row.iter().all(|&x| x < 0 || ids.contains(&x)));
+        }
+    }
+}
+
+#[test]
+fn parts_round_trip_and_corruption_is_reported() {
+    let h = built(Metric::InnerProduct, true, 2);
+    let parts = h.to_parts();
+    let g = Hnsw::from_parts(parts.clone()).unwrap();
+    let q = data(10, 24, 4);
+    let opts = SearchOptions::default();
+    assert_eq!(
+        h.search(&q, 5, &opts, None).unwrap().ids,
+        g.search(&q, 5, &opts, None).unwrap().ids
+    );
+    let mut bad = parts.clone();
+    bad.links0[1] = 1_000_000;
+    assert!(matches!(Hnsw::from_parts(bad), Err(Error::Corrupt(_))));
+    let mut bad = parts.clone();
+    bad.links0[0] = 999;
+    assert!(Hnsw::from_parts(bad).is_err());
+    let mut bad = parts.clone();
+    bad.vectors.pop();
+    assert!(Hnsw::from_parts(bad).is_err());
+    let mut bad = parts.clone();
+    bad.upper_offsets[1] += 1;
+    assert!(Hnsw::from_parts(bad).is_err());
+    let mut bad = parts;
+    bad.entry = 5000;
+    assert!(Hnsw::from_parts(bad).is_err());
+}
+
+#[test]
+fn bad_input_is_rejected_and_leaves_the_index_unchanged() {
+    let mut h = built(Metric::Euclidean, false, 1);
+    assert!(h.add(&[1.0; 24], &[5], 1, None).is_err(), "duplicate id");
+    assert!(h.add(&[f32::NAN; 24], &[5000], 1, None).is_err());
+    assert!(h.add(&[1.0; 23], &[5000], 1, None).is_err());
+    assert_eq!(h.len(), 3000);
+    assert!(h
+        .search(&[0.0; 23], 1, &SearchOptions::default(), None)
+        .is_err());
+    assert!(h
+        .search(&[0.0; 24], 0, &SearchOptions::default(), None)
+        .is_err());
+    assert!(Hnsw::new(4, Metric::Manhattan, HnswParams::default()).is_err());
+}
+
+#[test]
+fn empty_and_tiny_indexes() {
+    let mut h = Hnsw::new(2, Metric::Euclidean, HnswParams::default()).unwrap();
+    let res = h
+        .search(&[0.0, 0.0], 3, &SearchOptions::default(), None)
+        .unwrap();
+    assert_eq!(res.ids, vec![-1, -1, -1]);
+    h.add(&[1.0, 0.0, 0.0, 1.0], &[10, 20], 1, None).unwrap();
+    let res = h
+        .search(&[0.9, 0.0], 3, &SearchOptions::default(), None)
+        .unwrap();
+    assert_eq!(res.ids, vec![10, 20, -1]);
+    assert_eq!(h.remove(&[10, 20], 1), 2);
+    assert!(h.is_empty());
+    let res = h
+        .search(&[0.9, 0.0], 1, &SearchOptions::default(), None)
+        .unwrap();
+    assert_eq!(res.ids, vec![-1]);
+}

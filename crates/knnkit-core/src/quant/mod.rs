@@ -1,0 +1,6 @@
+//! Vector quantizers: compact codes that approximate stored vectors for fast traversal and
+//! scanning, always followed by an exact re-rank on the float32 vectors.
+
+pub mod sq8;
+
+pub use sq8::Sq8;

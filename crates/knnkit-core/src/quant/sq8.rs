@@ -1,0 +1,291 @@
+//! SQ8: per-dimension 8-bit scalar quantization.
+//!
+//! Each dimension `i` has a range `[lo_i, lo_i + 255·s_i]` learnt from training data; a value
+//! is stored as `c_i = round((x_i − lo_i) / s_i)` clamped to 0‥255, so the decoded vector is
+//! `x̂_i = lo_i + s_i·c_i` (values outside the range clamp). A query `q` scores a code with
+//!
+//! ```text
+//! ⟨q, x̂⟩ = ⟨q, lo⟩ + Σ (q_i·s_i)·c_i
+//! ```
+//!
+//! so one float × byte dot product per code ([`dot_u8`]) serves inner product, cosine (on
+//! normalised vectors) and squared L2 (`‖x̂‖² − 2⟨q, x̂⟩ + ‖q‖²`, with `‖x̂‖²` stored per code).
+//! Codes are a quarter of the float32 bytes: that, not arithmetic, is what makes graph
+//! traversal faster.
+
+use crate::error::{Error, Result};
+use crate::metric::kernels::{detected_level, SimdLevel};
+
+/// A trained per-dimension 8-bit quantizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sq8 {
+    /// Lower end of each dimension's range.
+    pub lo: Vec<f32>,
+    /// Step of each dimension (range / 255); 0 for a constant dimension.
+    pub step: Vec<f32>,
+}
+
+impl Sq8 {
+    /// Learns each dimension's range (min to max) from `data` (row-major, `d` columns).
+    pub fn train(data: &[f32], d: usize) -> Result<Self> {
+        if d == 0 || data.is_empty() || !data.len().is_multiple_of(d) {
+            return Err(Error::param(
+                "training data",
+                format!("a non-empty multiple of {d} values"),
+                data.len(),
+            ));
+        }
+        let mut lo = vec![f32::INFINITY; d];
+        let mut hi = vec![f32::NEG_INFINITY; d];
+        for row in data.chunks_exact(d) {
+            for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
+                *l = l.min(x);
+                *h = h.max(x);
+            }
+        }
+        let step = lo.iter().zip(&hi).map(|(&l, &h)| (h - l) / 255.0).collect();
+        Self::from_parts(lo, step)
+    }
+
+    /// A quantizer from stored parts (validated: finite, non-negative steps).
+    pub fn from_parts(lo: Vec<f32>, step: Vec<f32>) -> Result<Self> {
+        if lo.len() != step.len() || lo.is_empty() {
+            return Err(Error::Shape {
+                name: "sq8 step",
+                expected: lo.len(),
+                got: step.len(),
+            });
+        }
+        if !lo.iter().chain(&step).all(|v| v.is_finite()) || step.iter().any(|&s| s < 0.0) {
+            return Err(Error::param(
+                "sq8 ranges",
+                "finite values and non-negative steps",
+                "non-finite or negative values",
+            ));
+        }
+        Ok(Sq8 { lo, step })
+    }
+
+    /// Dimension.
+    pub fn dim(&self) -> usize {
+        self.lo.len()
+    }
+
+    /// Encodes one vector into `out` (length `dim`); returns ‖x̂‖² of the decoded vector.
+    pub fn encode(&self, x: &[f32], out: &mut [u8]) -> f32 {
+        let mut norm = 0f32;
+        for (i, (&v, c)) in x.iter().zip(out.iter_mut()).enumerate() {
+            let s = self.step[i];
+            let code = if s > 0.0 {
+                ((v - self.lo[i]) / s).round().clamp(0.0, 255.0)
+            } else {
+                0.0
+            };
+            *c = code as u8;
+            let dec = self.lo[i] + s * code;
+            norm += dec * dec;
+        }
+        norm
+    }
+
+    /// Decodes one code.
+    pub fn decode(&self, code: &[u8]) -> Vec<f32> {
+        code.iter()
+            .enumerate()
+            .map(|(i, &c)| self.lo[i] + self.step[i] * c as f32)
+            .collect()
+    }
+
+    /// Query weights `wᵢ = qᵢ·sᵢ` into `w`; returns the constant ⟨q, lo⟩, so that
+    /// ⟨q, x̂⟩ = ⟨q, lo⟩ + [`dot_u8`]`(w, code)`.
+    pub fn prepare(&self, q: &[f32], w: &mut Vec<f32>) -> f32 {
+        w.clear();
+        w.extend(q.iter().zip(&self.step).map(|(&a, &s)| a * s));
+        q.iter().zip(&self.lo).map(|(&a, &l)| a * l).sum()
+    }
+}
+
+/// A float × byte dot-product kernel: Σ wᵢ·cᵢ.
+pub type U8Kernel = fn(&[f32], &[u8]) -> f32;
+
+/// Scalar twin of [`dot_u8`].
+pub fn dot_u8_naive(w: &[f32], c: &[u8]) -> f32 {
+    w.iter().zip(c).map(|(&a, &b)| a * b as f32).sum()
+}
+
+/// Portable build: eight independent accumulators the compiler vectorises for the baseline.
+fn dot_u8_portable(w: &[f32], c: &[u8]) -> f32 {
+    let n = w.len().min(c.len());
+    let (w, c) = (&w[..n], &c[..n]);
+    let mut acc = [0f32; 8];
+    let split = n - n % 8;
+    for (ws, cs) in w[..split].chunks_exact(8).zip(c[..split].chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += ws[i] * cs[i] as f32;
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for i in split..n {
+        s += w[i] * c[i] as f32;
+    }
+    s
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512_inner(w: &[f32], c: &[u8]) -> f32 {
+        let n = w.len().min(c.len());
+        let (wp, cp) = (w.as_ptr(), c.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load reads [i, i+16) or [i, i+32) with i + width <= n.
+        unsafe {
+            while i + 32 <= n {
+                let c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                    cp.add(i) as *const __m128i
+                )));
+                let c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                    cp.add(i + 16) as *const __m128i
+                )));
+                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(wp.add(i)), c0, acc0);
+                acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(wp.add(i + 16)), c1, acc1);
+                i += 32;
+            }
+            if i + 16 <= n {
+                let c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                    cp.add(i) as *const __m128i
+                )));
+                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(wp.add(i)), c0, acc0);
+                i += 16;
+            }
+        }
+        let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+        for j in i..n {
+            s += w[j] * c[j] as f32;
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_inner(w: &[f32], c: &[u8]) -> f32 {
+        let n = w.len().min(c.len());
+        let (wp, cp) = (w.as_ptr(), c.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every load reads [i, i+8) or [i, i+16) with i + width <= n.
+        unsafe {
+            while i + 16 <= n {
+                let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    cp.add(i) as *const __m128i
+                )));
+                let c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    cp.add(i + 8) as *const __m128i
+                )));
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(i)), c0, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(i + 8)), c1, acc1);
+                i += 16;
+            }
+            if i + 8 <= n {
+                let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    cp.add(i) as *const __m128i
+                )));
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(i)), c0, acc0);
+                i += 8;
+            }
+        }
+        let v = _mm256_add_ps(acc0, acc1);
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        let mut s: f32 = lanes.iter().sum();
+        for j in i..n {
+            s += w[j] * c[j] as f32;
+        }
+        s
+    }
+
+    // SAFETY (both): handed out by `dot_u8` only after detecting the features.
+    pub fn avx512(w: &[f32], c: &[u8]) -> f32 {
+        unsafe { avx512_inner(w, c) }
+    }
+    pub fn avx2(w: &[f32], c: &[u8]) -> f32 {
+        unsafe { avx2_inner(w, c) }
+    }
+}
+
+/// The float × byte kernel for a SIMD level.
+pub fn dot_u8_for(level: SimdLevel) -> U8Kernel {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => x86::avx512,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => x86::avx2,
+        _ => dot_u8_portable,
+    }
+}
+
+/// The float × byte kernel for this CPU.
+pub fn dot_u8() -> U8Kernel {
+    static K: std::sync::OnceLock<U8Kernel> = std::sync::OnceLock::new();
+    *K.get_or_init(|| dot_u8_for(detected_level()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::kernels::available_levels;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn simd_matches_scalar(pairs in prop::collection::vec((-10f32..10.0, any::<u8>()), 0..200)) {
+            let (w, c): (Vec<f32>, Vec<u8>) = pairs.into_iter().unzip();
+            let want = dot_u8_naive(&w, &c);
+            let scale: f32 = w.iter().map(|x| x.abs() * 255.0).sum::<f32>().max(1.0);
+            for level in available_levels() {
+                let got = dot_u8_for(level)(&w, &c);
+                prop_assert!((got - want).abs() <= 1e-5 * scale, "{level:?}: {got} vs {want}");
+            }
+        }
+
+        #[test]
+        fn decode_is_within_half_a_step(rows in prop::collection::vec(-5f32..5.0, 6..60)) {
+            let d = 3;
+            let n = rows.len() / d * d;
+            let data = &rows[..n];
+            let q = Sq8::train(data, d).unwrap();
+            let mut code = vec![0u8; d];
+            for row in data.chunks_exact(d) {
+                q.encode(row, &mut code);
+                for ((&x, y), s) in row.iter().zip(q.decode(&code)).zip(&q.step) {
+                    prop_assert!((x - y).abs() <= 0.5 * s + 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prepared_dot_equals_decoded_dot() {
+        let data: Vec<f32> = (0..40).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let q = Sq8::train(&data, 4).unwrap();
+        let mut code = vec![0u8; 4];
+        q.encode(&data[8..12], &mut code);
+        let query = [0.5f32, -1.0, 2.0, 0.25];
+        let mut w = Vec::new();
+        let c0 = q.prepare(&query, &mut w);
+        let direct: f32 = query.iter().zip(q.decode(&code)).map(|(a, b)| a * b).sum();
+        assert!((c0 + dot_u8()(&w, &code) - direct).abs() < 1e-4);
+    }
+
+    #[test]
+    fn bad_parts_are_rejected() {
+        assert!(Sq8::train(&[], 3).is_err());
+        assert!(Sq8::from_parts(vec![0.0], vec![-1.0]).is_err());
+        assert!(Sq8::from_parts(vec![f32::NAN], vec![1.0]).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! `Hnsw`: the graph index as a Python object (the `knnkit.HNSWIndex` façade wraps it).
+//!
+//! The core index sits behind a read-write lock: searches share it (many Python threads at once,
+//! GIL released), `add`/`remove` take it exclusively, so a search sees the index either before or
+//! after a concurrent write, never half of one.
+
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use numpy::{PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use knnkit_core::hnsw::{self, HnswParams, HnswParts, SearchOptions};
+use knnkit_core::{pool, Metric};
+
+use crate::conversion::{matrix, vector};
+use crate::error::{detach_interruptible, to_py};
+
+/// HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``).
+#[pyclass(module = "knnkit._core", frozen)]
+pub struct Hnsw {
+    inner: RwLock<hnsw::Hnsw>,
+}
+
+impl Hnsw {
+    fn read(&self) -> RwLockReadGuard<'_, hnsw::Hnsw> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, hnsw::Hnsw> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn rows<'a>(a: &'a PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<&'a [f32]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{name}: expected a C-contiguous array")))
+}
+
+fn ids_slice<'a>(a: &'a PyReadonlyArray1<'_, i64>) -> PyResult<&'a [i64]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err("ids: expected a contiguous int64 array"))
+}
+
+#[pymethods]
+impl Hnsw {
+    #[new]
+    #[pyo3(signature = (dim, metric="euclidean", m=16, ef_construction=200, seed=0, sq8=false))]
+    fn new(
+        dim: usize,
+        metric: &str,
+        m: usize,
+        ef_construction: usize,
+        seed: u64,
+        sq8: bool,
+    ) -> PyResult<Self> {
+        let metric = Metric::parse(metric, 2.0).map_err(to_py)?;
+        let params = HnswParams {
+            m,
+            ef_construction,
+            seed,
+            sq8,
+        };
+        Ok(Hnsw {
+            inner: RwLock::new(hnsw::Hnsw::new(dim, metric, params).map_err(to_py)?),
+        })
+    }
+
+    /// Adds vectors (float32, C order) with their int64 ids.
+    #[pyo3(signature = (vectors, ids, n_jobs=None))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        vectors: PyReadonlyArray2<'_, f32>,
+        ids: PyReadonlyArray1<'_, i64>,
+        n_jobs: Option<i64>,
+    ) -> PyResult<()> {
+        let (data, ids) = (rows(&vectors, "vectors")?, ids_slice(&ids)?);
+        let threads = pool::resolve_threads(n_jobs);
+        detach_interruptible(py, |check| {
+            self.write().add(data, ids, threads, Some(check))
+        })
+    }
+
+    /// ``(distances, ids, stats)`` of the ``k`` nearest live vectors of each query; ``allowed``
+    /// restricts results to those ids.
+    #[pyo3(signature = (queries, k, ef_search=64, n_jobs=None, allowed=None))]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: PyReadonlyArray2<'py, f32>,
+        k: usize,
+        ef_search: usize,
+        n_jobs: Option<i64>,
+        allowed: Option<PyReadonlyArray1<'py, i64>>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
+        let nq = queries.shape()[0];
+        let q = rows(&queries, "queries")?;
+        let allowed_ids = allowed.as_ref().map(ids_slice).transpose()?;
+        let threads = pool::resolve_threads(n_jobs);
+        let res = detach_interruptible(py, |check| {
+            let h = self.read();
+            let allowed = allowed_ids.map(|ids| h.allowed_from_ids(ids));
+            let opts = SearchOptions {
+                ef_search,
+                threads,
+                interrupt: Some(check),
+            };
+            h.search(q, k, &opts, allowed.as_ref())
+        })?;
+        let stats = PyDict::new(py);
+        stats.set_item("distance_computations", res.stats.distance_computations)?;
+        stats.set_item("visited_nodes", res.stats.visited_nodes)?;
+        stats.set_item("exact_fallbacks", res.stats.exact_fallbacks)?;
+        Ok((
+            matrix(py, res.distances, nq, k)?.into_any().unbind(),
+            matrix(py, res.ids, nq, k)?.into_any().unbind(),
+            stats.into_any().unbind(),
+        ))
+    }
+
+    /// Deletes ids (unknown ones are skipped); returns how many were present.
+    #[pyo3(signature = (ids, n_jobs=None))]
+    fn remove(
+        &self,
+        py: Python<'_>,
+        ids: PyReadonlyArray1<'_, i64>,
+        n_jobs: Option<i64>,
+    ) -> PyResult<usize> {
+        let ids = ids_slice(&ids)?;
+        let threads = pool::resolve_threads(n_jobs);
+        Ok(py.detach(|| self.write().remove(ids, threads)))
+    }
+
+    /// Repairs the graph around deleted nodes and gives their memory back.
+    #[pyo3(signature = (n_jobs=None))]
+    fn consolidate(&self, py: Python<'_>, n_jobs: Option<i64>) {
+        let threads = pool::resolve_threads(n_jobs);
+        py.detach(|| self.write().consolidate(threads))
+    }
+
+    /// The stored vectors of ``ids`` (KeyError for an id not in the index).
+    fn get<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Py<PyAny>> {
+        let ids = ids_slice(&ids)?;
+        let h = self.read();
+        let d = h.dim();
+        let mut out = Vec::with_capacity(ids.len() * d);
+        for &id in ids {
+            let row = h
+                .get(id)
+                .ok_or_else(|| PyKeyError::new_err(format!("id {id} is not in the index")))?;
+            out.extend_from_slice(row);
+        }
+        Ok(matrix(py, out, ids.len(), d)?.into_any().unbind())
+    }
+
+    /// Ids of the live vectors.
+    fn ids<'py>(&self, py: Python<'py>) -> Py<PyAny> {
+        vector(py, self.read().live_ids()).into_any().unbind()
+    }
+
+    fn __len__(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Deleted slots waiting for consolidation.
+    fn n_deleted(&self) -> usize {
+        self.read().n_deleted()
+    }
+
+    /// Bytes held by the index.
+    fn memory_usage(&self) -> usize {
+        self.read().memory_usage()
+    }
+
+    /// Everything the index holds, as a dict of scalars and numpy arrays (for saving).
+    fn to_parts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.read().to_parts();
+        let out = PyDict::new(py);
+        out.set_item("dim", p.d)?;
+        out.set_item("metric", p.metric)?;
+        out.set_item("m", p.m)?;
+        out.set_item("ef_construction", p.ef_construction)?;
+        out.set_item("seed", p.seed)?;
+        out.set_item("inserted", p.inserted)?;
+        out.set_item("entry", p.entry)?;
+        out.set_item("vectors", vector(py, p.vectors))?;
+        out.set_item("ids", vector(py, p.ids))?;
+        out.set_item("levels", vector(py, p.levels))?;
+        out.set_item("links0", vector(py, p.links0))?;
+        out.set_item("upper", vector(py, p.upper))?;
+        out.set_item("upper_offsets", vector(py, p.upper_offsets))?;
+        out.set_item("deleted", vector(py, p.deleted))?;
+        out.set_item("sq_lo", vector(py, p.sq_lo))?;
+        out.set_item("sq_step", vector(py, p.sq_step))?;
+        Ok(out)
+    }
+
+    /// Rebuilds an index from ``to_parts`` output, validating everything
+    /// (``CorruptIndexError`` otherwise).
+    #[staticmethod]
+    fn from_parts(py: Python<'_>, parts: &Bound<'_, PyDict>) -> PyResult<Self> {
+        fn item<'py, T: FromPyObjectOwned<'py>>(
+            parts: &Bound<'py, PyDict>,
+            key: &str,
+        ) -> PyResult<T> {
+            let v = parts
+                .get_item(key)?
+                .ok_or_else(|| to_py(knnkit_core::Error::Corrupt(format!("missing {key}"))))?;
+            v.extract().map_err(|_| {
+                to_py(knnkit_core::Error::Corrupt(format!(
+                    "{key} has the wrong type"
+                )))
+            })
+        }
+        fn array<'py, T: numpy::Element + Copy>(
+            parts: &Bound<'py, PyDict>,
+            key: &str,
+        ) -> PyResult<Vec<T>> {
+            let v = parts
+                .get_item(key)?
+                .ok_or_else(|| to_py(knnkit_core::Error::Corrupt(format!("missing {key}"))))?;
+            let a = v.cast::<numpy::PyArray1<T>>().map_err(|_| {
+                to_py(knnkit_core::Error::Corrupt(format!(
+                    "{key} is not a 1-D {} array",
+                    std::any::type_name::<T>()
+                )))
+            })?;
+            Ok(a.readonly().as_array().iter().copied().collect())
+        }
+        let p = HnswParts {
+            d: item(parts, "dim")?,
+            metric: item(parts, "metric")?,
+            m: item(parts, "m")?,
+            ef_construction: item(parts, "ef_construction")?,
+            seed: item(parts, "seed")?,
+            inserted: item(parts, "inserted")?,
+            entry: item(parts, "entry")?,
+            vectors: array(parts, "vectors")?,
+            ids: array(parts, "ids")?,
+            levels: array(parts, "levels")?,
+            links0: array(parts, "links0")?,
+            upper: array(parts, "upper")?,
+            upper_offsets: array(parts, "upper_offsets")?,
+            deleted: array(parts, "deleted")?,
+            sq_lo: array(parts, "sq_lo")?,
+            sq_step: array(parts, "sq_step")?,
+        };
+        let h = py.detach(|| hnsw::Hnsw::from_parts(p)).map_err(to_py)?;
+        Ok(Hnsw {
+            inner: RwLock::new(h),
+        })
+    }
+}
