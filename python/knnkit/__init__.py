@@ -2,8 +2,8 @@
 
 - ``knnkit.neighbors``: scikit-learn-compatible estimators (``NearestNeighbors``,
   ``KNeighborsClassifier``, ``KNeighborsRegressor``), same answers, faster.
-- ``knnkit.FlatIndex``: an exact index with a faiss-like API (``add``, ``search``,
-  ``range_search``, ``save``/``load``).
+- ``knnkit.FlatIndex`` (exact) and ``knnkit.HNSWIndex`` (approximate graph): one faiss-like
+  API (``add``, ``search`` with filters, ``range_search``, ``remove``, ``save``/``load``).
 - ``knnkit.model_selection.select_k``: choose K by cross-validation with one neighbour search per
   fold.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from knnkit import _core
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
+from knnkit.index import FlatIndex, HNSWIndex, load
 from knnkit.index._result import SearchResult
-from knnkit.index.flat import FlatIndex, load
 
 __version__: str = _core.__version__
 
@@ -27,6 +27,7 @@ __all__ = [
     "CorruptIndexError",
     "DimensionMismatchError",
     "FlatIndex",
+    "HNSWIndex",
     "SearchResult",
     "__version__",
     "load",

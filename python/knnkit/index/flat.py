@@ -16,6 +16,8 @@ from knnkit import _core
 from knnkit import io as _io
 from knnkit._validation import as_matrix, check_dtype, check_positive_int
 from knnkit.errors import CorruptIndexError
+from knnkit.index._common import allowed_mask, as_ids, empty_result
+from knnkit.index._common import new_ids as new_ids_for
 from knnkit.index._result import SearchResult
 
 #: Metric names the flat index accepts (aliases resolve to the first of each group).
@@ -62,7 +64,7 @@ class FlatIndex:
     >>> ix = knnkit.FlatIndex(2)
     >>> ix.add(np.array([[0, 0], [3, 4], [1, 1]], dtype=np.float32))
     >>> D, I = ix.search(np.array([[0, 0]], dtype=np.float32), k=2)
-    >>> I.tolist(), D.round(3).tolist()
+    >>> I.tolist(), D.astype(float).round(3).tolist()
     ([[0, 2]], [[0.0, 1.414]])
     """
 
@@ -121,20 +123,7 @@ class FlatIndex:
         to consecutive numbers continuing after the largest id so far."""
         X = as_matrix(X, "X", self.dtype, self.dim)
         n = X.shape[0]
-        if ids is None:
-            new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-        else:
-            new_ids = np.asarray(ids)
-            if new_ids.dtype.kind not in "iu" or new_ids.shape != (n,):
-                raise ValueError(
-                    f"ids: expected {n} integers (one per row), got shape {new_ids.shape} "
-                    f"dtype {new_ids.dtype}"
-                )
-            new_ids = new_ids.astype(np.int64)
-            if (new_ids < 0).any():
-                raise ValueError("ids: expected non-negative integers (-1 marks a missing result)")
-            if np.unique(new_ids).size != n or np.isin(new_ids, self._ids[: self._n]).any():
-                raise ValueError("ids: expected ids not already in the index and no repeats")
+        new_ids = new_ids_for(ids, n, self._next_id, self._ids[: self._n])
         if n == 0:
             return
         self._reserve(self._n + n)
@@ -195,9 +184,7 @@ class FlatIndex:
         return int(self._data.nbytes + self._ids.nbytes + self._norms.nbytes + self._bf16.nbytes)
 
     def _rows_of(self, ids: Any, strict: bool) -> np.ndarray:
-        ids = np.atleast_1d(np.asarray(ids))
-        if ids.dtype.kind not in "iu" or ids.ndim != 1:
-            raise ValueError(f"ids: expected a 1-D array of integers, got dtype {ids.dtype}")
+        ids = as_ids(ids)
         live = self._ids[: self._n]
         order = np.argsort(live, kind="stable")
         pos = np.searchsorted(live[order], ids)
@@ -215,24 +202,7 @@ class FlatIndex:
         norms = self._norms[: self._n] if self.metric in _NORM_METRICS else None
         if filter is None:
             return data, norms, None
-        f = np.asarray(filter)
-        live_ids = self._ids[: self._n]
-        if f.dtype == bool:
-            if f.ndim != 1:
-                raise ValueError(
-                    f"filter: expected a 1-D boolean mask over ids, got shape {f.shape}"
-                )
-            ok = (
-                (live_ids < f.size) & f[np.minimum(live_ids, max(f.size - 1, 0))]
-                if f.size
-                else np.zeros(self._n, bool)
-            )
-        elif f.dtype.kind in "iu":
-            ok = np.isin(live_ids, f)
-        else:
-            raise TypeError(
-                f"filter: expected a boolean mask over ids or an array of ids, got dtype {f.dtype}"
-            )
+        ok = allowed_mask(filter, self._ids[: self._n])
         rows = np.flatnonzero(ok)
         return data[rows], None if norms is None else norms[rows], rows
 
@@ -248,11 +218,7 @@ class FlatIndex:
         data, norms, rows = self._live(filter)
         nq = Q.shape[0]
         if data.shape[0] == 0 or nq == 0:
-            fill = -np.inf if self.metric == "inner_product" else np.inf
-            D = np.full((nq, k), fill, dtype=self.dtype)
-            return SearchResult(
-                D, np.full((nq, k), -1, dtype=np.int64), {"distance_computations": 0}
-            )
+            return empty_result(nq, k, self.metric, self.dtype)
         copy = None
         if self.bf16 and rows is None and nq < 16:
             copy = self._bf16[: self._n].reshape(-1)
@@ -348,15 +314,3 @@ class FlatIndex:
     def __setstate__(self, state: dict[str, Any]) -> None:
         other = FlatIndex._from_parts(state["header"], state)
         self.__dict__.update(other.__dict__)
-
-
-def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex:
-    """Loads an index saved with ``save``. With ``mmap=True`` the vectors stay in the file
-    (read-only, shared between processes through the page cache) until the index is modified.
-
-    Raises :class:`knnkit.errors.CorruptIndexError` for a damaged, truncated or foreign file."""
-    header, arrays = _io.read(path, mmap=mmap)
-    kind = header.get("kind")
-    if kind != "flat":
-        raise CorruptIndexError(f"{path}: unknown index kind {kind!r}")
-    return FlatIndex._from_parts(header, arrays)

@@ -33,7 +33,7 @@ VERSION = 1
 ALIGN = 64
 _PREFIX = struct.Struct("<8sIII")
 _MAX_HEADER = 1 << 20
-_DTYPES = {"float32", "float64", "int64", "uint8"}
+_DTYPES = {"float32", "float64", "int64", "uint8", "uint32", "uint64"}
 
 
 def write(path: str | os.PathLike, header: dict[str, Any], sections: dict[str, np.ndarray]) -> None:

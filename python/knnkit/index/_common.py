@@ -1,0 +1,62 @@
+"""Pieces every index façade shares: id assignment, filters, the empty result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from knnkit.index._result import SearchResult
+
+
+def new_ids(ids: Any, n: int, next_id: int, present: np.ndarray) -> np.ndarray:
+    """The int64 ids of ``n`` new vectors: ``ids`` validated (integers, non-negative, unique, not
+    in ``present``), or consecutive numbers from ``next_id``."""
+    if ids is None:
+        return np.arange(next_id, next_id + n, dtype=np.int64)
+    new = np.asarray(ids)
+    if new.dtype.kind not in "iu" or new.shape != (n,):
+        raise ValueError(
+            f"ids: expected {n} integers (one per row), got shape {new.shape} dtype {new.dtype}"
+        )
+    new = new.astype(np.int64)
+    if (new < 0).any():
+        raise ValueError("ids: expected non-negative integers (-1 marks a missing result)")
+    if np.unique(new).size != n or np.isin(new, present).any():
+        raise ValueError("ids: expected ids not already in the index and no repeats")
+    return new
+
+
+def as_ids(ids: Any) -> np.ndarray:
+    """A 1-D int64 array of ids (one id or many)."""
+    arr = np.atleast_1d(np.asarray(ids))
+    if arr.dtype.kind not in "iu" or arr.ndim != 1:
+        raise ValueError(f"ids: expected a 1-D array of integers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def allowed_mask(filter: Any, ids: np.ndarray) -> np.ndarray:
+    """Which of ``ids`` a filter allows: ``filter`` is a boolean mask indexed by id, or an array
+    of allowed ids."""
+    f = np.asarray(filter)
+    if f.dtype == bool:
+        if f.ndim != 1:
+            raise ValueError(f"filter: expected a 1-D boolean mask over ids, got shape {f.shape}")
+        if not f.size:
+            return np.zeros(ids.size, bool)
+        return (ids < f.size) & f[np.minimum(ids, f.size - 1)]
+    if f.dtype.kind in "iu":
+        return np.isin(ids, f)
+    raise TypeError(
+        f"filter: expected a boolean mask over ids or an array of ids, got dtype {f.dtype}"
+    )
+
+
+def empty_result(nq: int, k: int, metric: str, dtype: Any) -> SearchResult:
+    """``nq`` rows of ``k`` missing neighbours (id -1, distance +inf or -inf for a similarity)."""
+    fill = -np.inf if metric == "inner_product" else np.inf
+    return SearchResult(
+        np.full((nq, k), fill, dtype=dtype),
+        np.full((nq, k), -1, dtype=np.int64),
+        {"distance_computations": 0},
+    )
