@@ -11,8 +11,24 @@ from knnkit.errors import DimensionMismatchError
 FLOAT_DTYPES = ("float32", "float64")
 
 
-def as_matrix(x: Any, name: str, dtype: np.dtype, dim: int | None = None) -> np.ndarray:
-    """Returns ``x`` as a finite 2-D C-contiguous array of ``dtype`` (copying only when needed)."""
+def as_matrix(
+    x: Any, name: str, dtype: np.dtype, dim: int | None = None, check_finite: bool = True
+) -> np.ndarray:
+    """Returns ``x`` as a finite 2-D C-contiguous array of ``dtype`` (copying only when needed).
+
+    ``check_finite=False`` leaves the finiteness check to the caller (the Rust core checks the
+    queries it searches). An array that is already right is returned at once (the per-call cost
+    matters for one-query searches)."""
+    if (
+        type(x) is np.ndarray
+        and x.dtype == dtype
+        and x.ndim == 2
+        and (dim is None or x.shape[1] == dim)
+        and x.flags.c_contiguous
+        and x.flags.aligned
+        and (not check_finite or not x.size or np.isfinite(x).all())
+    ):
+        return x
     if hasattr(x, "__array__") and not isinstance(x, np.ndarray) and type(x).__module__ == "torch":
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
@@ -27,7 +43,7 @@ def as_matrix(x: Any, name: str, dtype: np.dtype, dim: int | None = None) -> np.
     if dim is not None and arr.shape[1] != dim:
         raise DimensionMismatchError(f"{name}: expected {dim} features per row, got {arr.shape[1]}")
     arr = np.require(arr, dtype=dtype, requirements=["C", "A"])
-    if arr.size and not np.isfinite(arr).all():
+    if check_finite and arr.size and not np.isfinite(arr).all():
         raise ValueError(f"{name}: expected finite values, got NaN or infinity")
     return arr
 

@@ -20,6 +20,7 @@ pub mod error;
 pub mod flat;
 pub mod float;
 pub mod hnsw;
+pub mod mem;
 pub mod metric;
 pub mod pool;
 pub mod quant;

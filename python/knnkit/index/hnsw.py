@@ -215,9 +215,10 @@ class HNSWIndex:
         (fewer than ``k`` vectors) hold id -1 and distance +inf (-inf for inner product).
         ``result.stats`` counts distance computations, visited nodes and exact fallbacks.
         """
-        k = check_positive_int(k, "k")
+        if type(k) is not int or k < 1:
+            k = check_positive_int(k, "k")
         ef = self.ef_search if ef_search is None else check_positive_int(ef_search, "ef_search")
-        Q = as_matrix(Q, "queries", self.dtype, self.dim)
+        Q = as_matrix(Q, "queries", self.dtype, self.dim, check_finite=False)
         if Q.shape[0] == 0:
             return empty_result(0, k, self.metric, self.dtype)
         D, I, stats = self._graph.search(Q, k, ef, n_jobs, self._allowed(filter))

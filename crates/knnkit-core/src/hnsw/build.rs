@@ -92,11 +92,17 @@ impl Hnsw {
             .collect()
     }
 
+    /// With SQ8 codes the beam searches score codes (a quarter of the bytes); the candidates
+    /// are then re-scored exactly before the heuristic picks neighbours.
     fn plan(&self, p: u32, s: &mut Scratch) -> Plan {
-        let Scratch { v, q, .. } = s;
+        let Scratch { v, q, w, wq } = s;
         self.prepare_query(self.row(p), q);
-        let qv: &[f32] = q;
-        let key = |slot: u32| self.key_query(qv, slot);
+        let scale = self.prepare_codes(q, w, wq);
+        let (qv, wv): (&[f32], &[i16]) = (q, wq);
+        let key = |slot: u32| match scale {
+            Some(scale) => self.key_code(wv, scale, slot),
+            None => self.key_query(qv, slot),
+        };
         let top = (self.levels[p as usize] as usize).min(self.max_level);
         let start = Cand {
             key: key(self.entry),
@@ -107,8 +113,19 @@ impl Hnsw {
         v.out.push(cur);
         let mut plan = vec![Vec::new(); top + 1];
         for level in (0..=top).rev() {
-            self.search_level(v, level, self.params.ef_construction, &key, None, false);
+            let codes = scale.is_some();
+            self.search_level(v, level, self.params.ef_construction, &key, None, codes);
+            if codes {
+                v.out
+                    .iter_mut()
+                    .for_each(|c| c.key = self.key_query(qv, c.id));
+                v.out.sort_unstable();
+            }
             plan[level] = self.select_heuristic(&v.out, self.params.m);
+            if codes && level > 0 {
+                // Entries of the next level are compared with traversal keys.
+                v.out.iter_mut().for_each(|c| c.key = key(c.id));
+            }
         }
         plan
     }

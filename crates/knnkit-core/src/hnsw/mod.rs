@@ -47,9 +47,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::mem::reserve_huge;
 use crate::metric::kernels::{select, Kernels};
 use crate::metric::Metric;
-use crate::quant::sq8::{dot_u8, U8Kernel};
+use crate::quant::sq8::{dot_u8_i16, I16Kernel};
 use crate::quant::Sq8;
 
 pub use search::{SearchOptions, SearchStats};
@@ -139,7 +140,7 @@ pub struct Hnsw {
     pub(crate) inserted: u64,
     pub(crate) scratch: Mutex<Vec<search::Scratch>>,
     pub(crate) k: Kernels<f32>,
-    pub(crate) u8k: U8Kernel,
+    pub(crate) i16k: I16Kernel,
 }
 
 /// Everything a saved index holds, as flat arrays (see [`Hnsw::to_parts`]).
@@ -216,7 +217,7 @@ impl Hnsw {
             inserted: 0,
             scratch: Mutex::new(Vec::new()),
             k: select::<f32>(),
-            u8k: dot_u8(),
+            i16k: dot_u8_i16(),
         })
     }
 
@@ -374,11 +375,11 @@ impl Hnsw {
         }
     }
 
-    /// Approximate key from the SQ8 code (`w` from [`Sq8::prepare`]); equal to the key of the
-    /// decoded vector up to a per-query constant.
+    /// Approximate key from the SQ8 code (`wq`, `scale` from [`Sq8::prepare_i16`]); equal to
+    /// the key of the decoded vector up to a per-query constant.
     #[inline(always)]
-    pub(crate) fn key_code(&self, w: &[f32], slot: u32) -> f32 {
-        let dot = (self.u8k)(w, self.code(slot));
+    pub(crate) fn key_code(&self, wq: &[i16], scale: f32, slot: u32) -> f32 {
+        let dot = scale * (self.i16k)(wq, self.code(slot)) as f32;
         match self.space {
             Space::L2 => self.code_norms[slot as usize] - 2.0 * dot,
             _ => -dot,
@@ -421,6 +422,8 @@ impl Hnsw {
     fn encode_from(&mut self, from: usize) {
         let Some(sq) = self.sq.take() else { return };
         let n = self.ids.len();
+        let more = (n * self.d).saturating_sub(self.codes.len());
+        reserve_huge(&mut self.codes, more);
         self.codes.resize(n * self.d, 0);
         self.code_norms.resize(n, 0.0);
         let mut buf = Vec::with_capacity(self.d);
@@ -479,6 +482,7 @@ impl Hnsw {
             }
         }
         let start = self.ids.len();
+        reserve_huge(&mut self.vectors, data.len());
         self.vectors.extend_from_slice(data);
         if self.space == Space::Cosine {
             let dot = self.k.dot;
@@ -500,6 +504,7 @@ impl Hnsw {
                 .push(vec![0; level as usize * (self.params.m + 1)]);
             self.deleted.push(false);
         }
+        reserve_huge(&mut self.links0, n_new * (self.m0 + 1));
         self.links0.resize((start + n_new) * (self.m0 + 1), 0);
         self.inserted += n_new as u64;
         if self.params.sq8 {
@@ -801,11 +806,13 @@ impl Hnsw {
             p.inserted >= n as u64,
             "insert counter below the number of slots",
         )?;
-        h.vectors = p.vectors;
+        reserve_huge(&mut h.vectors, p.vectors.len());
+        h.vectors.extend_from_slice(&p.vectors);
         h.ids = p.ids;
         h.id_map = id_map;
         h.levels = p.levels;
-        h.links0 = p.links0;
+        reserve_huge(&mut h.links0, p.links0.len());
+        h.links0.extend_from_slice(&p.links0);
         h.upper = upper;
         h.deleted = p.deleted.iter().map(|&f| f == 1).collect();
         h.n_deleted = h.deleted.iter().filter(|&&f| f).count();

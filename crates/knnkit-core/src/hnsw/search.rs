@@ -96,6 +96,8 @@ pub(crate) struct Visit {
     cand: BinaryHeap<Reverse<Cand>>,
     res: BinaryHeap<Cand>,
     pub out: Vec<Cand>,
+    /// Unvisited neighbours of the node being expanded.
+    fresh: Vec<u32>,
     pub stats: SearchStats,
 }
 
@@ -107,6 +109,7 @@ impl Visit {
             cand: BinaryHeap::new(),
             res: BinaryHeap::new(),
             out: Vec::new(),
+            fresh: Vec::new(),
             stats: SearchStats::default(),
         }
     }
@@ -140,6 +143,7 @@ pub(crate) struct Scratch {
     pub v: Visit,
     pub q: Vec<f32>,
     pub w: Vec<f32>,
+    pub wq: Vec<i16>,
 }
 
 impl Scratch {
@@ -148,6 +152,7 @@ impl Scratch {
             v: Visit::new(),
             q: Vec::new(),
             w: Vec::new(),
+            wq: Vec::new(),
         }
     }
 }
@@ -183,6 +188,18 @@ impl Hnsw {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(s);
+    }
+
+    /// Query weights for scoring codes (`None` without the SQ8 tier); returns their scale.
+    pub(crate) fn prepare_codes(
+        &self,
+        q: &[f32],
+        w: &mut Vec<f32>,
+        wq: &mut Vec<i16>,
+    ) -> Option<f32> {
+        let sq = self.sq.as_ref()?;
+        sq.prepare(q, w);
+        Some(sq.prepare_i16(w, wq))
     }
 
     /// Prefetches what scoring `slot` will read.
@@ -284,18 +301,14 @@ impl Hnsw {
             }
             v.stats.visited_nodes += 1;
             let nbrs = self.neighbors(c.id, level);
-            if let Some(&first) = nbrs.first() {
-                self.prefetch_slot(first, codes);
-            }
-            for (j, &nb) in nbrs.iter().enumerate() {
-                if let Some(&next) = nbrs.get(j + 1) {
-                    self.prefetch_slot(next, codes);
-                }
-                if !v.visit(nb) {
-                    continue;
-                }
-                match allowed {
-                    Some(a) if !a.contains(nb) => {
+            if let Some(a) = allowed {
+                for &nb in nbrs {
+                    if !v.visit(nb) {
+                        continue;
+                    }
+                    if a.contains(nb) {
+                        consider!(nb);
+                    } else {
                         // Look through a rejected neighbour to its allowed neighbours.
                         for &nb2 in self.neighbors(nb, level) {
                             if a.contains(nb2) && v.visit(nb2) {
@@ -303,9 +316,23 @@ impl Hnsw {
                             }
                         }
                     }
-                    _ => consider!(nb),
+                }
+                continue;
+            }
+            // Collect the unvisited neighbours and prefetch them all before scoring any, so
+            // their memory loads overlap.
+            let mut fresh = std::mem::take(&mut v.fresh);
+            fresh.clear();
+            for &nb in nbrs {
+                if v.visit(nb) {
+                    self.prefetch_slot(nb, codes);
+                    fresh.push(nb);
                 }
             }
+            for &nb in &fresh {
+                consider!(nb);
+            }
+            v.fresh = fresh;
         }
         v.out.clear();
         v.out.extend(v.res.drain());
@@ -314,7 +341,7 @@ impl Hnsw {
 
     /// The `k` nearest eligible nodes of one query (`s.q` prepared), exact keys, closest first.
     fn search_one(&self, s: &mut Scratch, k: usize, ef: usize, allowed: Option<&Allowed>) -> usize {
-        let Scratch { v, q, w } = s;
+        let Scratch { v, q, w, wq } = s;
         v.out.clear();
         let live = self.len();
         let wanted = allowed.map_or(live, |a| a.count).min(k);
@@ -324,20 +351,12 @@ impl Hnsw {
         let small_filter = allowed
             .is_some_and(|a| (a.count as f64) < FILTER_EXACT_FRACTION * self.ids.len() as f64);
         if !small_filter {
-            let codes = if let Some(sq) = &self.sq {
-                sq.prepare(q, w);
-                true
-            } else {
-                false
-            };
-            let qv: &[f32] = q;
-            let wv: &[f32] = w;
-            let key = |slot: u32| {
-                if codes {
-                    self.key_code(wv, slot)
-                } else {
-                    self.key_query(qv, slot)
-                }
+            let scale = self.prepare_codes(q, w, wq);
+            let codes = scale.is_some();
+            let (qv, wv): (&[f32], &[i16]) = (q, wq);
+            let key = |slot: u32| match scale {
+                Some(scale) => self.key_code(wv, scale, slot),
+                None => self.key_query(qv, slot),
             };
             let start = Cand {
                 key: key(self.entry),
@@ -424,6 +443,13 @@ impl Hnsw {
         }
         if k == 0 {
             return Err(Error::param("k", "a positive integer", 0));
+        }
+        if let Some(bad) = queries.iter().position(|v| !v.is_finite()) {
+            return Err(Error::param(
+                "queries",
+                "finite values",
+                format!("{} in row {}", queries[bad], bad / d),
+            ));
         }
         if opts.ef_search == 0 {
             return Err(Error::param("ef_search", "a positive integer", 0));

@@ -1,0 +1,323 @@
+"""Approximate search benchmark: knnkit HNSW against hnswlib and faiss-cpu, recall@10 vs QPS.
+
+Same machine, same data, same threads for every contender, in one process:
+
+- build with 2 threads (every library's parallel build), timed;
+- search single-threaded, one query per call (as ann-benchmarks does), sweeping each library's
+  beam width (``ef_search`` / ``efSearch``); contenders are interleaved at every setting and
+  the best of ``--repeat`` runs is kept;
+- recall@10 against exact ground truth (the file's for words, knnkit's exact FlatIndex for the
+  MNIST-shaped set); "QPS @ recall 0.95" interpolates each curve (log QPS, linear in recall);
+- memory per vector: what the index holds (knnkit ``memory_usage``, hnswlib and faiss: the
+  serialised index size).
+
+Data: (a) ``../shared/data/words_minilm.npz`` (100,000 MiniLM word embeddings, 384-d, cosine,
+2,000 queries with exact top-100), read in place; (b) 60,000 × 784 MNIST-shaped images (digits
+upscaled with pixel noise, euclidean), 1,000 queries.
+
+Writes benchmarks/results/ann.json, docs/ann.png and the table between the ``ann`` markers of
+docs/benchmarks.md. Usage: ``python benchmarks/bench_ann.py [--quick] [--report-only]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_exact import cpu_description  # noqa: E402
+
+import knnkit  # noqa: E402
+from knnkit.testing import recall_at_k  # noqa: E402
+
+M, EF_CONSTRUCTION, K, BUILD_THREADS = 16, 200, 10, 2
+EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+TARGET_RECALL = 0.95
+RESULTS = ROOT / "benchmarks" / "results" / "ann.json"
+
+
+def shared_data() -> Path:
+    for c in (os.environ.get("KNNKIT_SHARED_DATA"), ROOT.parent / "shared" / "data"):
+        if c and (Path(c) / "words_minilm.npz").exists():
+            return Path(c) / "words_minilm.npz"
+    raise SystemExit("words_minilm.npz not found: set KNNKIT_SHARED_DATA to ../shared/data")
+
+
+def datasets(quick: bool):
+    z = np.load(shared_data())
+    n = 20_000 if quick else len(z["base"])
+    X, Q = z["base"][:n].astype(np.float32), z["queries"].astype(np.float32)
+    nq = 500 if quick else len(Q)
+    if quick:
+        flat = knnkit.FlatIndex(X.shape[1], metric="cosine")
+        flat.add(X)
+        gt = flat.search(Q[:nq], K).ids
+    else:
+        gt = z["gt"][:, :K]
+    yield (
+        "words_minilm (100k × 384, cosine)" if not quick else "words_minilm 20k",
+        "cosine",
+        X,
+        Q[:nq],
+        gt,
+    )
+
+    from sklearn.datasets import load_digits
+
+    from knnkit.cli import _mnist_shaped
+
+    digits = load_digits()
+    Xd, yd = digits.data.astype(np.float32), digits.target
+    n = 10_000 if quick else 60_000
+    X, _ = _mnist_shaped(Xd, yd, n, seed=0)
+    Q, _ = _mnist_shaped(Xd, yd, 200 if quick else 1000, seed=1)
+    flat = knnkit.FlatIndex(784)
+    flat.add(X)
+    yield f"MNIST-shaped ({n // 1000}k × 784, euclidean)", "euclidean", X, Q, flat.search(Q, K).ids
+
+
+class Knnkit:
+    def __init__(self, codes):
+        self.codes = codes
+        self.name = f"knnkit HNSW ({codes})"
+
+    def build(self, X, metric):
+        self.ix = knnkit.HNSWIndex(
+            X.shape[1], metric=metric, m=M, ef_construction=EF_CONSTRUCTION, codes=self.codes
+        )
+        self.ix.add(X, n_jobs=BUILD_THREADS)
+
+    def set_ef(self, ef):
+        self.ef = ef
+
+    def query(self, q):
+        return self.ix.search(q, K, ef_search=self.ef, n_jobs=1).ids
+
+    def memory(self):
+        return self.ix.memory_usage()
+
+
+class Hnswlib:
+    name = "hnswlib"
+
+    def build(self, X, metric):
+        import hnswlib
+
+        self.ix = hnswlib.Index(space="cosine" if metric == "cosine" else "l2", dim=X.shape[1])
+        self.ix.init_index(len(X), M=M, ef_construction=EF_CONSTRUCTION, random_seed=0)
+        self.ix.set_num_threads(BUILD_THREADS)
+        self.ix.add_items(X)
+        self.ix.set_num_threads(1)
+
+    def set_ef(self, ef):
+        self.ix.set_ef(ef)
+
+    def query(self, q):
+        return self.ix.knn_query(q, K)[0]
+
+    def memory(self):
+        with tempfile.TemporaryDirectory() as d:
+            self.ix.save_index(f"{d}/i")
+            return os.path.getsize(f"{d}/i")
+
+
+class FaissHnsw:
+    name = "faiss-cpu HNSWFlat"
+
+    def build(self, X, metric):
+        import faiss
+
+        faiss.omp_set_num_threads(BUILD_THREADS)
+        self.cos = metric == "cosine"
+        if self.cos:
+            X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-30)
+            self.ix = faiss.IndexHNSWFlat(X.shape[1], M, faiss.METRIC_INNER_PRODUCT)
+        else:
+            self.ix = faiss.IndexHNSWFlat(X.shape[1], M)
+        self.ix.hnsw.efConstruction = EF_CONSTRUCTION
+        self.ix.add(np.ascontiguousarray(X, dtype=np.float32))
+        faiss.omp_set_num_threads(1)
+
+    def set_ef(self, ef):
+        self.ix.hnsw.efSearch = ef
+
+    def query(self, q):
+        if self.cos:
+            q = q / max(float(np.linalg.norm(q)), 1e-30)
+        return self.ix.search(q, K)[1]
+
+    def memory(self):
+        import faiss
+
+        return int(faiss.serialize_index(self.ix).size)
+
+
+def sweep(contenders, Q, gt, repeat):
+    curves = {c.name: [] for c in contenders}
+    for ef in EFS:
+        best = {c.name: np.inf for c in contenders}
+        found = {}
+        for _ in range(repeat):
+            for c in contenders:  # interleaved
+                c.set_ef(ef)
+                t = time.perf_counter()
+                ids = np.vstack([c.query(q[None]) for q in Q])
+                best[c.name] = min(best[c.name], time.perf_counter() - t)
+                found[c.name] = ids
+        for c in contenders:
+            r = recall_at_k(found[c.name], gt, K)
+            curves[c.name].append({"ef": ef, "recall": r, "qps": len(Q) / best[c.name]})
+        print(
+            f"  ef={ef:4d}  "
+            + "  ".join(
+                f"{c.name}: r={curves[c.name][-1]['recall']:.3f} "
+                f"{curves[c.name][-1]['qps']:8.0f} qps"
+                for c in contenders
+            ),
+            flush=True,
+        )
+    return curves
+
+
+def qps_at(curve, target=TARGET_RECALL):
+    """QPS at ``target`` recall, interpolating log QPS linearly between the bracketing points."""
+    pts = sorted((p["recall"], p["qps"]) for p in curve)
+    for (r0, q0), (r1, q1) in zip(pts, pts[1:], strict=False):
+        if r0 <= target <= r1 and r1 > r0:
+            f = (target - r0) / (r1 - r0)
+            return float(np.exp(np.log(q0) + f * (np.log(q1) - np.log(q0))))
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small subsets, one repeat")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--report-only", action="store_true", help="rewrite docs from the JSON")
+    args = ap.parse_args()
+    if args.report_only:
+        report(json.loads(RESULTS.read_text()))
+        return
+    results = {
+        "cpu": cpu_description(),
+        "simd": knnkit.simd_level(),
+        "m": M,
+        "ef_construction": EF_CONSTRUCTION,
+        "build_threads": BUILD_THREADS,
+        "datasets": [],
+    }
+    for name, metric, X, Q, gt in datasets(args.quick):
+        print(f"{name}: {len(X)} vectors, {len(Q)} queries", flush=True)
+        contenders = [Knnkit("sq8"), Knnkit("flat"), Hnswlib(), FaissHnsw()]
+        entry = {"name": name, "n": len(X), "dim": X.shape[1], "contenders": {}}
+        for c in contenders:
+            t = time.perf_counter()
+            c.build(X, metric)
+            build = time.perf_counter() - t
+            entry["contenders"][c.name] = {
+                "build_s": build,
+                "bytes_per_vector": c.memory() / len(X),
+            }
+            print(f"  build {c.name}: {build:.1f} s", flush=True)
+        curves = sweep(contenders, Q, gt, 1 if args.quick else args.repeat)
+        for c in contenders:
+            e = entry["contenders"][c.name]
+            e["curve"] = curves[c.name]
+            e["qps_at_target"] = qps_at(curves[c.name])
+        results["datasets"].append(entry)
+        del contenders
+    if not args.quick:
+        RESULTS.write_text(json.dumps(results, indent=1))
+    report(results, write=not args.quick)
+
+
+def report(res, write=True):
+    lines = [
+        f"HNSW, M = {res['m']}, ef_construction = {res['ef_construction']}; build with "
+        f"{res['build_threads']} threads, search on 1 thread, one query per call, k = {K}. "
+        f"CPU: {res['cpu']}; knnkit kernels: **{res['simd']}**. Best of interleaved repeats.",
+        "",
+        f"| data | contender | QPS @ recall {TARGET_RECALL} | vs hnswlib | build (s) | build vs "
+        "hnswlib | bytes / vector |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ds in res["datasets"]:
+        ref = ds["contenders"]["hnswlib"]
+        for name, c in ds["contenders"].items():
+            q = c["qps_at_target"]
+            rq = ref["qps_at_target"]
+            lines.append(
+                f"| {ds['name']} | {name} | {q:,.0f} | {q / rq:.2f}× | {c['build_s']:.1f} | "
+                f"{c['build_s'] / ref['build_s']:.2f}× | {c['bytes_per_vector']:,.0f} |"
+                if q and rq
+                else f"| {ds['name']} | {name} | n/a | n/a | {c['build_s']:.1f} | "
+                f"{c['build_s'] / ref['build_s']:.2f}× | {c['bytes_per_vector']:,.0f} |"
+            )
+    lines += ["", "Full curves (recall@10, QPS) per `ef_search`:", ""]
+    for ds in res["datasets"]:
+        names = list(ds["contenders"])
+        lines.append(f"**{ds['name']}**")
+        lines.append("")
+        lines.append("| ef | " + " | ".join(names) + " |")
+        lines.append("|---|" + "---|" * len(names))
+        for i, ef in enumerate(EFS):
+            cells = [
+                f"{ds['contenders'][n]['curve'][i]['recall']:.3f} / "
+                f"{ds['contenders'][n]['curve'][i]['qps']:,.0f}"
+                for n in names
+            ]
+            lines.append(f"| {ef} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append("![recall vs QPS](ann.png)")
+    text = "\n".join(lines)
+    print(text)
+    if not write:
+        return
+    plot(res)
+    doc = ROOT / "docs" / "benchmarks.md"
+    body = doc.read_text()
+    start, end = "<!-- ann:start -->", "<!-- ann:end -->"
+    if start not in body:
+        body += f"\n## Approximate search (`make bench-ann`)\n\n{start}\n{end}\n"
+    a, b = body.index(start) + len(start), body.index(end)
+    doc.write_text(body[:a] + "\n" + text + "\n" + body[b:])
+
+
+def plot(res):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(res["datasets"]), figsize=(6 * len(res["datasets"]), 4.5))
+    for ax, ds in zip(np.atleast_1d(axes), res["datasets"], strict=True):
+        for name, c in ds["contenders"].items():
+            ax.plot(
+                [p["recall"] for p in c["curve"]],
+                [p["qps"] for p in c["curve"]],
+                "o-",
+                ms=3,
+                label=name,
+            )
+        ax.axvline(TARGET_RECALL, color="grey", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@10")
+        ax.set_ylabel("queries per second (1 thread)")
+        ax.set_title(ds["name"])
+        ax.set_xlim(0.8, 1.0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / "ann.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
