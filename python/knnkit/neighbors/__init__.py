@@ -1,9 +1,12 @@
 """scikit-learn-identical neighbour estimators on knnkit's exact Rust engine.
 
-``NearestNeighbors``, ``KNeighborsClassifier`` and ``KNeighborsRegressor`` take scikit-learn's
-parameters (plus ``algo_params`` and ``device``), give the same answers, and pass
-``sklearn.utils.estimator_checks``; searches run on ``knnkit._core`` with the GIL released, and
-voting is vectorised.
+Every public name of ``sklearn.neighbors`` has a counterpart here except ``KDTree``,
+``BallTree``, ``VALID_METRICS`` and ``VALID_METRICS_SPARSE`` (knnkit's trees come later): the
+estimators take scikit-learn's parameters (plus ``algo_params`` and ``device`` where they take
+``algorithm``), give the same answers, and pass ``sklearn.utils.estimator_checks``; searches run
+on ``knnkit._core`` with the GIL released, votes and averages are vectorised, and radius results
+stay in flat CSR form (no Python object per query) unless scikit-learn's arrays of arrays are
+asked for.
 
 Examples
 --------
@@ -13,10 +16,20 @@ Examples
 ['a', 'b']
 """
 
-from knnkit.neighbors._base import MAX_DENSE_BYTES
-from knnkit.neighbors._classification import KNeighborsClassifier
+from knnkit.neighbors._base import MAX_DENSE_BYTES, sort_graph_by_row_values
+from knnkit.neighbors._classification import KNeighborsClassifier, RadiusNeighborsClassifier
+from knnkit.neighbors._graph import (
+    KNeighborsTransformer,
+    RadiusNeighborsTransformer,
+    kneighbors_graph,
+    radius_neighbors_graph,
+)
+from knnkit.neighbors._kde import KernelDensity
+from knnkit.neighbors._lof import LocalOutlierFactor
 from knnkit.neighbors._metrics import NATIVE_METRICS
-from knnkit.neighbors._regression import KNeighborsRegressor
+from knnkit.neighbors._nca import NeighborhoodComponentsAnalysis
+from knnkit.neighbors._nearest_centroid import NearestCentroid
+from knnkit.neighbors._regression import KNeighborsRegressor, RadiusNeighborsRegressor
 from knnkit.neighbors._unsupervised import NearestNeighbors
 
 __all__ = [
@@ -24,5 +37,16 @@ __all__ = [
     "NATIVE_METRICS",
     "KNeighborsClassifier",
     "KNeighborsRegressor",
+    "KNeighborsTransformer",
+    "KernelDensity",
+    "LocalOutlierFactor",
+    "NearestCentroid",
     "NearestNeighbors",
+    "NeighborhoodComponentsAnalysis",
+    "RadiusNeighborsClassifier",
+    "RadiusNeighborsRegressor",
+    "RadiusNeighborsTransformer",
+    "kneighbors_graph",
+    "radius_neighbors_graph",
+    "sort_graph_by_row_values",
 ]

@@ -1,5 +1,10 @@
 """Shared machinery of the neighbour estimators: fitting, ``kneighbors``, ``radius_neighbors``.
 
+Radius results stay in the engine's flat CSR form (``lims``, distances, indices) until a caller
+asks for scikit-learn's arrays of arrays: the graphs are built from it directly,
+``radius_neighbors(..., return_csr=True)`` returns it, and the radius estimators consume it one
+block of queries at a time (:meth:`RadiusNeighborsMixin._radius_blocks`).
+
 The estimators follow ``sklearn.neighbors`` line by line where behaviour is visible to users
 (parameter validation, ``effective_metric_``, self-exclusion when ``X=None``, error types and
 messages, tags), but every search runs on knnkit's exact engine (:mod:`._search`); scikit-learn's
@@ -29,11 +34,11 @@ import numpy as np
 from scipy.sparse import csr_array, csr_matrix, issparse
 from sklearn import get_config
 from sklearn.base import BaseEstimator, MultiOutputMixin, is_classifier
-from sklearn.exceptions import DataConversionWarning
+from sklearn.exceptions import DataConversionWarning, EfficiencyWarning
 from sklearn.metrics import DistanceMetric
 from sklearn.neighbors import VALID_METRICS
 from sklearn.utils import check_array, get_tags
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -42,6 +47,10 @@ from knnkit.neighbors._search import ExactSearch
 
 #: Largest dense copy (in bytes) made of a scipy sparse input.
 MAX_DENSE_BYTES = 2 * 2**30
+
+#: Bytes a radius-based ``predict`` holds per (query, neighbour) pair: distance, index and the
+#: temporaries of the vote; sizes the query blocks of :meth:`RadiusNeighborsMixin._radius_blocks`.
+_BYTES_PER_NEIGHBOUR = 48
 
 
 def _get_weights(dist: np.ndarray | None, weights: Any) -> np.ndarray | None:
@@ -70,12 +79,60 @@ def _get_weights(dist: np.ndarray | None, weights: Any) -> np.ndarray | None:
     return None
 
 
+def _get_csr_weights(dist: np.ndarray, lims: np.ndarray, weights: Any) -> np.ndarray | None:
+    """:func:`_get_weights` for a flat radius result (neighbours of query i in
+    ``dist[lims[i]:lims[i+1]]``), vectorised; the same values scikit-learn computes per row.
+
+    ``"distance"``: ``1 / dist``, except in rows with a neighbour at distance 0, where those
+    neighbours weigh 1 and the others 0. A callable receives scikit-learn's argument, an object
+    array with one distance array per query, and must return one weight array per query.
+
+    Examples
+    --------
+    >>> _get_csr_weights(np.array([2.0, 4.0, 0.0, 1.0]), np.array([0, 2, 4]), "distance")
+    array([0.5 , 0.25, 1.  , 0.  ])
+    """
+    if weights in (None, "uniform"):
+        return None
+    counts = np.diff(lims)
+    if weights == "distance":
+        rows = np.repeat(np.arange(len(counts)), counts)
+        zero = dist == 0
+        has_zero = np.bincount(rows[zero], minlength=len(counts)) > 0
+        with np.errstate(divide="ignore"):
+            inverse = 1.0 / dist
+        return np.where(has_zero[rows], zero, inverse)
+    if callable(weights):
+        per_row = weights(_ragged(dist, lims))
+        parts = [np.asarray(per_row[i], dtype=np.float64).reshape(-1) for i in range(len(counts))]
+        out = np.concatenate(parts) if parts else np.empty(0)
+        if out.shape != dist.shape:
+            raise ValueError(
+                f"weights: the callable must return one weight per neighbour ({dist.shape[0]} "
+                f"in all), got {out.shape[0]}"
+            )
+        return out
+    return None
+
+
 def _ragged(values: np.ndarray, lims: np.ndarray) -> np.ndarray:
     """A 1-D object array whose item ``i`` is ``values[lims[i]:lims[i+1]]``."""
     out = np.empty(len(lims) - 1, dtype=object)
     for i, part in enumerate(np.split(values, lims[1:-1])):
         out[i] = part
     return out
+
+
+def _drop_self(
+    lims: np.ndarray, dist: np.ndarray, ind: np.ndarray, offset: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Removes each query's own row from a CSR radius result over fitted rows ``offset:``."""
+    n_queries = len(lims) - 1
+    rows = np.repeat(np.arange(n_queries), np.diff(lims))
+    keep = ind != rows + offset
+    lims = np.zeros(n_queries + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows[keep], minlength=n_queries), out=lims[1:])
+    return lims, dist[keep], ind[keep]
 
 
 def _align_sparse(graph: csr_array) -> Any:
@@ -98,6 +155,23 @@ def _densify(X: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(X.toarray())
 
 
+def check_extra_params(device: Any, algo_params: Any, algorithm: Any) -> None:
+    """Checks knnkit's extra keywords: only the CPU engine, and no approximate parameters."""
+    cpu = device is None or (isinstance(device, str) and device == "cpu")
+    if not cpu and getattr(device, "type", None) == "cpu":
+        cpu = type(device).__module__.split(".")[0] == "torch"  # torch.device("cpu")
+    if not cpu:
+        raise ValueError(
+            f"device={device!r}: the torch backend is not available yet; use device=None "
+            "or device='cpu' (knnkit's native CPU engine)"
+        )
+    if algo_params:
+        raise ValueError(
+            f"algo_params={algo_params!r}: algorithm={algorithm!r} runs knnkit's "
+            "exact engine, which takes no algorithm parameters; leave algo_params=None"
+        )
+
+
 def _check_precomputed(X: Any) -> np.ndarray:
     """A dense, non-negative, finite precomputed distance matrix."""
     if issparse(X):
@@ -107,6 +181,105 @@ def _check_precomputed(X: Any) -> np.ndarray:
             "if every distance is stored."
         )
     return check_array(X, ensure_non_negative=True, input_name="X")
+
+
+def _is_sorted_by_data(graph: Any) -> bool:
+    """Whether every row of a CSR graph stores its entries by increasing value."""
+    data = graph.data
+    if data.size < 2:
+        return True
+    out_of_order = data[:-1] > data[1:]
+    # a decrease across a row boundary is allowed
+    row_end = graph.indptr[1:-1] - 1
+    row_end = row_end[(row_end >= 0) & (row_end < out_of_order.shape[0])]
+    allowed = np.zeros(out_of_order.shape[0], dtype=bool)
+    allowed[row_end] = True
+    return not np.any(out_of_order & ~allowed)
+
+
+@validate_params(
+    {
+        "graph": ["sparse matrix"],
+        "copy": ["boolean"],
+        "warn_when_not_sorted": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def sort_graph_by_row_values(graph, copy=False, warn_when_not_sorted=True):
+    """Sort a sparse graph such that each row is stored with increasing values.
+
+    Same behaviour as ``sklearn.neighbors.sort_graph_by_row_values``, but every row is sorted
+    by one vectorised stable sort (``np.lexsort`` on (row, value)) instead of a Python loop
+    over rows; equal values keep their stored order, as scikit-learn's mergesort does.
+
+    Parameters
+    ----------
+    graph : sparse matrix of shape (n_samples, n_samples)
+        Distance matrix to other samples, where only non-zero elements are
+        considered neighbors. Matrix is converted to CSR format if not already.
+
+    copy : bool, default=False
+        If True, the graph is copied before sorting. If False, the sorting is
+        performed inplace. If the graph is not of CSR format, `copy` must be
+        True to allow the conversion to CSR format, otherwise an error is
+        raised.
+
+    warn_when_not_sorted : bool, default=True
+        If True, a :class:`~sklearn.exceptions.EfficiencyWarning` is raised
+        when the input graph is not sorted by row values.
+
+    Returns
+    -------
+    graph : sparse matrix of shape (n_samples, n_samples)
+        Distance matrix to other samples, where only non-zero elements are
+        considered neighbors. Matrix is in CSR format.
+
+    Examples
+    --------
+    >>> from scipy.sparse import csr_array
+    >>> from knnkit.neighbors import sort_graph_by_row_values
+    >>> X = csr_array([[0., 3., 1.], [3., 0., 2.], [1., 2., 0.]])
+    >>> X.data
+    array([3., 1., 3., 2., 1., 2.])
+    >>> sort_graph_by_row_values(X, warn_when_not_sorted=False).data
+    array([1., 3., 2., 3., 1., 2.])
+    """
+    if graph.format == "csr" and _is_sorted_by_data(graph):
+        return graph
+
+    if warn_when_not_sorted:
+        warnings.warn(
+            (
+                "Precomputed sparse input was not sorted by row values. Use the"
+                " function knnkit.neighbors.sort_graph_by_row_values to sort the input"
+                " by row values, with warn_when_not_sorted=False to remove this"
+                " warning."
+            ),
+            EfficiencyWarning,
+            stacklevel=2,
+        )
+
+    if graph.format not in ("csr", "csc", "coo", "lil"):
+        raise TypeError(
+            f"Sparse matrix in {graph.format!r} format is not supported due to "
+            "its handling of explicit zeros"
+        )
+    elif graph.format != "csr":
+        if not copy:
+            raise ValueError(
+                "The input graph is not in CSR format. Use copy=True to allow "
+                "the conversion to CSR format."
+            )
+        graph = graph.asformat("csr")
+    elif copy:  # csr format with copy=True
+        graph = graph.copy()
+
+    row_nnz = np.diff(graph.indptr)
+    rows = np.repeat(np.arange(graph.shape[0]), row_nnz)
+    order = np.lexsort((graph.data, rows))  # stable: ties keep their stored order
+    graph.data = graph.data[order]
+    graph.indices = graph.indices[order]
+    return graph
 
 
 class NeighborsBase(MultiOutputMixin, BaseEstimator):
@@ -159,20 +332,7 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         return isinstance(self.metric, str) and self.metric == "precomputed"
 
     def _check_extra_params(self) -> None:
-        device = self.device
-        cpu = device is None or (isinstance(device, str) and device == "cpu")
-        if not cpu and getattr(device, "type", None) == "cpu":
-            cpu = type(device).__module__.split(".")[0] == "torch"  # torch.device("cpu")
-        if not cpu:
-            raise ValueError(
-                f"device={device!r}: the torch backend is not available yet; use device=None "
-                "or device='cpu' (knnkit's native CPU engine)"
-            )
-        if self.algo_params:
-            raise ValueError(
-                f"algo_params={self.algo_params!r}: algorithm={self.algorithm!r} runs knnkit's "
-                "exact engine, which takes no algorithm parameters; leave algo_params=None"
-            )
+        check_extra_params(self.device, self.algo_params, self.algorithm)
 
     def _check_algorithm_metric(self) -> None:
         metric = self.metric
@@ -526,14 +686,8 @@ class KNeighborsMixin:
 class RadiusNeighborsMixin:
     """Radius queries (``radius_neighbors``, ``radius_neighbors_graph``)."""
 
-    def _radius_csr(self, X, radius, sort_results):
-        """Validated radius search as CSR ``(lims, dist, ind)``, self excluded when X is None."""
-        check_is_fitted(self)
-        query_is_train = X is None
-        if not query_is_train:
-            X = self._validate_query(X)
-        n_queries = self.n_samples_fit_ if query_is_train else X.shape[0]
-
+    def _check_radius(self, radius, n_queries):
+        """The validated radius: a float, or a float64 array with one radius per query."""
         if radius is None:
             radius = self.radius
         if radius is None:
@@ -549,32 +703,77 @@ class RadiusNeighborsMixin:
                 raise ValueError("radius must be a number >= 0, got nan")
             if radius < 0:
                 raise ValueError(f"radius == {float(radius)}, must be >= 0.")
-        else:
-            radius = np.asarray(radius, dtype=np.float64)
-            if radius.shape != (n_queries,):
-                raise ValueError(
-                    f"radius: expected a number or one radius per query, shape ({n_queries},); "
-                    f"got shape {radius.shape}"
-                )
-            if np.isnan(radius).any() or (radius < 0).any():
-                raise ValueError("radius: every radius must be >= 0 (and not NaN)")
+            return radius
+        radius = np.asarray(radius, dtype=np.float64)
+        if radius.shape != (n_queries,):
+            raise ValueError(
+                f"radius: expected a number or one radius per query, shape ({n_queries},); "
+                f"got shape {radius.shape}"
+            )
+        if np.isnan(radius).any() or (radius < 0).any():
+            raise ValueError("radius: every radius must be >= 0 (and not NaN)")
+        return radius
 
+    def _radius_csr(self, X, radius, sort_results):
+        """Validated radius search as CSR ``(lims, dist, ind)``, self excluded when X is None."""
+        check_is_fitted(self)
+        query_is_train = X is None
+        if not query_is_train:
+            X = self._validate_query(X)
+        n_queries = self.n_samples_fit_ if query_is_train else X.shape[0]
+        radius = self._check_radius(radius, n_queries)
         lims, dist, ind = self._index.radius_neighbors(X, radius, sort_results, self.n_jobs)
         if query_is_train:
-            rows = np.repeat(np.arange(n_queries), np.diff(lims))
-            keep = ind != rows
-            ind, dist = ind[keep], dist[keep]
-            lims = np.zeros(n_queries + 1, dtype=np.int64)
-            np.cumsum(np.bincount(rows[keep], minlength=n_queries), out=lims[1:])
+            lims, dist, ind = _drop_self(lims, dist, ind, 0)
         return lims, dist, ind
 
-    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+    def _radius_blocks(self, X, radius, sort_results=False):
+        """The radius search of :meth:`_radius_csr`, one block of queries at a time.
+
+        Validates ``X`` and ``radius`` at once and returns ``(n_queries, blocks)``, where
+        ``blocks`` yields ``(start, stop, lims, dist, ind)`` for query rows ``start:stop``. A
+        block holds at most ``working_memory`` worth of neighbours even if every fitted row is
+        within reach, so ``predict`` on many queries with a large radius stays bounded in memory.
+        """
+        check_is_fitted(self)
+        query_is_train = X is None
+        if not query_is_train:
+            X = self._validate_query(X)
+        n_queries = self.n_samples_fit_ if query_is_train else X.shape[0]
+        radius = self._check_radius(radius, n_queries)
+        budget = int(get_config()["working_memory"] * 2**20)
+        step = max(1, budget // (_BYTES_PER_NEIGHBOUR * max(self.n_samples_fit_, 1)))
+
+        def blocks():
+            for start in range(0, n_queries, step):
+                stop = min(start + step, n_queries)
+                r = radius if np.ndim(radius) == 0 else radius[start:stop]
+                if query_is_train:
+                    lims, dist, ind = self._index.radius_neighbors(
+                        None, r, sort_results, self.n_jobs, rows=slice(start, stop)
+                    )
+                    lims, dist, ind = _drop_self(lims, dist, ind, start)
+                else:
+                    lims, dist, ind = self._index.radius_neighbors(
+                        X[start:stop], r, sort_results, self.n_jobs
+                    )
+                yield start, stop, lims, dist, ind
+
+        return n_queries, blocks()
+
+    def radius_neighbors(
+        self, X=None, radius=None, return_distance=True, sort_results=False, *, return_csr=False
+    ):
         """Find the neighbors within a given radius of a point or points.
 
         Return the indices and distances of each point from the dataset lying in a ball with
         size ``radius`` around the points of the query array. Points lying on the boundary are
         included in the results. Without ``sort_results`` the neighbours of each query come in
         index order.
+
+        ``return_csr=True`` (a knnkit extra) returns the flat, CSR-style result instead of
+        scikit-learn's arrays of arrays: no Python object per query, as
+        ``knnkit.FlatIndex.range_search``.
 
         Parameters
         ----------
@@ -595,6 +794,11 @@ class RadiusNeighborsMixin:
             index) before being returned. If `return_distance=False`, setting
             `sort_results=True` will result in an error.
 
+        return_csr : bool, default=False
+            Return ``(lims, neigh_dist, neigh_ind)`` (``(lims, neigh_ind)`` without distances):
+            flat arrays where the neighbours of query ``i`` are
+            ``neigh_ind[lims[i]:lims[i + 1]]``, ``lims`` of shape (n_queries + 1,), int64.
+
         Returns
         -------
         neigh_dist : ndarray of shape (n_samples,) of arrays
@@ -603,6 +807,10 @@ class RadiusNeighborsMixin:
 
         neigh_ind : ndarray of shape (n_samples,) of arrays
             Indices of the points within ``radius`` of each query.
+
+        lims : ndarray of shape (n_queries + 1,)
+            Only with ``return_csr=True``, first: where each query's neighbours start and end
+            in the flat ``neigh_dist`` and ``neigh_ind``.
 
         Examples
         --------
@@ -615,10 +823,15 @@ class RadiusNeighborsMixin:
         [1.5 0.5]
         >>> print(np.asarray(ind[0]))
         [1 2]
+        >>> lims, dist, ind = neigh.radius_neighbors([[1., 1., 1.]], return_csr=True)
+        >>> lims, ind
+        (array([0, 2]), array([1, 2]))
         """
         if sort_results and not return_distance:
             raise ValueError("return_distance must be True if sort_results is True.")
         lims, dist, ind = self._radius_csr(X, radius, sort_results)
+        if return_csr:
+            return (lims, dist, ind) if return_distance else (lims, ind)
         neigh_ind = _ragged(ind, lims)
         if return_distance:
             return _ragged(dist, lims), neigh_ind

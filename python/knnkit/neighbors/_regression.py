@@ -1,17 +1,28 @@
-"""``KNeighborsRegressor``: scikit-learn's k-NN regression on knnkit's exact engine.
+"""``KNeighborsRegressor`` and ``RadiusNeighborsRegressor`` on knnkit's exact engine.
 
-The averaging is scikit-learn's own expression (``np.mean`` of the neighbours' targets, or the
-weighted sum over the weight sum), so results are bit-identical for the same neighbours.
+k-NN: the averaging is scikit-learn's own expression (``np.mean`` of the neighbours' targets, or
+the weighted sum over the weight sum), so results are bit-identical for the same neighbours.
+Radius: the sums come from the flat (CSR) radius result with ``np.bincount`` (float64, in
+neighbour order), so they agree with scikit-learn's per-row ``np.mean`` / ``np.average`` to
+rounding.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from knnkit.neighbors._base import KNeighborsMixin, NeighborsBase, _get_weights
+from knnkit.neighbors._base import (
+    KNeighborsMixin,
+    NeighborsBase,
+    RadiusNeighborsMixin,
+    _get_csr_weights,
+    _get_weights,
+)
 
 
 class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
@@ -186,6 +197,197 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
             for j in range(_y.shape[1]):
                 num = np.sum(_y[neigh_ind, j] * weights, axis=1)
                 y_pred[:, j] = num / denom
+
+        if self._y.ndim == 1:
+            y_pred = y_pred.ravel()
+        return y_pred
+
+
+class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, NeighborsBase):
+    """Regression based on neighbors within a fixed radius, on knnkit's exact engine.
+
+    The target is predicted by local interpolation of the targets associated with the
+    neighbours within ``radius`` in the training set. Same parameters, attributes and results
+    as ``sklearn.neighbors.RadiusNeighborsRegressor``; the averages are taken from the engine's
+    flat (CSR) radius result with ``np.bincount``, block by block of queries (memory bounded by
+    ``working_memory`` whatever the radius).
+
+    Parameters
+    ----------
+    radius : float, default=1.0
+        Range of parameter space to use by default for :meth:`radius_neighbors` queries.
+
+    weights : {'uniform', 'distance'}, callable or None, default='uniform'
+        Weight function used in prediction. 'uniform': all neighbours count the same;
+        'distance': weight by the inverse of the distance (a query with neighbours at distance 0
+        gives weight 1 to those and 0 to the others); a callable receives an object array with
+        one distance array per query and returns the weights in the same form.
+
+    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute'}, default='auto'
+        Accepted and validated as in scikit-learn; every value runs knnkit's exact engine, so
+        ``_fit_method`` is ``'brute'``.
+
+    leaf_size : int, default=30
+        Accepted for compatibility; not used by the exact engine.
+
+    p : float, default=2
+        Power parameter for the Minkowski metric (p=1: manhattan, p=2: euclidean).
+
+    metric : str, callable or DistanceMetric, default='minkowski'
+        Any metric name scikit-learn's neighbours accept; see
+        :class:`~knnkit.neighbors.KNeighborsClassifier` for which run natively.
+
+    metric_params : dict, default=None
+        Additional keyword arguments for the metric function.
+
+    n_jobs : int, default=None
+        Threads for the neighbour search. ``None`` and ``-1`` use every core.
+
+    algo_params : dict, default=None
+        Parameters of an approximate algorithm; must be None (or empty) for the exact one.
+
+    device : None or 'cpu', default=None
+        Where the search runs. Only the CPU engine exists yet; other values raise
+        ``ValueError``.
+
+    Attributes
+    ----------
+    effective_metric_ : str or callable
+        The distance metric used.
+
+    effective_metric_params_ : dict
+        Additional keyword arguments for the metric function.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit` (only when X has string column names).
+
+    n_samples_fit_ : int
+        Number of samples in the fitted data.
+
+    Notes
+    -----
+    A query without neighbours is predicted as NaN, with a warning, as in scikit-learn. For
+    integer targets scikit-learn fills such rows with an integer cast of NaN (a large negative
+    number, after a ``RuntimeWarning``); knnkit predicts NaN for every target dtype.
+
+    Examples
+    --------
+    >>> from knnkit.neighbors import RadiusNeighborsRegressor
+    >>> X = [[0], [1], [2], [3]]
+    >>> y = [0, 0, 1, 1]
+    >>> neigh = RadiusNeighborsRegressor(radius=1.0).fit(X, y)
+    >>> print(neigh.predict([[1.5]]))
+    [0.5]
+    """
+
+    _parameter_constraints: dict = {
+        **NeighborsBase._parameter_constraints,
+        "weights": [StrOptions({"uniform", "distance"}), callable, None],
+    }
+    _parameter_constraints.pop("n_neighbors")
+
+    def __init__(
+        self,
+        radius=1.0,
+        *,
+        weights="uniform",
+        algorithm="auto",
+        leaf_size=30,
+        p=2,
+        metric="minkowski",
+        metric_params=None,
+        n_jobs=None,
+        algo_params=None,
+        device=None,
+    ):
+        super().__init__(
+            radius=radius,
+            algorithm=algorithm,
+            leaf_size=leaf_size,
+            p=p,
+            metric=metric,
+            metric_params=metric_params,
+            n_jobs=n_jobs,
+            algo_params=algo_params,
+            device=device,
+        )
+        self.weights = weights
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Fit the radius neighbors regressor from the training dataset.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or \
+                (n_samples, n_samples) if metric='precomputed'
+            Training data.
+
+        y : {array-like, sparse matrix} of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
+
+        Returns
+        -------
+        self : RadiusNeighborsRegressor
+            The fitted radius neighbors regressor.
+        """
+        return self._fit(X, y)
+
+    def predict(self, X):
+        """Predict the target for the provided data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), \
+                or (n_queries, n_indexed) if metric == 'precomputed', or None
+            Test samples. If `None`, predictions for all indexed points are
+            returned; in this case, points are not considered their own
+            neighbors.
+
+        Returns
+        -------
+        y : ndarray of shape (n_queries,) or (n_queries, n_outputs), dtype=double
+            Target values (NaN for a query with no neighbour within the radius).
+        """
+        check_is_fitted(self, "_fit_method")
+        _y = self._y
+        if _y.ndim == 1:
+            _y = _y.reshape((-1, 1))
+        uniform = self.weights in (None, "uniform")
+        # np.mean keeps float32 targets in float32; everything else averages in float64
+        dtype = _y.dtype if uniform and _y.dtype == np.float32 else np.float64
+
+        n_queries, blocks = self._radius_blocks(X, None)
+        y_pred = np.empty((n_queries, _y.shape[1]), dtype=dtype)
+        for start, stop, lims, dist, ind in blocks:
+            counts = np.diff(lims)
+            m = stop - start
+            rows = np.repeat(np.arange(m, dtype=np.intp), counts)
+            weights = _get_csr_weights(dist, lims, self.weights)
+            if weights is None:
+                denom = counts.astype(np.float64)
+            else:
+                weights = np.asarray(weights, dtype=np.float64)
+                denom = np.bincount(rows, weights=weights, minlength=m)
+                if np.any((denom == 0) & (counts > 0)):
+                    raise ZeroDivisionError("Weights sum to zero, can't be normalized")
+            empty = counts == 0
+            denom[empty] = 1.0
+            for j in range(_y.shape[1]):
+                values = np.asarray(_y[ind, j], dtype=np.float64)
+                if weights is not None:
+                    values = values * weights
+                y_pred[start:stop, j] = np.bincount(rows, weights=values, minlength=m) / denom
+            y_pred[start:stop][empty] = np.nan
+
+        if np.any(np.isnan(y_pred)):
+            warnings.warn(
+                "One or more samples have no neighbors within specified radius; predicting NaN.",
+                stacklevel=2,
+            )
 
         if self._y.ndim == 1:
             y_pred = y_pred.ravel()

@@ -35,7 +35,7 @@ def float_dtype(dtype: np.dtype) -> np.dtype:
 
 def _block_rows(n_columns: int) -> int:
     """Query rows per block so a float64 block and its temporaries fit in ``working_memory``."""
-    budget = int(get_config()["working_memory"]) * 2**20
+    budget = int(get_config()["working_memory"] * 2**20)
     return max(1, budget // (8 * 6 * max(n_columns, 1)))
 
 
@@ -103,8 +103,10 @@ class ExactSearch:
 
     # -- native engine --------------------------------------------------------------------------
 
-    def _queries(self, X: np.ndarray | None) -> np.ndarray:
-        return self.base if X is None else self.plan.transform(X, self.dtype)
+    def _queries(self, X: np.ndarray | None, rows: slice | None = None) -> np.ndarray:
+        if X is None:
+            return self.base if rows is None else self.base[rows]
+        return self.plan.transform(X, self.dtype)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -134,18 +136,24 @@ class ExactSearch:
         return D_out, I_out
 
     def radius_neighbors(
-        self, X: np.ndarray | None, radius: Any, sort: bool, n_jobs: int | None
+        self,
+        X: np.ndarray | None,
+        radius: Any,
+        sort: bool,
+        n_jobs: int | None,
+        rows: slice | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CSR ``(lims, distances, indices)`` of the rows within ``radius`` (<=) of each query.
 
         ``radius`` is a number or one number per query (already validated, non-negative).
+        ``X=None`` queries the fitted rows (only those in ``rows``, a slice, when given).
         """
         n_jobs = None if n_jobs is None else int(n_jobs)
         if self.plan.kind == "native":
             r = float(radius) if np.ndim(radius) == 0 else np.asarray(radius, dtype=self.dtype)
             return _core.radius_search(
                 self.base,
-                self._queries(X),
+                self._queries(X, rows),
                 r,
                 metric=self.plan.engine_metric,
                 p=self.plan.engine_p,
@@ -153,7 +161,7 @@ class ExactSearch:
                 sort=bool(sort),
                 n_jobs=n_jobs,
             )
-        Q = self.base if X is None else X
+        Q = (self.base if rows is None else self.base[rows]) if X is None else X
         nq = Q.shape[0]
         radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (nq,))
         counts, dists, inds = [], [], []
