@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from knnkit import _core
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
-from knnkit.index import FlatIndex, HNSWIndex, load
+from knnkit.index import FlatIndex, HNSWIndex, IVFIndex, load
 from knnkit.index._result import SearchResult
 
 __version__: str = _core.__version__
@@ -28,6 +28,7 @@ __all__ = [
     "DimensionMismatchError",
     "FlatIndex",
     "HNSWIndex",
+    "IVFIndex",
     "SearchResult",
     "__version__",
     "load",

@@ -17,13 +17,17 @@
 //! ```
 
 pub mod error;
+pub mod filter;
 pub mod flat;
 pub mod float;
 pub mod hnsw;
+pub mod ivf;
+pub mod kmeans;
 pub mod mem;
 pub mod metric;
 pub mod pool;
 pub mod quant;
+pub mod rng;
 pub mod topk;
 
 pub use error::{Error, Result};

@@ -6,15 +6,15 @@
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use numpy::{PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use knnkit_core::hnsw::{self, HnswParams, HnswParts, SearchOptions};
 use knnkit_core::{pool, Metric};
 
-use crate::conversion::{matrix, vector};
+use crate::conversion::{ids_slice, matrix, part, part_array, rows, vector};
 use crate::error::{detach_interruptible, to_py};
 
 /// HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``).
@@ -30,16 +30,6 @@ impl Hnsw {
     fn write(&self) -> RwLockWriteGuard<'_, hnsw::Hnsw> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-fn rows<'a>(a: &'a PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<&'a [f32]> {
-    a.as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{name}: expected a C-contiguous array")))
-}
-
-fn ids_slice<'a>(a: &'a PyReadonlyArray1<'_, i64>) -> PyResult<&'a [i64]> {
-    a.as_slice()
-        .map_err(|_| PyValueError::new_err("ids: expected a contiguous int64 array"))
 }
 
 #[pymethods]
@@ -200,51 +190,23 @@ impl Hnsw {
     /// (``CorruptIndexError`` otherwise).
     #[staticmethod]
     fn from_parts(py: Python<'_>, parts: &Bound<'_, PyDict>) -> PyResult<Self> {
-        fn item<'py, T: FromPyObjectOwned<'py>>(
-            parts: &Bound<'py, PyDict>,
-            key: &str,
-        ) -> PyResult<T> {
-            let v = parts
-                .get_item(key)?
-                .ok_or_else(|| to_py(knnkit_core::Error::Corrupt(format!("missing {key}"))))?;
-            v.extract().map_err(|_| {
-                to_py(knnkit_core::Error::Corrupt(format!(
-                    "{key} has the wrong type"
-                )))
-            })
-        }
-        fn array<'py, T: numpy::Element + Copy>(
-            parts: &Bound<'py, PyDict>,
-            key: &str,
-        ) -> PyResult<Vec<T>> {
-            let v = parts
-                .get_item(key)?
-                .ok_or_else(|| to_py(knnkit_core::Error::Corrupt(format!("missing {key}"))))?;
-            let a = v.cast::<numpy::PyArray1<T>>().map_err(|_| {
-                to_py(knnkit_core::Error::Corrupt(format!(
-                    "{key} is not a 1-D {} array",
-                    std::any::type_name::<T>()
-                )))
-            })?;
-            Ok(a.readonly().as_array().iter().copied().collect())
-        }
         let p = HnswParts {
-            d: item(parts, "dim")?,
-            metric: item(parts, "metric")?,
-            m: item(parts, "m")?,
-            ef_construction: item(parts, "ef_construction")?,
-            seed: item(parts, "seed")?,
-            inserted: item(parts, "inserted")?,
-            entry: item(parts, "entry")?,
-            vectors: array(parts, "vectors")?,
-            ids: array(parts, "ids")?,
-            levels: array(parts, "levels")?,
-            links0: array(parts, "links0")?,
-            upper: array(parts, "upper")?,
-            upper_offsets: array(parts, "upper_offsets")?,
-            deleted: array(parts, "deleted")?,
-            sq_lo: array(parts, "sq_lo")?,
-            sq_step: array(parts, "sq_step")?,
+            d: part(parts, "dim")?,
+            metric: part(parts, "metric")?,
+            m: part(parts, "m")?,
+            ef_construction: part(parts, "ef_construction")?,
+            seed: part(parts, "seed")?,
+            inserted: part(parts, "inserted")?,
+            entry: part(parts, "entry")?,
+            vectors: part_array(parts, "vectors")?,
+            ids: part_array(parts, "ids")?,
+            levels: part_array(parts, "levels")?,
+            links0: part_array(parts, "links0")?,
+            upper: part_array(parts, "upper")?,
+            upper_offsets: part_array(parts, "upper_offsets")?,
+            deleted: part_array(parts, "deleted")?,
+            sq_lo: part_array(parts, "sq_lo")?,
+            sq_step: part_array(parts, "sq_step")?,
         };
         let h = py.detach(|| hnsw::Hnsw::from_parts(p)).map_err(to_py)?;
         Ok(Hnsw {

@@ -7,6 +7,7 @@ mod conversion;
 mod error;
 mod flat;
 mod hnsw;
+mod ivf;
 
 /// The SIMD instruction set the kernels dispatched to on this CPU.
 #[pyfunction]
@@ -22,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flat::to_bf16, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_class::<hnsw::Hnsw>()?;
+    m.add_class::<ivf::Ivf>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

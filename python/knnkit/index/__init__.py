@@ -1,5 +1,5 @@
-"""Indexes with one faiss-like API: ``FlatIndex`` (exact), ``HNSWIndex`` (graph), and
-:func:`load` for any saved index."""
+"""Indexes with one faiss-like API: ``FlatIndex`` (exact), ``HNSWIndex`` (graph),
+``IVFIndex`` (inverted file: flat, SQ8, PQ), and :func:`load` for any saved index."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from knnkit import io as _io
 from knnkit.errors import CorruptIndexError
 from knnkit.index.flat import FlatIndex
 from knnkit.index.hnsw import HNSWIndex
+from knnkit.index.ivf import IVFIndex
 
 #: Index classes by the ``kind`` their files record.
-KINDS = {"flat": FlatIndex, "hnsw": HNSWIndex}
+KINDS = {"flat": FlatIndex, "hnsw": HNSWIndex, "ivf": IVFIndex}
 
 
-def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex | HNSWIndex:
+def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex | HNSWIndex | IVFIndex:
     """Loads an index saved with ``save``, whatever its kind.
 
     With ``mmap=True`` a flat index's vectors stay in the file (read-only, shared between
@@ -30,4 +31,4 @@ def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex | HNSWIndex:
     return cls._from_parts(header, arrays)
 
 
-__all__ = ["KINDS", "FlatIndex", "HNSWIndex", "load"]
+__all__ = ["KINDS", "FlatIndex", "HNSWIndex", "IVFIndex", "load"]

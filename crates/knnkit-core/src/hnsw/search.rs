@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use super::{Cand, Hnsw, NONE};
 use crate::error::{Error, Result};
+pub use crate::filter::Allowed;
 use crate::pool;
 
 /// Filters allowing fewer than this share of the index are served by an exact scan.
@@ -73,20 +74,6 @@ pub struct HnswResult {
     pub distances: Vec<f32>,
     pub ids: Vec<i64>,
     pub stats: SearchStats,
-}
-
-/// A set of allowed slots.
-pub struct Allowed {
-    bits: Vec<u64>,
-    count: usize,
-}
-
-impl Allowed {
-    #[inline(always)]
-    fn contains(&self, slot: u32) -> bool {
-        let s = slot as usize;
-        (self.bits[s >> 6] >> (s & 63)) & 1 == 1
-    }
 }
 
 /// Visited tags and heaps of one search.
@@ -344,12 +331,12 @@ impl Hnsw {
         let Scratch { v, q, w, wq } = s;
         v.out.clear();
         let live = self.len();
-        let wanted = allowed.map_or(live, |a| a.count).min(k);
+        let wanted = allowed.map_or(live, |a| a.count()).min(k);
         if self.entry == NONE || wanted == 0 {
             return 0;
         }
         let small_filter = allowed
-            .is_some_and(|a| (a.count as f64) < FILTER_EXACT_FRACTION * self.ids.len() as f64);
+            .is_some_and(|a| (a.count() as f64) < FILTER_EXACT_FRACTION * self.ids.len() as f64);
         if !small_filter {
             let scale = self.prepare_codes(q, w, wq);
             let codes = scale.is_some();
@@ -409,21 +396,10 @@ impl Hnsw {
 
     /// The allowed slots for a list of ids (unknown ids are ignored).
     pub fn allowed_from_ids(&self, ids: &[i64]) -> Allowed {
-        let n = self.ids.len();
-        let mut bits = vec![0u64; n.div_ceil(64)];
-        let mut count = 0;
-        for &id in ids {
-            if let Some(slot) = self.live_slot(id) {
-                let s = slot as usize;
-                let word = &mut bits[s >> 6];
-                let bit = 1u64 << (s & 63);
-                if *word & bit == 0 {
-                    *word |= bit;
-                    count += 1;
-                }
-            }
-        }
-        Allowed { bits, count }
+        Allowed::from_slots(
+            self.ids.len(),
+            ids.iter().filter_map(|&id| self.live_slot(id)),
+        )
     }
 
     /// Searches `queries` (row-major, `dim` columns) for their `k` nearest live vectors.

@@ -1,0 +1,162 @@
+use super::*;
+use crate::rng::SplitMix64;
+
+/// recall@10 every code kind must reach on the clustered test data at nprobe = 8 of 32 lists.
+const MIN_RECALL: f64 = 0.9;
+
+fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut c = SplitMix64::new(99);
+    let centers: Vec<f32> = (0..20 * d)
+        .map(|_| 8.0 * c.next_f64() as f32 - 4.0)
+        .collect();
+    let mut r = SplitMix64::new(seed);
+    (0..n)
+        .flat_map(|_| {
+            let k = r.below(20);
+            (0..d)
+                .map(|j| centers[k * d + j] + r.next_f64() as f32 - 0.5)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn exact(x: &[f32], q: &[f32], d: usize, k: usize, metric: Metric) -> Vec<i64> {
+    let params = SearchParams {
+        threads: 1,
+        interrupt: None,
+        bf16: false,
+    };
+    flat::knn(&Base::new(x, d), q, k, metric, &params)
+        .unwrap()
+        .indices
+}
+
+fn built(metric: Metric, codes: CodeKind, refine: bool) -> (Ivf, Vec<f32>) {
+    let (n, d) = (4000, 16);
+    let x = data(n, d, 1);
+    let mut ix = Ivf::new(
+        d,
+        metric,
+        IvfParams {
+            nlist: 32,
+            codes,
+            refine,
+            seed: 3,
+        },
+    )
+    .unwrap();
+    ix.train(&x, 2).unwrap();
+    let ids: Vec<i64> = (0..n as i64).collect();
+    ix.add(&x, &ids, 2).unwrap();
+    (ix, x)
+}
+
+fn recall(found: &[i64], truth: &[i64], k: usize) -> f64 {
+    let hits: usize = found
+        .chunks(k)
+        .zip(truth.chunks(k))
+        .map(|(f, t)| f.iter().filter(|x| t.contains(x)).count())
+        .sum();
+    hits as f64 / truth.len() as f64
+}
+
+#[test]
+fn recall_for_every_code_kind_and_metric() {
+    let q = data(100, 16, 7);
+    for metric in [Metric::Euclidean, Metric::InnerProduct, Metric::Cosine] {
+        for (codes, refine) in [
+            (CodeKind::Flat, false),
+            (CodeKind::Sq8, true),
+            (CodeKind::Pq { m: 8, nbits: 8 }, true),
+        ] {
+            let (ix, x) = built(metric, codes, refine);
+            let res = ix.search(&q, 10, 8, 2, None).unwrap();
+            let r = recall(&res.ids, &exact(&x, &q, 16, 10, metric), 10);
+            assert!(
+                r >= MIN_RECALL,
+                "{metric:?} {codes:?}: recall@10 {r:.3} < {MIN_RECALL}"
+            );
+        }
+    }
+}
+
+#[test]
+fn all_lists_equal_exact_for_flat() {
+    let (ix, x) = built(Metric::SqEuclidean, CodeKind::Flat, false);
+    let q = data(20, 16, 5);
+    let res = ix.search(&q, 5, 32, 1, None).unwrap();
+    assert_eq!(res.ids, exact(&x, &q, 16, 5, Metric::SqEuclidean));
+}
+
+#[test]
+fn remove_and_round_trip() {
+    for codes in [
+        CodeKind::Flat,
+        CodeKind::Sq8,
+        CodeKind::Pq { m: 4, nbits: 6 },
+    ] {
+        let (mut ix, x) = built(Metric::Cosine, codes, true);
+        let gone: Vec<i64> = (0..4000).step_by(3).collect();
+        assert_eq!(ix.remove(&gone), gone.len());
+        assert_eq!(ix.len(), 4000 - gone.len());
+        assert_eq!(ix.list_sizes().iter().sum::<usize>(), ix.len());
+        let q = data(30, 16, 9);
+        let res = ix.search(&q, 10, 32, 1, None).unwrap();
+        assert!(res.ids.iter().all(|id| id % 3 != 0));
+        assert_eq!(ix.get(1).unwrap(), x[16..32].to_vec());
+        let back = Ivf::from_parts(ix.to_parts()).unwrap();
+        assert_eq!(
+            back.search(&q, 10, 8, 1, None).unwrap().ids,
+            ix.search(&q, 10, 8, 1, None).unwrap().ids
+        );
+        let mut bad = ix.to_parts();
+        bad.list_slots[0] = 999_999;
+        assert!(matches!(Ivf::from_parts(bad), Err(Error::Corrupt(_))));
+        let mut bad = ix.to_parts();
+        bad.list_offsets[3] = bad.list_offsets[4] + 1;
+        assert!(Ivf::from_parts(bad).is_err());
+    }
+}
+
+#[test]
+fn filters_return_k() {
+    let (ix, _) = built(Metric::Euclidean, CodeKind::Sq8, true);
+    let q = data(10, 16, 2);
+    for every in [1000usize, 50, 3] {
+        let ids: Vec<i64> = (0..4000).filter(|i| i % every as i64 == 1).collect();
+        let allowed = ix.allowed_from_ids(&ids);
+        let res = ix.search(&q, 10, 2, 1, Some(&allowed)).unwrap();
+        for row in res.ids.chunks(10) {
+            assert_eq!(row.iter().filter(|&&x| x >= 0).count(), 10.min(ids.len()));
+            assert!(row.iter().all(|x| *x < 0 || ids.contains(x)));
+        }
+    }
+}
+
+#[test]
+fn untrained_and_bad_input() {
+    let mut ix = Ivf::new(
+        4,
+        Metric::Euclidean,
+        IvfParams {
+            nlist: 8,
+            codes: CodeKind::Flat,
+            refine: false,
+            seed: 0,
+        },
+    )
+    .unwrap();
+    assert!(ix.add(&[0.0; 4], &[0], 1).is_err());
+    assert!(ix.train(&[0.0; 16], 1).is_err(), "fewer rows than lists");
+    assert!(Ivf::new(
+        6,
+        Metric::Euclidean,
+        IvfParams {
+            nlist: 8,
+            codes: CodeKind::Pq { m: 4, nbits: 8 },
+            refine: true,
+            seed: 0
+        }
+    )
+    .is_err());
+}

@@ -1,0 +1,230 @@
+//! `Ivf`: the inverted-file index as a Python object (the `knnkit.IVFIndex` façade wraps it).
+//! Same locking as `Hnsw`: searches share a read lock, writes take it exclusively.
+
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use knnkit_core::ivf::{self, CodeKind, IvfParams, IvfParts};
+use knnkit_core::{pool, Metric};
+
+use crate::conversion::{ids_slice, matrix, part, part_array, rows, vector};
+use crate::error::to_py;
+
+/// Inverted-file index over float32 vectors (internal; use ``knnkit.IVFIndex``).
+#[pyclass(module = "knnkit._core", frozen)]
+pub struct Ivf {
+    inner: RwLock<ivf::Ivf>,
+}
+
+impl Ivf {
+    fn read(&self) -> RwLockReadGuard<'_, ivf::Ivf> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, ivf::Ivf> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn code_kind(codes: &str, pq_m: usize, nbits: usize) -> PyResult<CodeKind> {
+    Ok(match codes {
+        "flat" => CodeKind::Flat,
+        "sq8" => CodeKind::Sq8,
+        "pq" => CodeKind::Pq { m: pq_m, nbits },
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "codes: expected one of flat, sq8, pq, got {other:?}"
+            )))
+        }
+    })
+}
+
+#[pymethods]
+impl Ivf {
+    #[new]
+    #[pyo3(signature = (dim, metric="euclidean", nlist=1024, codes="flat", pq_m=8, nbits=8, refine=true, seed=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        dim: usize,
+        metric: &str,
+        nlist: usize,
+        codes: &str,
+        pq_m: usize,
+        nbits: usize,
+        refine: bool,
+        seed: u64,
+    ) -> PyResult<Self> {
+        let metric = Metric::parse(metric, 2.0).map_err(to_py)?;
+        let params = IvfParams {
+            nlist,
+            codes: code_kind(codes, pq_m, nbits)?,
+            refine,
+            seed,
+        };
+        Ok(Ivf {
+            inner: RwLock::new(ivf::Ivf::new(dim, metric, params).map_err(to_py)?),
+        })
+    }
+
+    /// Trains the coarse quantizer (and SQ8/PQ codebooks) on float32 rows.
+    #[pyo3(signature = (vectors, n_jobs=None))]
+    fn train(
+        &self,
+        py: Python<'_>,
+        vectors: PyReadonlyArray2<'_, f32>,
+        n_jobs: Option<i64>,
+    ) -> PyResult<()> {
+        let data = rows(&vectors, "vectors")?;
+        let threads = pool::resolve_threads(n_jobs);
+        py.detach(|| self.write().train(data, threads))
+            .map_err(to_py)
+    }
+
+    fn is_trained(&self) -> bool {
+        self.read().is_trained()
+    }
+
+    /// Adds vectors (float32, C order) with their int64 ids.
+    #[pyo3(signature = (vectors, ids, n_jobs=None))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        vectors: PyReadonlyArray2<'_, f32>,
+        ids: PyReadonlyArray1<'_, i64>,
+        n_jobs: Option<i64>,
+    ) -> PyResult<()> {
+        let (data, ids) = (rows(&vectors, "vectors")?, ids_slice(&ids)?);
+        let threads = pool::resolve_threads(n_jobs);
+        py.detach(|| self.write().add(data, ids, threads))
+            .map_err(to_py)
+    }
+
+    /// ``(distances, ids, distance_computations)`` of the ``k`` nearest vectors of each query
+    /// over ``nprobe`` lists; ``allowed`` restricts results to those ids.
+    #[pyo3(signature = (queries, k, nprobe=8, n_jobs=None, allowed=None))]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: PyReadonlyArray2<'py, f32>,
+        k: usize,
+        nprobe: usize,
+        n_jobs: Option<i64>,
+        allowed: Option<PyReadonlyArray1<'py, i64>>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>, u64)> {
+        let nq = queries.shape()[0];
+        let q = rows(&queries, "queries")?;
+        let allowed_ids = allowed.as_ref().map(ids_slice).transpose()?;
+        let threads = pool::resolve_threads(n_jobs);
+        let res = py
+            .detach(|| {
+                let ix = self.read();
+                let allowed = allowed_ids.map(|ids| ix.allowed_from_ids(ids));
+                ix.search(q, k, nprobe, threads, allowed.as_ref())
+            })
+            .map_err(to_py)?;
+        Ok((
+            matrix(py, res.distances, nq, k)?.into_any().unbind(),
+            matrix(py, res.ids, nq, k)?.into_any().unbind(),
+            res.distance_computations,
+        ))
+    }
+
+    /// Deletes ids (unknown ones are skipped); returns how many were present.
+    fn remove(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, i64>) -> PyResult<usize> {
+        let ids = ids_slice(&ids)?;
+        Ok(py.detach(|| self.write().remove(ids)))
+    }
+
+    /// The stored vectors of ``ids`` (decoded codes when the vectors are not kept).
+    fn get<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Py<PyAny>> {
+        let ids = ids_slice(&ids)?;
+        let ix = self.read();
+        let d = ix.dim();
+        let mut out = Vec::with_capacity(ids.len() * d);
+        for &id in ids {
+            let row = ix
+                .get(id)
+                .ok_or_else(|| PyKeyError::new_err(format!("id {id} is not in the index")))?;
+            out.extend_from_slice(&row);
+        }
+        Ok(matrix(py, out, ids.len(), d)?.into_any().unbind())
+    }
+
+    /// Ids of the stored vectors.
+    fn ids<'py>(&self, py: Python<'py>) -> Py<PyAny> {
+        vector(py, self.read().ids().to_vec()).into_any().unbind()
+    }
+
+    /// Number of vectors in each list.
+    fn list_sizes<'py>(&self, py: Python<'py>) -> Py<PyAny> {
+        let sizes: Vec<u64> = self.read().list_sizes().iter().map(|&s| s as u64).collect();
+        vector(py, sizes).into_any().unbind()
+    }
+
+    fn __len__(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Bytes held by the index.
+    fn memory_usage(&self) -> usize {
+        self.read().memory_usage()
+    }
+
+    /// Everything the index holds, as a dict of scalars and numpy arrays (for saving).
+    fn to_parts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.read().to_parts();
+        let out = PyDict::new(py);
+        out.set_item("dim", p.d)?;
+        out.set_item("metric", p.metric)?;
+        out.set_item("nlist", p.nlist)?;
+        out.set_item("codes", p.codes)?;
+        out.set_item("pq_m", p.pq_m)?;
+        out.set_item("nbits", p.nbits)?;
+        out.set_item("refine", p.refine)?;
+        out.set_item("seed", p.seed)?;
+        out.set_item("centroids", vector(py, p.centroids))?;
+        out.set_item("list_offsets", vector(py, p.list_offsets))?;
+        out.set_item("list_slots", vector(py, p.list_slots))?;
+        out.set_item("list_vecs", vector(py, p.list_vecs))?;
+        out.set_item("list_codes", vector(py, p.list_codes))?;
+        out.set_item("ids", vector(py, p.ids))?;
+        out.set_item("vectors", vector(py, p.vectors))?;
+        out.set_item("sq_lo", vector(py, p.sq_lo))?;
+        out.set_item("sq_step", vector(py, p.sq_step))?;
+        out.set_item("pq_centroids", vector(py, p.pq_centroids))?;
+        Ok(out)
+    }
+
+    /// Rebuilds an index from ``to_parts`` output, validating everything
+    /// (``CorruptIndexError`` otherwise).
+    #[staticmethod]
+    fn from_parts(py: Python<'_>, parts: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let p = IvfParts {
+            d: part(parts, "dim")?,
+            metric: part(parts, "metric")?,
+            nlist: part(parts, "nlist")?,
+            codes: part(parts, "codes")?,
+            pq_m: part(parts, "pq_m")?,
+            nbits: part(parts, "nbits")?,
+            refine: part(parts, "refine")?,
+            seed: part(parts, "seed")?,
+            centroids: part_array(parts, "centroids")?,
+            list_offsets: part_array(parts, "list_offsets")?,
+            list_slots: part_array(parts, "list_slots")?,
+            list_vecs: part_array(parts, "list_vecs")?,
+            list_codes: part_array(parts, "list_codes")?,
+            ids: part_array(parts, "ids")?,
+            vectors: part_array(parts, "vectors")?,
+            sq_lo: part_array(parts, "sq_lo")?,
+            sq_step: part_array(parts, "sq_step")?,
+            pq_centroids: part_array(parts, "pq_centroids")?,
+        };
+        let ix = py.detach(|| ivf::Ivf::from_parts(p)).map_err(to_py)?;
+        Ok(Ivf {
+            inner: RwLock::new(ix),
+        })
+    }
+}
