@@ -51,7 +51,9 @@ def make(kind: str, d: int, metric: str = "euclidean", **kw):
     family, codes = kind.split("-")
     if family == "hnsw":
         return knnkit.HNSWIndex(d, metric=metric, m=12, ef_construction=100, codes=codes, **kw)
-    return knnkit.IVFIndex(d, metric=metric, nlist=32, nprobe=8, codes=codes, pq_m=16, nbits=6, **kw)
+    return knnkit.IVFIndex(
+        d, metric=metric, nlist=32, nprobe=8, codes=codes, pq_m=16, nbits=6, **kw
+    )
 
 
 def built(kind, X, metric="euclidean", n_jobs=2, **kw):
@@ -332,3 +334,29 @@ def test_index_specific_parameters_are_checked():
     with pytest.raises(ValueError, match="at least nlist"):
         ix.add(np.zeros((3, 4), np.float32))
     assert not ix.is_trained and len(ix) == 0
+
+
+@pytest.mark.parametrize(
+    "spec, cls, attrs",
+    [
+        ("Flat", knnkit.FlatIndex, {}),
+        ("HNSW32", knnkit.HNSWIndex, {"m": 32, "codes": "flat"}),
+        ("HNSW8,SQ8", knnkit.HNSWIndex, {"m": 8, "codes": "sq8"}),
+        ("IVF64,Flat", knnkit.IVFIndex, {"nlist": 64, "codes": "flat"}),
+        ("IVF64,SQ8", knnkit.IVFIndex, {"nlist": 64, "codes": "sq8"}),
+        ("IVF64, PQ8x4", knnkit.IVFIndex, {"nlist": 64, "codes": "pq", "pq_m": 8, "nbits": 4}),
+    ],
+)
+def test_index_factory(spec, cls, attrs):
+    ix = knnkit.index_factory(32, spec, metric="cosine")
+    assert type(ix) is cls and ix.metric == "cosine"
+    for name, value in attrs.items():
+        assert getattr(ix, name) == value, name
+
+
+@pytest.mark.parametrize(
+    "spec", ["IVF,Flat", "IVF8,PQ", "HNSW16,PQ8", "LSH", "Flat,SQ8", "IVF8,Flat,SQ8"]
+)
+def test_index_factory_rejects_unknown_descriptions(spec):
+    with pytest.raises(ValueError, match="description"):
+        knnkit.index_factory(32, spec)

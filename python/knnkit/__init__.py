@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from knnkit import _core
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
-from knnkit.index import FlatIndex, HNSWIndex, IVFIndex, load
+from knnkit.index import FlatIndex, HNSWIndex, IVFIndex, index_factory, load
 from knnkit.index._result import SearchResult
 
 __version__: str = _core.__version__
@@ -31,6 +31,7 @@ __all__ = [
     "IVFIndex",
     "SearchResult",
     "__version__",
+    "index_factory",
     "load",
     "simd_level",
 ]

@@ -7,6 +7,7 @@ import os
 
 from knnkit import io as _io
 from knnkit.errors import CorruptIndexError
+from knnkit.index.factory import index_factory
 from knnkit.index.flat import FlatIndex
 from knnkit.index.hnsw import HNSWIndex
 from knnkit.index.ivf import IVFIndex
@@ -31,4 +32,4 @@ def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex | HNSWIndex | 
     return cls._from_parts(header, arrays)
 
 
-__all__ = ["KINDS", "FlatIndex", "HNSWIndex", "IVFIndex", "load"]
+__all__ = ["KINDS", "FlatIndex", "HNSWIndex", "IVFIndex", "index_factory", "load"]
