@@ -156,7 +156,7 @@ pub fn kmeans(data: &[f32], d: usize, p: &KMeansParams) -> Result<Vec<f32>> {
 /// nearest one chosen so far.
 fn plus_plus(data: &[f32], d: usize, k: usize, rng: &mut SplitMix64, threads: usize) -> Vec<f32> {
     let n = data.len() / d;
-    let sq = crate::metric::kernels::select::<f32>().sqeuclidean;
+    let sq = <f32 as crate::float::Float>::kernels().sqeuclidean;
     let mut centroids = Vec::with_capacity(k * d);
     let first = rng.below(n);
     centroids.extend_from_slice(&data[first * d..(first + 1) * d]);

@@ -719,6 +719,20 @@ impl Ivf {
                 }
                 work
             };
+        if nq <= 1 || threads <= 1 {
+            let mut scratch = (Vec::new(), Vec::new(), Vec::new());
+            let mut buf = Vec::new();
+            let mut work = 0;
+            for ((q, dd), ii) in queries
+                .chunks_exact(d)
+                .zip(out.distances.chunks_exact_mut(k))
+                .zip(out.ids.chunks_exact_mut(k))
+            {
+                work += one(q, dd, ii, &mut scratch, &mut buf);
+            }
+            out.distance_computations = work;
+            return Ok(out);
+        }
         let chunk = nq.div_ceil(threads.max(1) * 8).clamp(1, 64);
         let work: u64 = pool::install(threads, || {
             queries
@@ -826,6 +840,12 @@ impl Ivf {
             "list vectors do not match",
         )?;
         check(p.list_codes.len() == n * cs, "list codes do not match")?;
+        if let CodeKind::Pq { nbits, .. } = codes {
+            check(
+                nbits >= 8 || p.list_codes.iter().all(|&c| (c as usize) < (1 << nbits)),
+                "a PQ code is out of its codebook",
+            )?;
+        }
         check(
             p.vectors.len() == if ix.keeps_vectors() { n * d } else { 0 },
             "refine vectors do not match",

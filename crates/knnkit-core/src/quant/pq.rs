@@ -7,8 +7,8 @@
 //! scores with `m` table lookups: Σⱼ LUT[j][codeⱼ].
 
 use crate::error::{Error, Result};
+use crate::float::Float;
 use crate::kmeans::{kmeans, KMeansParams};
-use crate::metric::kernels::select;
 
 /// A trained product quantizer.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,6 +18,11 @@ pub struct Pq {
     pub nbits: usize,
     /// `m × ksub × dsub` centroids.
     pub centroids: Vec<f32>,
+    /// The same, transposed per sub-space (`m × dsub × ksub`): lookup tables are then built
+    /// with contiguous, vectorised loops over the centroids.
+    transposed: Vec<f32>,
+    /// ‖centroid‖² (`m × ksub`).
+    norms: Vec<f32>,
 }
 
 impl Pq {
@@ -61,12 +66,30 @@ impl Pq {
             p.iterations = 15;
             centroids.extend(kmeans(&sub, dsub, &p)?);
         }
-        Ok(Pq {
+        Ok(Self::with_tables(d, m, nbits, centroids))
+    }
+
+    fn with_tables(d: usize, m: usize, nbits: usize, centroids: Vec<f32>) -> Self {
+        let (ksub, dsub) = (1usize << nbits, d / m);
+        let mut transposed = vec![0f32; centroids.len()];
+        let mut norms = vec![0f32; m * ksub];
+        for j in 0..m {
+            for c in 0..ksub {
+                for t in 0..dsub {
+                    let v = centroids[(j * ksub + c) * dsub + t];
+                    transposed[(j * dsub + t) * ksub + c] = v;
+                    norms[j * ksub + c] += v * v;
+                }
+            }
+        }
+        Pq {
             d,
             m,
             nbits,
             centroids,
-        })
+            transposed,
+            norms,
+        }
     }
 
     /// A quantizer from stored parts (validated).
@@ -79,12 +102,7 @@ impl Pq {
                 got: centroids.len(),
             });
         }
-        Ok(Pq {
-            d,
-            m,
-            nbits,
-            centroids,
-        })
+        Ok(Self::with_tables(d, m, nbits, centroids))
     }
 
     pub fn ksub(&self) -> usize {
@@ -103,7 +121,7 @@ impl Pq {
 
     /// Encodes `x` (length d) into `m` bytes.
     pub fn encode(&self, x: &[f32], out: &mut [u8]) {
-        let sq = select::<f32>().sqeuclidean;
+        let sq = f32::kernels().sqeuclidean;
         let dsub = self.dsub();
         for (j, o) in out.iter_mut().enumerate().take(self.m) {
             let sub = &x[j * dsub..(j + 1) * dsub];
@@ -126,36 +144,86 @@ impl Pq {
         }
     }
 
-    /// Lookup table of squared distances from `q`'s sub-vectors to every centroid (m × ksub).
+    /// Lookup table of squared distances from `q`'s sub-vectors to every centroid (m × ksub),
+    /// as ‖q_j‖² + ‖c‖² − 2⟨q_j, c⟩.
     pub fn lut_l2(&self, q: &[f32], lut: &mut Vec<f32>) {
-        let sq = select::<f32>().sqeuclidean;
-        let dsub = self.dsub();
-        lut.clear();
+        self.lut_dot(q, lut);
+        let (ksub, dsub) = (self.ksub(), self.dsub());
         for j in 0..self.m {
-            let sub = &q[j * dsub..(j + 1) * dsub];
-            lut.extend((0..self.ksub()).map(|c| sq(sub, self.centroid(j, c))));
+            let qn: f32 = q[j * dsub..(j + 1) * dsub].iter().map(|v| v * v).sum();
+            let row = &mut lut[j * ksub..(j + 1) * ksub];
+            for (l, &cn) in row.iter_mut().zip(&self.norms[j * ksub..(j + 1) * ksub]) {
+                *l = qn + cn - 2.0 * *l;
+            }
         }
     }
 
     /// Lookup table of dot products of `q`'s sub-vectors with every centroid (m × ksub).
     pub fn lut_dot(&self, q: &[f32], lut: &mut Vec<f32>) {
-        let dot = select::<f32>().dot;
-        let dsub = self.dsub();
         lut.clear();
+        lut.resize(self.m * self.ksub(), 0.0);
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::metric::kernels::{detected_level, SimdLevel};
+            match detected_level() {
+                // SAFETY: the features were detected.
+                SimdLevel::Avx512 => return unsafe { self.lut_dot_avx512(q, lut) },
+                SimdLevel::Avx2 => return unsafe { self.lut_dot_avx2(q, lut) },
+                _ => {}
+            }
+        }
+        self.lut_dot_lanes(q, lut)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lut_dot_avx512(&self, q: &[f32], lut: &mut [f32]) {
+        self.lut_dot_lanes(q, lut)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lut_dot_avx2(&self, q: &[f32], lut: &mut [f32]) {
+        self.lut_dot_lanes(q, lut)
+    }
+
+    /// The table loop, inlined into each target-feature build so the compiler vectorises it
+    /// across centroids for that instruction set.
+    #[inline(always)]
+    fn lut_dot_lanes(&self, q: &[f32], lut: &mut [f32]) {
+        let (ksub, dsub) = (self.ksub(), self.dsub());
         for j in 0..self.m {
-            let sub = &q[j * dsub..(j + 1) * dsub];
-            lut.extend((0..self.ksub()).map(|c| dot(sub, self.centroid(j, c))));
+            let row = &mut lut[j * ksub..(j + 1) * ksub];
+            for t in 0..dsub {
+                let qv = q[j * dsub + t];
+                let col = &self.transposed[(j * dsub + t) * ksub..(j * dsub + t + 1) * ksub];
+                for (l, &c) in row.iter_mut().zip(col) {
+                    *l += qv * c;
+                }
+            }
         }
     }
 
-    /// Σⱼ lut[j][codeⱼ].
+    /// Σⱼ lut[j][codeⱼ] (codes below `ksub`), with four independent sums so the additions
+    /// overlap instead of waiting on each other.
     #[inline(always)]
     pub fn score(&self, lut: &[f32], code: &[u8]) -> f32 {
         let ksub = self.ksub();
-        code.iter()
-            .enumerate()
-            .map(|(j, &c)| lut[j * ksub + c as usize])
-            .sum()
+        let mut acc = [0f32; 4];
+        let quads = code.chunks_exact(4);
+        let rest = quads.remainder();
+        for (i, c) in quads.enumerate() {
+            let row = &lut[i * 4 * ksub..(i + 1) * 4 * ksub];
+            acc[0] += row[c[0] as usize];
+            acc[1] += row[ksub + c[1] as usize];
+            acc[2] += row[2 * ksub + c[2] as usize];
+            acc[3] += row[3 * ksub + c[3] as usize];
+        }
+        let done = code.len() - rest.len();
+        for (j, &c) in rest.iter().enumerate() {
+            acc[0] += lut[(done + j) * ksub + c as usize];
+        }
+        (acc[0] + acc[1]) + (acc[2] + acc[3])
     }
 }
 
