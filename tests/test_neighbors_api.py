@@ -87,6 +87,7 @@ MODULES = [
     "knnkit.neighbors._nca",
     "knnkit.neighbors._nearest_centroid",
     "knnkit.neighbors._regression",
+    "knnkit.neighbors._ann",
     "knnkit.neighbors._search",
     "knnkit.neighbors._unsupervised",
     "knnkit.impute",

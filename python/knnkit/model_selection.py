@@ -92,7 +92,12 @@ def select_k(
     >>> X, y = load_iris(return_X_y=True)
     >>> table = select_k(X, y, ks=[1, 5, 15], cv=5)
     >>> table.best_k
-    15
+    5
+    >>> print(table)
+        k     mean accuracy      std
+        1            0.9600   0.0249
+        5            0.9733   0.0249  <- best
+       15            0.9667   0.0298
     """
     from sklearn.base import clone
 

@@ -1,4 +1,5 @@
-"""scikit-learn-identical neighbour estimators on knnkit's exact Rust engine.
+"""scikit-learn-identical neighbour estimators on knnkit's exact Rust engine, with approximate
+search (``algorithm="hnsw"`` or ``"ivf"``, parameters in ``algo_params``) as an option.
 
 Every public name of ``sklearn.neighbors`` has a counterpart here except ``KDTree``,
 ``BallTree``, ``VALID_METRICS`` and ``VALID_METRICS_SPARSE`` (knnkit's trees come later): the

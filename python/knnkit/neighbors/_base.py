@@ -7,9 +7,13 @@ block of queries at a time (:meth:`RadiusNeighborsMixin._radius_blocks`).
 
 The estimators follow ``sklearn.neighbors`` line by line where behaviour is visible to users
 (parameter validation, ``effective_metric_``, self-exclusion when ``X=None``, error types and
-messages, tags), but every search runs on knnkit's exact engine (:mod:`._search`); scikit-learn's
-trees and pairwise reductions are never called. ``algorithm`` is accepted for compatibility and
-validated as scikit-learn does, and ``_fit_method`` is always ``"brute"`` (one exact engine).
+messages, tags), but every search runs on knnkit's engines; scikit-learn's trees and pairwise
+reductions are never called. ``algorithm`` takes scikit-learn's values, validated as scikit-learn
+does, which all run the exact engine (:mod:`._search`, ``_fit_method == "brute"``), and two
+approximate ones, ``"hnsw"`` and ``"ivf"`` (:mod:`._ann`, ``_fit_method`` is their name), whose
+parameters come in ``algo_params``. Both engines sit behind the private fitted attribute
+``_index`` with one interface (``kneighbors``, ``radius_neighbors``), so every estimator runs on
+either.
 
 Choices that differ from scikit-learn (documented on each estimator):
 
@@ -42,6 +46,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from knnkit.neighbors._ann import APPROXIMATE, ApproximateSearch, check_algo_params, check_metric
 from knnkit.neighbors._metrics import effective_metric, resolve
 from knnkit.neighbors._search import ExactSearch
 
@@ -155,8 +160,9 @@ def _densify(X: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(X.toarray())
 
 
-def check_extra_params(device: Any, algo_params: Any, algorithm: Any) -> None:
-    """Checks knnkit's extra keywords: only the CPU engine, and no approximate parameters."""
+def check_extra_params(device: Any, algo_params: Any, algorithm: Any) -> dict[str, Any]:
+    """Checks knnkit's extra keywords: only the CPU engine; ``algo_params`` valid for an
+    approximate algorithm (returned, validated) and empty for the exact ones."""
     cpu = device is None or (isinstance(device, str) and device == "cpu")
     if not cpu and getattr(device, "type", None) == "cpu":
         cpu = type(device).__module__.split(".")[0] == "torch"  # torch.device("cpu")
@@ -165,11 +171,15 @@ def check_extra_params(device: Any, algo_params: Any, algorithm: Any) -> None:
             f"device={device!r}: the torch backend is not available yet; use device=None "
             "or device='cpu' (knnkit's native CPU engine)"
         )
+    if isinstance(algorithm, str) and algorithm in APPROXIMATE:
+        return check_algo_params(algorithm, algo_params)
     if algo_params:
         raise ValueError(
             f"algo_params={algo_params!r}: algorithm={algorithm!r} runs knnkit's "
-            "exact engine, which takes no algorithm parameters; leave algo_params=None"
+            "exact engine, which takes no algorithm parameters; leave algo_params=None "
+            f"(algo_params are for the approximate algorithms {sorted(APPROXIMATE)})"
         )
+    return {}
 
 
 def _check_precomputed(X: Any) -> np.ndarray:
@@ -288,7 +298,7 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
         "radius": [Interval(Real, 0, None, closed="both"), None],
-        "algorithm": [StrOptions({"auto", "ball_tree", "kd_tree", "brute"})],
+        "algorithm": [StrOptions({"auto", "ball_tree", "kd_tree", "brute", *APPROXIMATE})],
         "leaf_size": [Interval(Integral, 1, None, closed="left")],
         "p": [Interval(Real, 0, None, closed="right"), None],
         "metric": [
@@ -331,10 +341,14 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
     def _is_precomputed(self) -> bool:
         return isinstance(self.metric, str) and self.metric == "precomputed"
 
-    def _check_extra_params(self) -> None:
-        check_extra_params(self.device, self.algo_params, self.algorithm)
+    def _check_extra_params(self) -> dict[str, Any]:
+        return check_extra_params(self.device, self.algo_params, self.algorithm)
 
-    def _check_algorithm_metric(self) -> None:
+    def _is_approximate(self) -> bool:
+        return self.algorithm in APPROXIMATE
+
+    def _check_tree_metric(self) -> None:
+        """scikit-learn's checks of (algorithm, metric) for its exact algorithms."""
         metric = self.metric
         if self.algorithm == "auto":
             if self._is_precomputed():
@@ -365,6 +379,12 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
                 "Metric can also be a callable function."
             )
 
+    def _check_algorithm_metric(self) -> None:
+        if self._is_approximate():
+            check_metric(self.algorithm, self.metric, self.p, self.metric_params)
+        else:
+            self._check_tree_metric()
+
         if self.metric_params is not None and "p" in self.metric_params:
             if self.p is not None:
                 warnings.warn(
@@ -380,7 +400,7 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
     # -- fit ------------------------------------------------------------------------------------
 
     def _fit(self, X, y=None):
-        self._check_extra_params()
+        algo_params = self._check_extra_params()
         ensure_all_finite = "allow-nan" if get_tags(self).input_tags.allow_nan else True
         if self.__sklearn_tags__().target_tags.required:
             X, y = validate_data(
@@ -445,7 +465,7 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             raise ValueError("n_samples must be greater than 0")
 
         if issparse(X):
-            if self.algorithm not in ("auto", "brute"):
+            if self.algorithm in ("kd_tree", "ball_tree"):
                 warnings.warn("cannot use tree with sparse input: using brute force", stacklevel=3)
             # scikit-learn refuses sparse input for metrics outside VALID_METRICS_SPARSE; the
             # input is densified here, so every metric works.
@@ -483,10 +503,14 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             )
 
         plan = resolve(self.effective_metric_, self.effective_metric_params_, X.shape[1])
-        self._index = ExactSearch(plan, X)
+        if self._is_approximate():
+            self._index = ApproximateSearch(self.algorithm, algo_params, plan, X, self.n_jobs)
+            self._fit_method = self.algorithm
+        else:
+            self._index = ExactSearch(plan, X)
+            self._fit_method = "brute"
         self._fit_X = X
         self._tree = None
-        self._fit_method = "brute"
         self.n_samples_fit_ = X.shape[0]
         return self
 
@@ -612,11 +636,13 @@ class KNeighborsMixin:
         if query_is_train:
             # Drop each sample from its own list. Corner case (as scikit-learn): when a sample has
             # more exact duplicates than neighbours asked for, it may be missing from its own
-            # list; then the first neighbour (a duplicate) is dropped instead.
+            # list; then the first neighbour (a duplicate) is dropped instead. An approximate
+            # search may also miss the sample itself: then its farthest neighbour is dropped.
             sample_range = np.arange(n_queries)[:, None]
             sample_mask = neigh_ind != sample_range
             dup_gr_nbrs = np.all(sample_mask, axis=1)
-            sample_mask[:, 0][dup_gr_nbrs] = False
+            drop = -1 if getattr(self._index, "approximate", False) else 0
+            sample_mask[:, drop][dup_gr_nbrs] = False
             neigh_ind = np.reshape(neigh_ind[sample_mask], (n_queries, n_neighbors - 1))
             if return_distance:
                 neigh_dist = np.reshape(neigh_dist[sample_mask], (n_queries, n_neighbors - 1))

@@ -114,9 +114,13 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         gives weight 1 to those and 0 to the others); a callable receives the distance array
         and returns weights of the same shape.
 
-    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute'}, default='auto'
-        Accepted and validated as in scikit-learn (e.g. ``kd_tree`` rejects metrics a KD-tree
-        cannot use); every value runs knnkit's exact engine, so ``_fit_method`` is ``'brute'``.
+    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
+        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
+        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
+        faster on large data, but some true neighbours may be missed, in radius queries too
+        (knnkit's tests measure their recall against the exact engine). They serve euclidean
+        (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
         Accepted for compatibility; not used by the exact engine.
@@ -140,7 +144,11 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
     algo_params : dict, default=None
-        Parameters of an approximate algorithm; must be None (or empty) for the exact one.
+        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
+        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
+        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
+        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
+        empty) for the exact algorithms.
 
     device : None or 'cpu', default=None
         Where the search runs. Only the CPU engine exists yet; other values raise
@@ -382,9 +390,13 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, Neighbors
         gives weight 1 to those and 0 to the others); a callable receives an object array with
         one distance array per query and returns the weights in the same form.
 
-    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute'}, default='auto'
-        Accepted and validated as in scikit-learn; every value runs knnkit's exact engine, so
-        ``_fit_method`` is ``'brute'``.
+    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
+        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
+        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
+        faster on large data, but some true neighbours may be missed, in radius queries too
+        (knnkit's tests measure their recall against the exact engine). They serve euclidean
+        (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
         Accepted for compatibility; not used by the exact engine.
@@ -415,7 +427,11 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, Neighbors
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
     algo_params : dict, default=None
-        Parameters of an approximate algorithm; must be None (or empty) for the exact one.
+        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
+        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
+        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
+        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
+        empty) for the exact algorithms.
 
     device : None or 'cpu', default=None
         Where the search runs. Only the CPU engine exists yet; other values raise

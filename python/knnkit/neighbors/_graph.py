@@ -227,7 +227,9 @@ class KNeighborsTransformer(
     The transformed data is a sparse graph as returned by ``kneighbors_graph``. Same
     parameters, attributes and results as ``sklearn.neighbors.KNeighborsTransformer``; use it
     to precompute neighbours once for estimators that take ``metric='precomputed'`` sparse
-    graphs (``TSNE``, ``Isomap``, ``DBSCAN``, ...).
+    graphs (``TSNE``, ``Isomap``, ``DBSCAN``, ...); with ``algorithm='hnsw'`` (or ``'ivf'``)
+    that step is approximate, e.g.
+    ``make_pipeline(KNeighborsTransformer(algorithm='hnsw'), TSNE(metric='precomputed'))``.
 
     Parameters
     ----------
@@ -239,8 +241,13 @@ class KNeighborsTransformer(
         is its own neighbour, one extra neighbour is computed when mode == 'distance': the
         graph then holds (n_neighbors + 1) neighbours per row.
 
-    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute'}, default='auto'
-        Accepted and validated as in scikit-learn; every value runs knnkit's exact engine.
+    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
+        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
+        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
+        faster on large data, but some true neighbours may be missed, in radius queries too
+        (knnkit's tests measure their recall against the exact engine). They serve euclidean
+        (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
         Accepted for compatibility; not used by the exact engine.
@@ -258,7 +265,11 @@ class KNeighborsTransformer(
         Threads for the neighbour search (``None`` and ``-1``: every core).
 
     algo_params : dict, default=None
-        Parameters of an approximate algorithm; must be None (or empty) for the exact one.
+        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
+        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
+        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
+        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
+        empty) for the exact algorithms.
 
     device : None or 'cpu', default=None
         Where the search runs. Only the CPU engine exists yet; other values raise
@@ -402,8 +413,13 @@ class RadiusNeighborsTransformer(
     radius : float, default=1.0
         Radius of neighborhood in the transformed sparse graph.
 
-    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute'}, default='auto'
-        Accepted and validated as in scikit-learn; every value runs knnkit's exact engine.
+    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
+        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
+        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
+        faster on large data, but some true neighbours may be missed, in radius queries too
+        (knnkit's tests measure their recall against the exact engine). They serve euclidean
+        (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
         Accepted for compatibility; not used by the exact engine.
@@ -421,7 +437,11 @@ class RadiusNeighborsTransformer(
         Threads for the neighbour search (``None`` and ``-1``: every core).
 
     algo_params : dict, default=None
-        Parameters of an approximate algorithm; must be None (or empty) for the exact one.
+        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
+        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
+        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
+        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
+        empty) for the exact algorithms.
 
     device : None or 'cpu', default=None
         Where the search runs. Only the CPU engine exists yet; other values raise

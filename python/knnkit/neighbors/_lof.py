@@ -38,8 +38,13 @@ class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
         Number of neighbors to use by default for :meth:`kneighbors` queries. If n_neighbors is
         larger than the number of samples provided, all samples will be used.
 
-    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute'}, default='auto'
-        Accepted and validated as in scikit-learn; every value runs knnkit's exact engine.
+    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
+        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
+        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
+        faster on large data, but some true neighbours may be missed, in radius queries too
+        (knnkit's tests measure their recall against the exact engine). They serve euclidean
+        (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
         Accepted for compatibility; not used by the exact engine.
@@ -65,7 +70,11 @@ class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
     algo_params : dict, default=None
-        Parameters of an approximate algorithm; must be None (or empty) for the exact one.
+        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
+        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
+        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
+        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
+        empty) for the exact algorithms.
 
     device : None or 'cpu', default=None
         Where the search runs. Only the CPU engine exists yet; other values raise

@@ -22,9 +22,13 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
     radius : float, default=1.0
         Range of parameter space to use by default for :meth:`radius_neighbors` queries.
 
-    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute'}, default='auto'
-        Accepted and validated as in scikit-learn (e.g. ``kd_tree`` rejects metrics a KD-tree
-        cannot use); every value runs knnkit's exact engine, so ``_fit_method`` is ``'brute'``.
+    algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
+        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
+        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
+        faster on large data, but some true neighbours may be missed, in radius queries too
+        (knnkit's tests measure their recall against the exact engine). They serve euclidean
+        (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
         Accepted for compatibility; not used by the exact engine.
@@ -48,7 +52,11 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
     algo_params : dict, default=None
-        Parameters of an approximate algorithm; must be None (or empty) for the exact one.
+        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
+        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
+        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
+        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
+        empty) for the exact algorithms.
 
     device : None or 'cpu', default=None
         Where the search runs. Only the CPU engine exists yet; other values raise
@@ -89,6 +97,14 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
     >>> nbrs = neigh.radius_neighbors([[0, 0, 1.3]], 0.4, return_distance=False)
     >>> np.asarray(nbrs[0][0])
     array(2)
+
+    Approximate search on an HNSW graph, with its parameters in ``algo_params``:
+
+    >>> ann = NearestNeighbors(n_neighbors=2, algorithm="hnsw", algo_params={"ef_search": 32})
+    >>> ann.fit(samples).kneighbors([[0, 0, 1.3]], return_distance=False)
+    array([[2, 0]])
+    >>> ann._fit_method
+    'hnsw'
     """
 
     def __init__(
