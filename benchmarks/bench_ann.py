@@ -1,11 +1,11 @@
-"""Approximate search benchmark: knnkit HNSW against hnswlib and faiss-cpu, recall@10 vs QPS.
+"""Approximate search benchmark: knnkit HNSW and IVF against hnswlib and faiss-cpu, recall@10 vs QPS.
 
 Same machine, same data, same threads for every contender, in one process:
 
 - build with 2 threads (every library's parallel build), timed;
 - search single-threaded, one query per call (as ann-benchmarks does), sweeping each library's
-  beam width (``ef_search`` / ``efSearch``); contenders are interleaved at every setting and
-  the best of ``--repeat`` runs is kept;
+  search width (HNSW: ``ef_search`` / ``efSearch``; IVF: ``nprobe``); contenders are
+  interleaved at every step of the sweep and the best of ``--repeat`` runs is kept;
 - recall@10 against exact ground truth (the file's for words, knnkit's exact FlatIndex for the
   MNIST-shaped set); "QPS @ recall 0.95" interpolates each curve (log QPS, linear in recall);
 - memory per vector: what the index holds (knnkit ``memory_usage``, hnswlib and faiss: the
@@ -40,6 +40,8 @@ from knnkit.testing import recall_at_k  # noqa: E402
 
 M, EF_CONSTRUCTION, K, BUILD_THREADS = 16, 200, 10, 2
 EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+NLIST = 1024
+NPROBES = [2, 4, 8, 12, 16, 24, 32, 48, 64, 128]
 TARGET_RECALL = 0.95
 RESULTS = ROOT / "benchmarks" / "results" / "ann.json"
 
@@ -85,6 +87,8 @@ def datasets(quick: bool):
 
 
 class Knnkit:
+    sweep = EFS
+
     def __init__(self, codes):
         self.codes = codes
         self.name = f"knnkit HNSW ({codes})"
@@ -107,6 +111,7 @@ class Knnkit:
 
 class Hnswlib:
     name = "hnswlib"
+    sweep = EFS
 
     def build(self, X, metric):
         import hnswlib
@@ -131,6 +136,7 @@ class Hnswlib:
 
 class FaissHnsw:
     name = "faiss-cpu HNSWFlat"
+    sweep = EFS
 
     def build(self, X, metric):
         import faiss
@@ -160,26 +166,99 @@ class FaissHnsw:
         return int(faiss.serialize_index(self.ix).size)
 
 
+class KnnkitIvf:
+    sweep = NPROBES
+
+    def __init__(self, codes, nlist=NLIST):
+        self.codes, self.nlist = codes, nlist
+        self.name = f"knnkit IVF{nlist},{'PQ' if codes == 'pq' else 'Flat'}" + (
+            " + refine" if codes == "pq" else ""
+        )
+
+    def build(self, X, metric):
+        self.ix = knnkit.IVFIndex(
+            X.shape[1], metric=metric, nlist=self.nlist, codes=self.codes, pq_m=X.shape[1] // 8
+        )
+        self.ix.add(X, n_jobs=BUILD_THREADS)
+
+    def set_ef(self, nprobe):
+        self.nprobe = nprobe
+
+    def query(self, q):
+        return self.ix.search(q, K, nprobe=self.nprobe, n_jobs=1).ids
+
+    def memory(self):
+        return self.ix.memory_usage()
+
+
+class FaissIvf:
+    sweep = NPROBES
+
+    def __init__(self, codes, nlist=NLIST):
+        self.codes, self.nlist = codes, nlist
+        self.name = f"faiss-cpu IVF{nlist},{'PQ' if codes == 'pq' else 'Flat'}" + (
+            " + refine" if codes == "pq" else ""
+        )
+
+    def build(self, X, metric):
+        import faiss
+
+        faiss.omp_set_num_threads(BUILD_THREADS)
+        self.cos = metric == "cosine"
+        d = X.shape[1]
+        if self.cos:
+            X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-30)
+        mt = faiss.METRIC_INNER_PRODUCT if self.cos else faiss.METRIC_L2
+        quantizer = faiss.IndexFlat(d, mt)
+        if self.codes == "pq":
+            self.ivf = faiss.IndexIVFPQ(quantizer, d, self.nlist, d // 8, 8, mt)
+            self.ix = faiss.IndexRefineFlat(self.ivf)
+            self.ix.k_factor = 4
+        else:
+            self.ivf = self.ix = faiss.IndexIVFFlat(quantizer, d, self.nlist, mt)
+        self.quantizer = quantizer
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        self.ix.train(X)
+        self.ix.add(X)
+        faiss.omp_set_num_threads(1)
+
+    def set_ef(self, nprobe):
+        self.ivf.nprobe = nprobe
+
+    def query(self, q):
+        if self.cos:
+            q = q / max(float(np.linalg.norm(q)), 1e-30)
+        return self.ix.search(q, K)[1]
+
+    def memory(self):
+        import faiss
+
+        return int(faiss.serialize_index(self.ix).size)
+
+
 def sweep(contenders, Q, gt, repeat):
+    """Step i of every contender's own sweep, contenders interleaved; best of ``repeat``."""
     curves = {c.name: [] for c in contenders}
-    for ef in EFS:
+    for step in range(len(EFS)):
         best = {c.name: np.inf for c in contenders}
         found = {}
         for _ in range(repeat):
-            for c in contenders:  # interleaved
-                c.set_ef(ef)
+            for c in contenders:
+                c.set_ef(c.sweep[step])
                 t = time.perf_counter()
                 ids = np.vstack([c.query(q[None]) for q in Q])
                 best[c.name] = min(best[c.name], time.perf_counter() - t)
                 found[c.name] = ids
         for c in contenders:
             r = recall_at_k(found[c.name], gt, K)
-            curves[c.name].append({"ef": ef, "recall": r, "qps": len(Q) / best[c.name]})
+            curves[c.name].append(
+                {"param": c.sweep[step], "recall": r, "qps": len(Q) / best[c.name]}
+            )
         print(
-            f"  ef={ef:4d}  "
+            f"  step {step}: "
             + "  ".join(
-                f"{c.name}: r={curves[c.name][-1]['recall']:.3f} "
-                f"{curves[c.name][-1]['qps']:8.0f} qps"
+                f"{c.name}@{c.sweep[step]}: r={curves[c.name][-1]['recall']:.3f} "
+                f"{curves[c.name][-1]['qps']:7.0f}"
                 for c in contenders
             ),
             flush=True,
@@ -216,7 +295,17 @@ def main():
     }
     for name, metric, X, Q, gt in datasets(args.quick):
         print(f"{name}: {len(X)} vectors, {len(Q)} queries", flush=True)
-        contenders = [Knnkit("sq8"), Knnkit("flat"), Hnswlib(), FaissHnsw()]
+        nlist = NLIST if len(X) >= 50_000 else 128
+        contenders = [
+            Knnkit("sq8"),
+            Knnkit("flat"),
+            Hnswlib(),
+            FaissHnsw(),
+            KnnkitIvf("flat", nlist),
+            FaissIvf("flat", nlist),
+            KnnkitIvf("pq", nlist),
+            FaissIvf("pq", nlist),
+        ]
         entry = {"name": name, "n": len(X), "dim": X.shape[1], "contenders": {}}
         for c in contenders:
             t = time.perf_counter()
@@ -241,7 +330,8 @@ def main():
 
 def report(res, write=True):
     lines = [
-        f"HNSW, M = {res['m']}, ef_construction = {res['ef_construction']}; build with "
+        f"HNSW: M = {res['m']}, ef_construction = {res['ef_construction']}; IVF: nlist = "
+        f"{NLIST} (128 below 50k vectors), PQ with dim/8 bytes and a 4×k float32 re-rank; build with "
         f"{res['build_threads']} threads, search on 1 thread, one query per call, k = {K}. "
         f"CPU: {res['cpu']}; knnkit kernels: **{res['simd']}**. Best of interleaved repeats.",
         "",
@@ -261,20 +351,25 @@ def report(res, write=True):
                 else f"| {ds['name']} | {name} | n/a | n/a | {c['build_s']:.1f} | "
                 f"{c['build_s'] / ref['build_s']:.2f}× | {c['bytes_per_vector']:,.0f} |"
             )
-    lines += ["", "Full curves (recall@10, QPS) per `ef_search`:", ""]
+    lines += [
+        "",
+        "Full curves: recall@10 / QPS at each step of each sweep (HNSW: ef_search "
+        f"{EFS}; IVF: nprobe {NPROBES}):",
+        "",
+    ]
     for ds in res["datasets"]:
         names = list(ds["contenders"])
         lines.append(f"**{ds['name']}**")
         lines.append("")
-        lines.append("| ef | " + " | ".join(names) + " |")
+        lines.append("| step | " + " | ".join(names) + " |")
         lines.append("|---|" + "---|" * len(names))
-        for i, ef in enumerate(EFS):
+        for i in range(len(EFS)):
             cells = [
                 f"{ds['contenders'][n]['curve'][i]['recall']:.3f} / "
                 f"{ds['contenders'][n]['curve'][i]['qps']:,.0f}"
                 for n in names
             ]
-            lines.append(f"| {ef} | " + " | ".join(cells) + " |")
+            lines.append(f"| {i} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append("![recall vs QPS](ann.png)")
     text = "\n".join(lines)
