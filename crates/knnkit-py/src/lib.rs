@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod conversion;
 mod error;
 mod flat;
+mod tree;
 
 /// The SIMD instruction set the kernels dispatched to on this CPU.
 #[pyfunction]
@@ -19,6 +20,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flat::radius_search, m)?)?;
     m.add_function(wrap_pyfunction!(flat::squared_norms, m)?)?;
     m.add_function(wrap_pyfunction!(flat::to_bf16, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_build, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_query, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_query_radius, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_kernel_density, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_two_point_correlation, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -17,10 +17,13 @@ from knnkit.neighbors._base import MAX_DENSE_BYTES
 from knnkit.neighbors._classification import KNeighborsClassifier
 from knnkit.neighbors._metrics import NATIVE_METRICS
 from knnkit.neighbors._regression import KNeighborsRegressor
+from knnkit.neighbors._tree import BallTree, KDTree
 from knnkit.neighbors._unsupervised import NearestNeighbors
 
 __all__ = [
     "MAX_DENSE_BYTES",
+    "BallTree",
+    "KDTree",
     "NATIVE_METRICS",
     "KNeighborsClassifier",
     "KNeighborsRegressor",
