@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use knnkit_core::flat::{Radius, SearchParams};
+use knnkit_core::tree::kernels::LANES;
 use knnkit_core::tree::{
     KernelKind, Kind, KnnOptions, Node, RadiusOptions, Stats, Tree, TreeMetric, TreeView,
 };
@@ -228,7 +229,8 @@ macro_rules! with_tree {
     }};
 }
 
-/// Builds a tree. Returns ``(idx_array, node_info, node_radius, node_bounds, data_in_tree_order)``;
+/// Builds a tree. Returns ``(idx_array, node_info, node_radius, node_bounds, blocks)``
+/// (``blocks``: the rows in tree order, packed for the queries);
 /// ``node_bounds`` has shape ``(2, n_nodes, d)`` (KD-tree) or ``(1, n_nodes, d)`` (ball tree) and
 /// the data's dtype (float32 stays float32).
 #[pyfunction]
@@ -284,7 +286,7 @@ pub fn tree_build<'py>(
                 matrix(py, info, n_nodes, 3)?.into_any(),
                 vector(py, radius).into_any(),
                 bounds.into_any(),
-                matrix(py, tree.data, n, d)?.into_any(),
+                matrix(py, tree.blocks, n.div_ceil(LANES) * LANES, d)?.into_any(),
             ],
         )
     }

@@ -8,7 +8,8 @@ The tree is a set of flat numpy arrays, laid out exactly as scikit-learn lays th
 box, shape ``(2, n_nodes, d)``; ball tree: centroids, ``(1, n_nodes, d)``). The build replays
 scikit-learn's median split step for step, so for float64 data these arrays equal scikit-learn's,
 and so do the distances of every query. The tree also keeps a copy of the rows in tree order
-(each leaf one contiguous block), which the queries read.
+(each leaf contiguous, packed eight rows at a time so that distances vectorise), which the
+queries read.
 
 Metrics: ``euclidean``, ``manhattan``, ``chebyshev`` and ``minkowski`` (any p ≥ 1, aliases
 ``l2``, ``cityblock``, ``l1``, ``infinity``, ``p``) run natively, on both trees. ``BallTree`` also
@@ -162,10 +163,10 @@ class _BinaryTree:
                 raise ValueError(
                     f"sample_weight: expected shape ({data.shape[0]},), got {weights.shape}"
                 )
-        idx, info, radius, bounds, tree_data = _core.tree_build(
+        idx, info, radius, bounds, blocks = _core.tree_build(
             data, self._kind, int(leaf_size), self._metric, self._p, weights, n_jobs
         )
-        self._set_arrays(data, idx, info, radius, bounds, tree_data, weights, int(leaf_size))
+        self._set_arrays(data, idx, info, radius, bounds, blocks, weights, int(leaf_size))
         n_levels = int(np.log2(len(info) + 1))
         # scikit-learn counts the ball tree's radius computations (one per point and level).
         self._n_calls = data.shape[0] * n_levels if self._kind == "ball_tree" else 0
@@ -200,18 +201,18 @@ class _BinaryTree:
             f"{self.valid_metrics} ({tree}.valid_metrics)"
         )
 
-    def _set_arrays(self, data, idx, info, radius, bounds, tree_data, weights, leaf_size) -> None:
+    def _set_arrays(self, data, idx, info, radius, bounds, blocks, weights, leaf_size) -> None:
         self._data = data
         self._idx_array = np.ascontiguousarray(idx, dtype=np.intp)
         self._node_info = np.ascontiguousarray(info, dtype=np.int64)
         self._node_radius = np.ascontiguousarray(radius, dtype=np.float64)
         self._node_bounds = np.ascontiguousarray(bounds, dtype=data.dtype)
-        self._tree_data = np.ascontiguousarray(tree_data, dtype=data.dtype)
+        self._blocks = np.ascontiguousarray(blocks, dtype=data.dtype)
         self._sample_weight = weights
         self._tree_weights = None if weights is None else weights[self._idx_array]
         self._leaf_size = leaf_size
         # The queries read the private copies; keep the public arrays consistent with them.
-        for a in (self._idx_array, self._node_bounds, self._tree_data):
+        for a in (self._idx_array, self._node_bounds, self._blocks):
             a.setflags(write=False)
 
     def _state(self) -> tuple:
@@ -221,7 +222,7 @@ class _BinaryTree:
             self._metric,
             self._p,
             self._leaf_size,
-            self._tree_data,
+            self._blocks,
             self._idx_array.astype(np.int64, copy=False),
             self._node_info,
             self._node_radius,
@@ -519,7 +520,7 @@ class _BinaryTree:
             info,
             nd["radius"],
             state["node_bounds"],
-            data[idx],
+            _pack_blocks(data[idx]),
             state["sample_weight"],
             int(state["leaf_size"]),
         )
@@ -529,6 +530,16 @@ class _BinaryTree:
     def __repr__(self) -> str:
         n, d = self.data.shape
         return f"{type(self).__name__}(n_samples={n}, n_features={d})"
+
+
+def _pack_blocks(rows: np.ndarray) -> np.ndarray:
+    """Rows in tree order packed as the Rust queries read them: blocks of 8 rows stored
+    dimension-major, zero-padded, as a ``(ceil(n / 8) * 8, d)`` buffer."""
+    n, d = rows.shape
+    nb = -(-n // 8)
+    padded = np.zeros((nb * 8, d), dtype=rows.dtype)
+    padded[:n] = rows
+    return np.ascontiguousarray(padded.reshape(nb, 8, d).transpose(0, 2, 1)).reshape(nb * 8, d)
 
 
 def _ragged(parts: list[np.ndarray]) -> np.ndarray:

@@ -129,13 +129,15 @@ impl<T: Float> Tree<T> {
             let i = i as usize;
             sorted.extend_from_slice(&data[i * d..(i + 1) * d]);
         }
+        let blocks = super::kernels::pack_blocks(&sorted, d);
+        drop(sorted);
         let weights = weights.map(|w| idx.iter().map(|&i| w[i as usize]).collect());
         Ok(Tree {
             kind,
             metric,
             d,
             leaf_size,
-            data: sorted,
+            blocks,
             idx_array: idx,
             nodes,
             bounds,

@@ -312,13 +312,13 @@ impl<'a, T: Float> TreeView<'a, T> {
     #[inline]
     fn kde_leaf<M: Ops<T>>(&self, m: &M, kde: &Kde, node: usize, q: &[T], gmin: &mut f64) -> u64 {
         let nd = self.nodes[node];
-        for p in nd.range() {
-            let mut v = kde.k(m.dist(q, self.row(p)).to_f64());
+        self.for_each_rdist(m, q, nd.range(), |p, r| {
+            let mut v = kde.k(m.rdist_to_dist(r).to_f64());
             if let Some(lw) = &kde.log_w {
                 v += lw[p];
             }
             *gmin = logaddexp(*gmin, v);
-        }
+        });
         nd.len() as u64
     }
 
@@ -562,10 +562,9 @@ impl<'a, T: Float> TreeView<'a, T> {
             return;
         }
         if nd.is_leaf {
-            for p in nd.range() {
-                let dist = m.dist(q, self.row(p)).to_f64();
-                Self::count_pair(dist, r, counts, i_min, i_max);
-            }
+            self.for_each_rdist(m, q, nd.range(), |_, rd| {
+                Self::count_pair(m.rdist_to_dist(rd).to_f64(), r, counts, i_min, i_max);
+            });
             st.n_calls += nd.len() as u64;
         } else {
             for c in [2 * node + 1, 2 * node + 2] {
@@ -598,11 +597,12 @@ impl<'a, T: Float> TreeView<'a, T> {
         }
         match (nd1.is_leaf, nd2.is_leaf) {
             (true, true) => {
-                for p1 in nd1.range() {
-                    for p2 in nd2.range() {
-                        let dist = m.dist(self.row(p1), other.row(p2)).to_f64();
-                        Self::count_pair(dist, r, counts, i_min, i_max);
-                    }
+                let mut q = Vec::with_capacity(self.d);
+                for p2 in nd2.range() {
+                    other.gather(p2, &mut q);
+                    self.for_each_rdist(m, &q, nd1.range(), |_, rd| {
+                        Self::count_pair(m.rdist_to_dist(rd).to_f64(), r, counts, i_min, i_max);
+                    });
                 }
                 st.n_calls += npts as u64;
             }

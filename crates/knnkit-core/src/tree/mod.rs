@@ -28,6 +28,7 @@ pub mod balltree;
 mod build;
 mod density;
 pub mod kdtree;
+pub mod kernels;
 mod query;
 pub mod select;
 
@@ -176,6 +177,9 @@ impl TreeMetric {
 pub(crate) trait Ops<T: Float>: Copy + Send + Sync {
     /// Reduced distance between two rows, summed in coordinate order.
     fn rdist(&self, a: &[T], b: &[T]) -> T;
+    /// Reduced distances from `q` to the eight rows of a block ([`kernels`]), each summed in
+    /// coordinate order (equal to [`Ops::rdist`] bit for bit).
+    fn rdist8(&self, q: &[T], blk: &[T]) -> [T; kernels::LANES];
     fn rdist_to_dist(&self, r: T) -> T;
     fn dist_to_rdist(&self, d: T) -> T;
     /// Contribution of one coordinate gap (≥ 0) to a reduced distance.
@@ -189,18 +193,22 @@ pub(crate) trait Ops<T: Float>: Copy + Send + Sync {
 }
 
 #[derive(Clone, Copy)]
-pub(crate) struct Euclid;
+pub(crate) struct Euclid<T>(kernels::Block<T>);
 #[derive(Clone, Copy)]
-pub(crate) struct L1;
+pub(crate) struct L1<T>(kernels::Block<T>);
 #[derive(Clone, Copy)]
-pub(crate) struct Linf;
+pub(crate) struct Linf<T>(kernels::Block<T>);
 #[derive(Clone, Copy)]
 pub(crate) struct Mink<T> {
     p: T,
     inv_p: T,
 }
 
-impl<T: Float> Ops<T> for Euclid {
+impl<T: Float> Ops<T> for Euclid<T> {
+    #[inline(always)]
+    fn rdist8(&self, q: &[T], blk: &[T]) -> [T; kernels::LANES] {
+        (self.0)(q, blk)
+    }
     #[inline(always)]
     fn rdist(&self, a: &[T], b: &[T]) -> T {
         let mut s = T::ZERO;
@@ -228,7 +236,11 @@ impl<T: Float> Ops<T> for Euclid {
     }
 }
 
-impl<T: Float> Ops<T> for L1 {
+impl<T: Float> Ops<T> for L1<T> {
+    #[inline(always)]
+    fn rdist8(&self, q: &[T], blk: &[T]) -> [T; kernels::LANES] {
+        (self.0)(q, blk)
+    }
     #[inline(always)]
     fn rdist(&self, a: &[T], b: &[T]) -> T {
         let mut s = T::ZERO;
@@ -255,7 +267,11 @@ impl<T: Float> Ops<T> for L1 {
     }
 }
 
-impl<T: Float> Ops<T> for Linf {
+impl<T: Float> Ops<T> for Linf<T> {
+    #[inline(always)]
+    fn rdist8(&self, q: &[T], blk: &[T]) -> [T; kernels::LANES] {
+        (self.0)(q, blk)
+    }
     #[inline(always)]
     fn rdist(&self, a: &[T], b: &[T]) -> T {
         let mut s = T::ZERO;
@@ -283,6 +299,10 @@ impl<T: Float> Ops<T> for Linf {
 }
 
 impl<T: Float> Ops<T> for Mink<T> {
+    #[inline(always)]
+    fn rdist8(&self, q: &[T], blk: &[T]) -> [T; kernels::LANES] {
+        kernels::minkowski(q, blk, self.p)
+    }
     #[inline(always)]
     fn rdist(&self, a: &[T], b: &[T]) -> T {
         let mut s = T::ZERO;
@@ -314,15 +334,15 @@ macro_rules! with_ops {
     ($metric:expr, $t:ty, |$m:ident| $body:expr) => {
         match $metric {
             $crate::tree::TreeMetric::Euclidean => {
-                let $m = $crate::tree::Euclid;
+                let $m = $crate::tree::Euclid($crate::tree::kernels::kernels::<$t>().sq);
                 $body
             }
             $crate::tree::TreeMetric::Manhattan => {
-                let $m = $crate::tree::L1;
+                let $m = $crate::tree::L1($crate::tree::kernels::kernels::<$t>().l1);
                 $body
             }
             $crate::tree::TreeMetric::Chebyshev => {
-                let $m = $crate::tree::Linf;
+                let $m = $crate::tree::Linf($crate::tree::kernels::kernels::<$t>().linf);
                 $body
             }
             $crate::tree::TreeMetric::Minkowski(p) => {
@@ -411,8 +431,9 @@ pub struct Tree<T> {
     pub metric: TreeMetric,
     pub d: usize,
     pub leaf_size: usize,
-    /// Rows in tree order (`data[p] = X[idx_array[p]]`), n × d.
-    pub data: Vec<T>,
+    /// Rows in tree order (position p holds `X[idx_array[p]]`), packed in blocks of 8
+    /// positions, dimension-major ([`kernels::pack_blocks`]).
+    pub blocks: Vec<T>,
     pub idx_array: Vec<i64>,
     pub nodes: Vec<Node>,
     /// `bound_rows × n_nodes × d` values.
@@ -430,7 +451,7 @@ impl<T: Float> Tree<T> {
             d: self.d,
             n: self.idx_array.len(),
             leaf_size: self.leaf_size,
-            data: &self.data,
+            blocks: &self.blocks,
             idx_array: &self.idx_array,
             nodes: Cow::Borrowed(&self.nodes),
             bounds: &self.bounds,
@@ -455,7 +476,8 @@ pub struct TreeView<'a, T> {
     pub d: usize,
     pub n: usize,
     pub leaf_size: usize,
-    pub data: &'a [T],
+    /// Rows in tree order, in blocks ([`kernels::pack_blocks`]).
+    pub blocks: &'a [T],
     pub idx_array: &'a [i64],
     pub nodes: Cow<'a, [Node]>,
     pub bounds: &'a [T],
@@ -471,7 +493,7 @@ impl<'a, T: Float> TreeView<'a, T> {
         metric: TreeMetric,
         d: usize,
         leaf_size: usize,
-        data: &'a [T],
+        blocks: &'a [T],
         idx_array: &'a [i64],
         nodes: Cow<'a, [Node]>,
         bounds: &'a [T],
@@ -484,11 +506,12 @@ impl<'a, T: Float> TreeView<'a, T> {
         if n == 0 {
             return Err(Error::param("tree", "at least one point", 0));
         }
-        if data.len() != n * d {
+        let want = n.div_ceil(kernels::LANES) * kernels::LANES * d;
+        if blocks.len() != want {
             return Err(Error::Shape {
-                name: "tree data",
-                expected: n * d,
-                got: data.len(),
+                name: "tree data blocks",
+                expected: want,
+                got: blocks.len(),
             });
         }
         let n_nodes = nodes.len();
@@ -532,7 +555,7 @@ impl<'a, T: Float> TreeView<'a, T> {
             d,
             n,
             leaf_size: leaf_size.max(1),
-            data,
+            blocks,
             idx_array,
             nodes,
             bounds,
@@ -540,9 +563,36 @@ impl<'a, T: Float> TreeView<'a, T> {
         })
     }
 
+    /// Copies the row at position `p` into `buf`.
+    pub(crate) fn gather(&self, p: usize, buf: &mut Vec<T>) {
+        const L: usize = kernels::LANES;
+        let base = (p / L) * self.d * L + p % L;
+        buf.clear();
+        buf.extend((0..self.d).map(|j| self.blocks[base + j * L]));
+    }
+
+    /// Calls `f(position, reduced distance)` for the positions `range`, in order, eight rows
+    /// per kernel call.
     #[inline(always)]
-    pub(crate) fn row(&self, p: usize) -> &'a [T] {
-        &self.data[p * self.d..(p + 1) * self.d]
+    pub(crate) fn for_each_rdist<M: Ops<T>>(
+        &self,
+        m: &M,
+        q: &[T],
+        range: Range<usize>,
+        mut f: impl FnMut(usize, T),
+    ) {
+        const L: usize = kernels::LANES;
+        let w = self.d * L;
+        let (mut p, end) = (range.start, range.end);
+        while p < end {
+            let b = p / L;
+            let out = m.rdist8(q, &self.blocks[b * w..(b + 1) * w]);
+            let stop = end.min((b + 1) * L);
+            for pos in p..stop {
+                f(pos, out[pos - b * L]);
+            }
+            p = stop;
+        }
     }
 
     #[inline(always)]

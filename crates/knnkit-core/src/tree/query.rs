@@ -19,7 +19,7 @@ use crate::flat::{Neighbors, Radius, RangeResult, SearchParams};
 use crate::float::Float;
 use crate::topk::{sort_candidates, Candidate, TopK};
 
-use super::{run_chunks, with_bounds, with_ops, Bounds, Ops, Stats, Tree, TreeView};
+use super::{kernels, run_chunks, with_bounds, with_ops, Bounds, Ops, Stats, Tree, TreeView};
 
 /// How a k-nearest query runs (every mode gives the same neighbours).
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,6 +39,84 @@ pub struct RadiusOptions {
     pub return_distance: bool,
     /// Sort each query's neighbours by distance (then index); otherwise tree order.
     pub sort_results: bool,
+}
+
+/// Largest k kept in a sorted array (above it, the binary heap of [`TopK`]).
+const SMALL_K: usize = 32;
+
+/// The k best (reduced distance, row) pairs of one query. Small k: a sorted array, where an
+/// insertion is a short shift and the result needs no sort; large k: the shared heap. Ties go to
+/// the lower row number either way. `push` expects `key <= threshold()`.
+enum Best<T> {
+    Small {
+        k: usize,
+        len: usize,
+        keys: Vec<T>,
+        ids: Vec<usize>,
+    },
+    Heap(TopK<T>),
+}
+
+impl<T: Float> Best<T> {
+    fn new(k: usize) -> Self {
+        if k <= SMALL_K {
+            Best::Small {
+                k,
+                len: 0,
+                keys: vec![T::INFINITY; k],
+                ids: vec![0; k],
+            }
+        } else {
+            Best::Heap(TopK::new(k))
+        }
+    }
+
+    #[inline(always)]
+    fn threshold(&self) -> T {
+        match self {
+            Best::Small { k, len, keys, .. } => {
+                if len < k {
+                    T::INFINITY
+                } else {
+                    keys[*k - 1]
+                }
+            }
+            Best::Heap(h) => h.threshold(),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, key: T, id: usize) {
+        match self {
+            Best::Small { k, len, keys, ids } => {
+                let mut i = *len;
+                if *len == *k {
+                    let (lk, li) = (keys[*k - 1], ids[*k - 1]);
+                    if *k == 0 || key > lk || (key == lk && id > li) {
+                        return;
+                    }
+                    i = *k - 1;
+                } else {
+                    *len += 1;
+                }
+                while i > 0 && (keys[i - 1] > key || (keys[i - 1] == key && ids[i - 1] > id)) {
+                    keys[i] = keys[i - 1];
+                    ids[i] = ids[i - 1];
+                    i -= 1;
+                }
+                keys[i] = key;
+                ids[i] = id;
+            }
+            Best::Heap(h) => h.push(key, id),
+        }
+    }
+
+    fn into_sorted(self) -> Vec<Candidate<T>> {
+        match self {
+            Best::Small { len, keys, ids, .. } => keys.into_iter().zip(ids).take(len).collect(),
+            Best::Heap(h) => h.into_sorted(),
+        }
+    }
 }
 
 /// A node waiting in the breadth-first queue: smallest bound first.
@@ -150,7 +228,7 @@ impl<'a, T: Float> TreeView<'a, T> {
                 let found: Vec<Vec<Candidate<T>>> = range
                     .map(|qi| {
                         let q = &queries[qi * self.d..(qi + 1) * self.d];
-                        let mut heap = TopK::new(k);
+                        let mut heap = Best::new(k);
                         if breadth_first {
                             self.knn_bf::<B, _>(&m, q, &mut heap, &mut queue, &mut st);
                         } else {
@@ -171,17 +249,26 @@ impl<'a, T: Float> TreeView<'a, T> {
         Ok((all, stats))
     }
 
-    /// Scans a leaf into a top-k heap.
+    /// Scans a leaf into the k best: eight distances per kernel call, then one compare each.
     #[inline(always)]
-    fn scan_leaf<M: Ops<T>>(&self, m: &M, q: &[T], node: usize, heap: &mut TopK<T>) -> u64 {
+    fn scan_leaf<M: Ops<T>>(&self, m: &M, q: &[T], node: usize, heap: &mut Best<T>) -> u64 {
+        const L: usize = kernels::LANES;
         let nd = self.nodes[node];
+        let w = self.d * L;
         let mut thr = heap.threshold();
-        for p in nd.range() {
-            let r = m.rdist(q, self.row(p));
-            if r <= thr {
-                heap.push(r, self.idx_array[p] as usize);
-                thr = heap.threshold();
+        let (mut p, end) = (nd.idx_start, nd.idx_end);
+        while p < end {
+            let b = p / L;
+            let out = m.rdist8(q, &self.blocks[b * w..(b + 1) * w]);
+            let stop = end.min((b + 1) * L);
+            for pos in p..stop {
+                let r = out[pos - b * L];
+                if r <= thr {
+                    heap.push(r, self.idx_array[pos] as usize);
+                    thr = heap.threshold();
+                }
             }
+            p = stop;
         }
         nd.len() as u64
     }
@@ -190,7 +277,7 @@ impl<'a, T: Float> TreeView<'a, T> {
         &self,
         m: &M,
         q: &[T],
-        heap: &mut TopK<T>,
+        heap: &mut Best<T>,
         stack: &mut Vec<(T, usize)>,
         st: &mut Stats,
     ) {
@@ -224,7 +311,7 @@ impl<'a, T: Float> TreeView<'a, T> {
         &self,
         m: &M,
         q: &[T],
-        heap: &mut TopK<T>,
+        heap: &mut Best<T>,
         queue: &mut BinaryHeap<Pending<T>>,
         st: &mut Stats,
     ) {
@@ -280,8 +367,8 @@ impl<'a, T: Float> TreeView<'a, T> {
                     .map(|t| {
                         let root2 = tasks[t];
                         let nd2 = other.nodes[root2];
-                        let mut heaps: Vec<TopK<T>> =
-                            (0..nd2.len()).map(|_| TopK::new(k)).collect();
+                        let mut heaps: Vec<Best<T>> =
+                            (0..nd2.len()).map(|_| Best::new(k)).collect();
                         let mut bounds = vec![T::INFINITY; other.n_nodes()];
                         let mut st = Stats::default();
                         let b = B::min_rdist_dual(self, 0, &other, root2, &m);
@@ -328,7 +415,7 @@ impl<'a, T: Float> TreeView<'a, T> {
         bound: T,
         base: usize,
         root2: usize,
-        heaps: &mut [TopK<T>],
+        heaps: &mut [Best<T>],
         bounds: &mut [T],
         st: &mut Stats,
     ) {
@@ -338,11 +425,12 @@ impl<'a, T: Float> TreeView<'a, T> {
         } else if nd1.is_leaf && nd2.is_leaf {
             st.n_leaves += 1;
             let mut worst = T::ZERO;
+            let mut q = Vec::with_capacity(self.d);
             for p2 in nd2.range() {
                 let heap = &mut heaps[p2 - base];
                 if heap.threshold() >= bound {
-                    let q = other.row(p2);
-                    st.n_calls += self.scan_leaf(m, q, n1, heap);
+                    other.gather(p2, &mut q);
+                    st.n_calls += self.scan_leaf(m, &q, n1, heap);
                 }
                 worst = worst.max(heap.threshold());
             }
@@ -506,16 +594,13 @@ impl<'a, T: Float> TreeView<'a, T> {
                 if !opts.count_only {
                     idx.extend_from_slice(&self.idx_array[nd.range()]);
                     if opts.return_distance {
-                        for p in nd.range() {
-                            dist.push(m.dist(q, self.row(p)));
-                        }
+                        self.for_each_rdist(m, q, nd.range(), |_, r| dist.push(m.rdist_to_dist(r)));
                         st.n_calls += nd.len() as u64;
                     }
                 }
             } else if nd.is_leaf {
                 st.n_leaves += 1;
-                for p in nd.range() {
-                    let d = m.rdist(q, self.row(p));
+                self.for_each_rdist(m, q, nd.range(), |p, d| {
                     if d <= rr {
                         count += 1;
                         if !opts.count_only {
@@ -525,7 +610,7 @@ impl<'a, T: Float> TreeView<'a, T> {
                             }
                         }
                     }
-                }
+                });
                 st.n_calls += nd.len() as u64;
             } else {
                 st.n_splits += 1;

@@ -56,8 +56,10 @@ fn check_invariants<T: Float>(x: &[T], d: usize, tree: &Tree<T>) {
     }
     assert!(seen.iter().all(|&s| s));
     // Data in tree order.
+    let mut buf = Vec::new();
     for (p, &i) in tree.idx_array.iter().enumerate() {
-        assert_eq!(t.row(p), &x[i as usize * d..(i as usize + 1) * d]);
+        t.gather(p, &mut buf);
+        assert_eq!(&buf[..], &x[i as usize * d..(i as usize + 1) * d]);
     }
     // Shape, ranges and leaf sizes.
     let (_, n_nodes) = tree_shape(n, tree.leaf_size);
@@ -87,7 +89,8 @@ fn check_invariants<T: Float>(x: &[T], d: usize, tree: &Tree<T>) {
         }
         // The bound contains every point of the node.
         for p in nd.range() {
-            let row = t.row(p);
+            t.gather(p, &mut buf);
+            let row = &buf[..];
             match tree.kind {
                 Kind::KdTree => {
                     let (lo, hi) = (t.bound(0, i), t.bound(1, i));
@@ -366,7 +369,7 @@ fn malformed_arrays_are_errors_not_panics() {
             TreeMetric::Euclidean,
             2,
             10,
-            &tree.data,
+            &tree.blocks,
             &tree.idx_array,
             Cow::Owned(nodes),
             bounds,
@@ -391,7 +394,7 @@ fn malformed_arrays_are_errors_not_panics() {
         TreeMetric::Euclidean,
         2,
         10,
-        &tree.data,
+        &tree.blocks,
         &idx,
         Cow::Borrowed(&tree.nodes[..]),
         &tree.bounds,
