@@ -148,7 +148,13 @@ class _BinaryTree:
             raise TypeError(f"leaf_size must be an integer, got {leaf_size!r}")
         if leaf_size < 1:
             raise ValueError("leaf_size must be greater than or equal to 1")
-        native = _resolve_metric(metric, kwargs)
+        try:
+            native = _resolve_metric(metric, kwargs)
+        except ValueError as e:
+            if not isinstance(metric, str) or metric in self.valid_metrics:
+                raise
+            # scikit-learn's "Unrecognized metric 'x'", plus what this tree accepts.
+            raise ValueError(f"{e}; {self._invalid_metric_message(metric)}") from None
         if native is None:
             self._build_fallback(X, leaf_size, metric, sample_weight, kwargs)
             return
