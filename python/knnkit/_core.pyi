@@ -36,6 +36,66 @@ def squared_norms(data: npt.ArrayLike) -> np.ndarray[Any, Any]: ...
 def to_bf16(data: npt.ArrayLike) -> np.ndarray[Any, np.dtype[np.uint16]]: ...
 def simd_level() -> str: ...
 
+# Trees. ``state`` = (kind, metric, p, leaf_size, data_in_tree_order, idx_array, node_info,
+# node_radius, node_bounds (rows * n_nodes, d), weights_in_tree_order | None).
+_TreeState = tuple[Any, ...]
+_Stats = tuple[int, int, int, int]
+
+def tree_build(
+    data: npt.ArrayLike,
+    kind: str,
+    leaf_size: int = 40,
+    metric: str = "euclidean",
+    p: float = 2.0,
+    sample_weight: npt.ArrayLike | None = None,
+    n_jobs: int | None = None,
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, Any],
+    np.ndarray[Any, Any],
+]: ...
+def tree_query(
+    state: _TreeState,
+    X: npt.ArrayLike,
+    k: int,
+    breadth_first: bool = False,
+    dualtree: bool = False,
+    n_jobs: int | None = None,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, np.dtype[np.int64]], _Stats]: ...
+def tree_query_radius(
+    state: _TreeState,
+    X: npt.ArrayLike,
+    r: float | npt.ArrayLike,
+    return_distance: bool = False,
+    count_only: bool = False,
+    sort_results: bool = False,
+    n_jobs: int | None = None,
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, Any],
+    _Stats,
+]: ...
+def tree_kernel_density(
+    state: _TreeState,
+    X: npt.ArrayLike,
+    h: float,
+    kernel: str = "gaussian",
+    atol: float = 0.0,
+    rtol: float = 1e-8,
+    breadth_first: bool = True,
+    n_jobs: int | None = None,
+) -> tuple[np.ndarray[Any, np.dtype[np.float64]], _Stats]: ...
+def tree_two_point_correlation(
+    state: _TreeState,
+    X: npt.ArrayLike,
+    r: np.ndarray[Any, np.dtype[np.float64]],
+    dualtree: bool = False,
+    n_jobs: int | None = None,
+) -> tuple[np.ndarray[Any, np.dtype[np.int64]], _Stats]: ...
+
 class Hnsw:
     """HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``)."""
 

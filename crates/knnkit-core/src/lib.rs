@@ -1,8 +1,8 @@
 //! # knnkit-core
 //!
 //! The pure-Rust engine behind knnkit: metrics with runtime-dispatched SIMD kernels, bounded top-k
-//! selection and exact (brute-force) k-nearest and radius search over f32 or f64 data. No Python
-//! here; the `knnkit-py` crate wraps it.
+//! selection, exact (brute-force) k-nearest and radius search, and KD / ball trees over f32 or f64
+//! data. No Python here; the `knnkit-py` crate wraps it.
 //!
 //! ```
 //! use knnkit_core::flat::{knn, Base, SearchParams};
@@ -29,6 +29,7 @@ pub mod pool;
 pub mod quant;
 pub mod rng;
 pub mod topk;
+pub mod tree;
 
 pub use error::{Error, Result};
 pub use float::Float;

@@ -8,6 +8,7 @@ mod error;
 mod flat;
 mod hnsw;
 mod ivf;
+mod tree;
 
 /// The SIMD instruction set the kernels dispatched to on this CPU.
 #[pyfunction]
@@ -21,6 +22,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flat::radius_search, m)?)?;
     m.add_function(wrap_pyfunction!(flat::squared_norms, m)?)?;
     m.add_function(wrap_pyfunction!(flat::to_bf16, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_build, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_query, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_query_radius, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_kernel_density, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::tree_two_point_correlation, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_class::<hnsw::Hnsw>()?;
     m.add_class::<ivf::Ivf>()?;
