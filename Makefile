@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-installed
 # Wheel build in release mode; `make dev` rebuilds the extension in place.
 BUILD := $(PY) -m maturin develop --release --quiet
 
-.PHONY: help demo test test-rust test-python test-all lint bench build dev clean
+.PHONY: help demo test test-rust test-python test-all lint bench bench-ann bench-trees build dev clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,6 +46,13 @@ bench: build ## exact search vs scikit-learn and faiss-cpu, select_k vs GridSear
 	$(PIP) install --quiet faiss-cpu threadpoolctl
 	$(PY) benchmarks/bench_exact.py
 	$(PY) benchmarks/bench_select_k.py
+
+bench-ann: build ## HNSW and IVF vs hnswlib and faiss-cpu on ../shared/data/words_minilm.npz and MNIST-shaped data
+	$(PIP) install --quiet faiss-cpu hnswlib
+	$(PY) benchmarks/bench_ann.py
+
+bench-trees: build ## KD-tree and ball tree vs scikit-learn's
+	$(PY) benchmarks/bench_trees.py
 
 clean: ## remove build outputs and the virtual environment
 	rm -rf $(VENV) target

@@ -53,37 +53,34 @@ def shared_data() -> Path:
     raise SystemExit("words_minilm.npz not found: set KNNKIT_SHARED_DATA to ../shared/data")
 
 
-def datasets(quick: bool):
-    z = np.load(shared_data())
-    n = 20_000 if quick else len(z["base"])
-    X, Q = z["base"][:n].astype(np.float32), z["queries"].astype(np.float32)
-    nq = 500 if quick else len(Q)
-    if quick:
-        flat = knnkit.FlatIndex(X.shape[1], metric="cosine")
+def datasets(quick: bool, which=("words", "mnist")):
+    if "words" in which:
+        z = np.load(shared_data())
+        n = 20_000 if quick else len(z["base"])
+        X, Q = z["base"][:n].astype(np.float32), z["queries"].astype(np.float32)
+        nq = 500 if quick else len(Q)
+        if quick:
+            flat = knnkit.FlatIndex(X.shape[1], metric="cosine")
+            flat.add(X)
+            gt = flat.search(Q[:nq], K).ids
+        else:
+            gt = z["gt"][:, :K]
+        name = "words_minilm 20k" if quick else "words_minilm (100k × 384, cosine)"
+        yield name, "cosine", X, Q[:nq], gt
+    if "mnist" in which:
+        from sklearn.datasets import load_digits
+
+        from knnkit.cli import _mnist_shaped
+
+        digits = load_digits()
+        Xd, yd = digits.data.astype(np.float32), digits.target
+        n = 10_000 if quick else 60_000
+        X, _ = _mnist_shaped(Xd, yd, n, seed=0)
+        Q, _ = _mnist_shaped(Xd, yd, 200 if quick else 1000, seed=1)
+        flat = knnkit.FlatIndex(784)
         flat.add(X)
-        gt = flat.search(Q[:nq], K).ids
-    else:
-        gt = z["gt"][:, :K]
-    yield (
-        "words_minilm (100k × 384, cosine)" if not quick else "words_minilm 20k",
-        "cosine",
-        X,
-        Q[:nq],
-        gt,
-    )
-
-    from sklearn.datasets import load_digits
-
-    from knnkit.cli import _mnist_shaped
-
-    digits = load_digits()
-    Xd, yd = digits.data.astype(np.float32), digits.target
-    n = 10_000 if quick else 60_000
-    X, _ = _mnist_shaped(Xd, yd, n, seed=0)
-    Q, _ = _mnist_shaped(Xd, yd, 200 if quick else 1000, seed=1)
-    flat = knnkit.FlatIndex(784)
-    flat.add(X)
-    yield f"MNIST-shaped ({n // 1000}k × 784, euclidean)", "euclidean", X, Q, flat.search(Q, K).ids
+        gt = flat.search(Q, K).ids
+        yield f"MNIST-shaped ({n // 1000}k × 784, euclidean)", "euclidean", X, Q, gt
 
 
 class Knnkit:
@@ -281,6 +278,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small subsets, one repeat")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--report-only", action="store_true", help="rewrite docs from the JSON")
+    ap.add_argument(
+        "--only",
+        choices=["hnsw", "ivf"],
+        help="run one family of contenders (results merge into the saved JSON by name)",
+    )
+    ap.add_argument("--datasets", default="words,mnist", help="comma-separated: words, mnist")
     args = ap.parse_args()
     if args.report_only:
         report(json.loads(RESULTS.read_text()))
@@ -293,7 +296,8 @@ def main():
         "build_threads": BUILD_THREADS,
         "datasets": [],
     }
-    for name, metric, X, Q, gt in datasets(args.quick):
+    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.only else None
+    for name, metric, X, Q, gt in datasets(args.quick, args.datasets.split(",")):
         print(f"{name}: {len(X)} vectors, {len(Q)} queries", flush=True)
         nlist = NLIST if len(X) >= 50_000 else 128
         contenders = [
@@ -306,6 +310,9 @@ def main():
             KnnkitIvf("pq", nlist),
             FaissIvf("pq", nlist),
         ]
+        if args.only:
+            ivf = args.only == "ivf"
+            contenders = [c for c in contenders if (c.sweep is NPROBES) == ivf]
         entry = {"name": name, "n": len(X), "dim": X.shape[1], "contenders": {}}
         for c in contenders:
             t = time.perf_counter()
@@ -321,8 +328,16 @@ def main():
             e = entry["contenders"][c.name]
             e["curve"] = curves[c.name]
             e["qps_at_target"] = qps_at(curves[c.name])
+        if saved is not None:
+            # Merge with the other family's earlier run of the same data set.
+            old = next((d for d in saved["datasets"] if d["name"] == name), None)
+            if old is not None:
+                entry["contenders"] = {**old["contenders"], **entry["contenders"]}
         results["datasets"].append(entry)
         del contenders
+    if saved is not None:
+        names = {d["name"] for d in results["datasets"]}
+        results["datasets"] += [d for d in saved["datasets"] if d["name"] not in names]
     if not args.quick:
         RESULTS.write_text(json.dumps(results, indent=1))
     report(results, write=not args.quick)

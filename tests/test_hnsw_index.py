@@ -49,3 +49,35 @@ def test_ef_search_trades_work_for_recall():
     ix.add(X)
     low, high = ix.search(Q, 10, ef_search=10), ix.search(Q, 10, ef_search=200)
     assert high.stats["distance_computations"] > low.stats["distance_computations"]
+
+
+def _child_search(path, Q, out):
+    out.put(knnkit.load(path, mmap=True).search(Q, 5).ids.tolist())
+
+
+def test_mmap_load_shares_the_file_and_copies_on_write(tmp_path):
+    """Annoy's use case: a static index file served by many processes without copies."""
+    import multiprocessing as mp
+
+    X, Q = clustered(3000), clustered(20, seed=SEED + 1)
+    path = tmp_path / "g.knn"
+    built("hnsw-sq8", X).save(path)
+    mapped, copied = knnkit.load(path, mmap=True), knnkit.load(path, mmap=False)
+    want = copied.search(Q, 5).ids
+    np.testing.assert_array_equal(mapped.search(Q, 5).ids, want)
+    # vectors, links and codes stay in the file: the mapped index holds far less memory
+    assert mapped.memory_usage() < 0.3 * copied.memory_usage()
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    kids = [ctx.Process(target=_child_search, args=(str(path), Q, out)) for _ in range(2)]
+    for p in kids:
+        p.start()
+    got = [out.get(timeout=120) for _ in kids]
+    for p in kids:
+        p.join(60)
+    assert all(g == want.tolist() for g in got)
+    # the first change copies what it modifies; the file is untouched
+    mapped.add(X[:10] + 0.5)
+    mapped.remove([0])
+    assert len(mapped) == 3009
+    np.testing.assert_array_equal(knnkit.load(path).search(Q, 5).ids, want)

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use knnkit_core::hnsw::{self, HnswParams, HnswParts, SearchOptions};
+use knnkit_core::store::{MappedFile, Store};
 use knnkit_core::{pool, Metric};
 
 use crate::conversion::{ids_slice, matrix, part, part_array, rows, vector};
@@ -174,22 +175,35 @@ impl Hnsw {
         out.set_item("seed", p.seed)?;
         out.set_item("inserted", p.inserted)?;
         out.set_item("entry", p.entry)?;
-        out.set_item("vectors", vector(py, p.vectors))?;
+        out.set_item("vectors", vector(py, p.vectors.into_vec()))?;
         out.set_item("ids", vector(py, p.ids))?;
         out.set_item("levels", vector(py, p.levels))?;
-        out.set_item("links0", vector(py, p.links0))?;
+        out.set_item("links0", vector(py, p.links0.into_vec()))?;
         out.set_item("upper", vector(py, p.upper))?;
         out.set_item("upper_offsets", vector(py, p.upper_offsets))?;
         out.set_item("deleted", vector(py, p.deleted))?;
         out.set_item("sq_lo", vector(py, p.sq_lo))?;
         out.set_item("sq_step", vector(py, p.sq_step))?;
+        out.set_item("codes", vector(py, p.codes.into_vec()))?;
+        out.set_item("code_norms", vector(py, p.code_norms.into_vec()))?;
         Ok(out)
     }
 
     /// Rebuilds an index from ``to_parts`` output, validating everything
-    /// (``CorruptIndexError`` otherwise).
+    /// (``CorruptIndexError`` otherwise). With ``path``, the large arrays (vectors, links0,
+    /// codes, code_norms) may be given as ``(byte offset, length)`` in that file: they are
+    /// then mapped read-only instead of copied (copy-on-write on the first change).
     #[staticmethod]
-    fn from_parts(py: Python<'_>, parts: &Bound<'_, PyDict>) -> PyResult<Self> {
+    #[pyo3(signature = (parts, path=None))]
+    fn from_parts(
+        py: Python<'_>,
+        parts: &Bound<'_, PyDict>,
+        path: Option<std::path::PathBuf>,
+    ) -> PyResult<Self> {
+        let file = path
+            .map(|p| MappedFile::open(&p))
+            .transpose()
+            .map_err(to_py)?;
         let p = HnswParts {
             d: part(parts, "dim")?,
             metric: part(parts, "metric")?,
@@ -198,19 +212,39 @@ impl Hnsw {
             seed: part(parts, "seed")?,
             inserted: part(parts, "inserted")?,
             entry: part(parts, "entry")?,
-            vectors: part_array(parts, "vectors")?,
+            vectors: store(parts, "vectors", file.as_ref())?,
             ids: part_array(parts, "ids")?,
             levels: part_array(parts, "levels")?,
-            links0: part_array(parts, "links0")?,
+            links0: store(parts, "links0", file.as_ref())?,
             upper: part_array(parts, "upper")?,
             upper_offsets: part_array(parts, "upper_offsets")?,
             deleted: part_array(parts, "deleted")?,
             sq_lo: part_array(parts, "sq_lo")?,
             sq_step: part_array(parts, "sq_step")?,
+            codes: store(parts, "codes", file.as_ref())?,
+            code_norms: store(parts, "code_norms", file.as_ref())?,
         };
         let h = py.detach(|| hnsw::Hnsw::from_parts(p)).map_err(to_py)?;
         Ok(Hnsw {
             inner: RwLock::new(h),
         })
     }
+}
+
+/// A large array of a parts dict: `(offset, length)` in the mapped file, or a numpy array
+/// (copied); a missing entry is empty.
+fn store<T: numpy::Element + bytemuck::Pod>(
+    parts: &Bound<'_, PyDict>,
+    key: &str,
+    file: Option<&std::sync::Arc<MappedFile>>,
+) -> PyResult<Store<T>> {
+    if let (Some(file), Some(v)) = (file, parts.get_item(key)?) {
+        if let Ok((offset, len)) = v.extract::<(usize, usize)>() {
+            return Store::map(file, offset, len).map_err(to_py);
+        }
+    }
+    if parts.get_item(key)?.is_none() {
+        return Ok(Store::default());
+    }
+    Ok(Store::Owned(part_array(parts, key)?))
 }

@@ -19,9 +19,11 @@ KINDS = {"flat": FlatIndex, "hnsw": HNSWIndex, "ivf": IVFIndex}
 def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex | HNSWIndex | IVFIndex:
     """Loads an index saved with ``save``, whatever its kind.
 
-    With ``mmap=True`` a flat index's vectors stay in the file (read-only, shared between
-    processes through the page cache) until the index is modified; graph indexes are validated
-    and copied into memory.
+    With ``mmap=True`` the large arrays stay in the file — a flat index's vectors, an HNSW
+    index's vectors, links and codes — read-only and shared between processes through the page
+    cache (Annoy's use case: one static index served by many workers); the first change to the
+    index copies what it modifies. Everything is validated first either way. IVF lists are
+    copied.
 
     Raises :class:`knnkit.errors.CorruptIndexError` for a damaged, truncated or foreign file.
     """
@@ -29,7 +31,9 @@ def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex | HNSWIndex | 
     cls = KINDS.get(header.get("kind"))  # type: ignore[arg-type]
     if cls is None:
         raise CorruptIndexError(f"{path}: unknown index kind {header.get('kind')!r}")
-    return cls._from_parts(header, arrays)
+    if cls is FlatIndex:
+        return cls._from_parts(header, arrays)
+    return cls._from_parts(header, arrays, path if mmap else None)
 
 
 __all__ = ["KINDS", "FlatIndex", "HNSWIndex", "IVFIndex", "index_factory", "load"]

@@ -41,6 +41,8 @@ class NativeIndex:
     _PARTS: ClassVar[tuple[str, ...]]
     #: Scalars of ``to_parts`` saved in the header.
     _SCALARS: ClassVar[tuple[str, ...]]
+    #: Sections the native index can map from the file instead of copying.
+    _MAPPABLE: ClassVar[tuple[str, ...]] = ()
     dim: int
     metric: str
     _native: Any
@@ -188,22 +190,30 @@ class NativeIndex:
         _io.write(path, header, sections)
 
     @classmethod
-    def _from_parts(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    def _from_parts(
+        cls, header: dict[str, Any], arrays: dict[str, np.ndarray], path: Any = None
+    ) -> Any:
+        """An index from a file's header and sections; ``path`` (the file, when its sections
+        are memory maps) lets the large arrays stay mapped instead of being copied."""
         try:
             ix = cls(**header["params"])
             # Scalars the wrapper also holds come from its validated parameters.
             own = ix._params()
             parts: dict[str, Any] = {n: own.get(n, header[n]) for n in cls._SCALARS}
             for name in cls._PARTS:
-                parts[name] = np.asarray(arrays[name]).reshape(-1)
+                a = arrays[name]
+                if path is not None and name in cls._MAPPABLE and isinstance(a, np.memmap):
+                    parts[name] = (int(a.offset), int(a.size))
+                else:
+                    parts[name] = np.asarray(a).reshape(-1)
             next_id = int(header["next_id"])
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise CorruptIndexError(f"{cls.kind} index header is invalid: {e}") from e
-        ix._native = ix._load_native(parts)
+        ix._native = ix._load_native(parts, path)
         ix._next_id = next_id
         return ix
 
-    def _load_native(self, parts: dict[str, Any]) -> Any:
+    def _load_native(self, parts: dict[str, Any], path: Any = None) -> Any:
         return type(self._native).from_parts(parts)
 
     def __getstate__(self) -> dict[str, Any]:

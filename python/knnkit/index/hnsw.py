@@ -81,7 +81,10 @@ class HNSWIndex(NativeIndex):
         "deleted",
         "sq_lo",
         "sq_step",
+        "codes",
+        "code_norms",
     )
+    _MAPPABLE = ("vectors", "links0", "codes", "code_norms")
     _SCALARS = ("dim", "metric", "m", "ef_construction", "seed", "inserted", "entry")
 
     def __init__(
@@ -175,10 +178,10 @@ class HNSWIndex(NativeIndex):
         ef = search_params.get("ef_search") or self.ef_search
         return {**search_params, "ef_search": max(k, ef)}
 
-    def _load_native(self, parts: dict[str, Any]) -> Any:
+    def _load_native(self, parts: dict[str, Any], path: Any = None) -> Any:
         if (self.codes == "sq8") != (parts["sq_lo"].size > 0):
             raise CorruptIndexError("hnsw index: codes setting does not match the sections")
-        return _core.Hnsw.from_parts(parts)
+        return _core.Hnsw.from_parts(parts, None if path is None else str(path))
 
 
 __all__ = ["CODES", "METRICS", "HNSWIndex"]

@@ -7,6 +7,9 @@ use rayon::prelude::*;
 
 use super::search::Scratch;
 use super::{Cand, Hnsw, BATCH_FRACTION, NONE};
+
+/// Indexes at least this large are reordered for locality when an `add` doubles them.
+pub const REORDER_MIN: usize = 1024;
 use crate::error::{Error, Result};
 use crate::pool;
 
@@ -37,7 +40,12 @@ impl Hnsw {
             self.insert_range(start, end, threads, stop)
         });
         match done {
-            Ok(linked) if linked == end => Ok(()),
+            Ok(linked) if linked == end => {
+                if self.ids.len() >= REORDER_MIN && self.ids.len() >= 2 * self.ordered {
+                    self.reorder();
+                }
+                Ok(())
+            }
             Ok(linked) => {
                 self.truncate(linked);
                 Err(Error::Interrupted)

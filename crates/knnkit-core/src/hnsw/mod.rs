@@ -52,6 +52,7 @@ use crate::metric::kernels::{select, Kernels};
 use crate::metric::Metric;
 use crate::quant::sq8::{dot_u8_i16, I16Kernel};
 use crate::quant::Sq8;
+use crate::store::Store;
 
 pub use search::{SearchOptions, SearchStats};
 
@@ -122,22 +123,24 @@ pub struct Hnsw {
     pub(crate) space: Space,
     pub(crate) params: HnswParams,
     pub(crate) m0: usize,
-    pub(crate) vectors: Vec<f32>,
+    pub(crate) vectors: Store<f32>,
     pub(crate) inv_norms: Vec<f32>,
     pub(crate) ids: Vec<i64>,
     pub(crate) id_map: HashMap<i64, u32>,
     pub(crate) levels: Vec<u8>,
-    pub(crate) links0: Vec<u32>,
+    pub(crate) links0: Store<u32>,
     pub(crate) upper: Vec<Vec<u32>>,
     pub(crate) deleted: Vec<bool>,
     pub(crate) n_deleted: usize,
     pub(crate) entry: u32,
     pub(crate) max_level: usize,
     pub(crate) sq: Option<Sq8>,
-    pub(crate) codes: Vec<u8>,
-    pub(crate) code_norms: Vec<f32>,
+    pub(crate) codes: Store<u8>,
+    pub(crate) code_norms: Store<f32>,
     /// Points ever inserted (drives the level draws).
     pub(crate) inserted: u64,
+    /// Slots at the last [`Hnsw::reorder`]; `add` reorders again once the index has doubled.
+    pub(crate) ordered: usize,
     pub(crate) scratch: Mutex<Vec<search::Scratch>>,
     pub(crate) k: Kernels<f32>,
     pub(crate) i16k: I16Kernel,
@@ -153,17 +156,20 @@ pub struct HnswParts {
     pub seed: u64,
     pub inserted: u64,
     pub entry: u32,
-    pub vectors: Vec<f32>,
+    pub vectors: Store<f32>,
     pub ids: Vec<i64>,
     pub levels: Vec<u8>,
-    pub links0: Vec<u32>,
+    pub links0: Store<u32>,
     /// `upper` of all slots concatenated; slot `i` owns `upper_offsets[i]..upper_offsets[i + 1]`.
     pub upper: Vec<u32>,
     pub upper_offsets: Vec<u64>,
     pub deleted: Vec<u8>,
-    /// SQ8 ranges (empty without the tier); codes are recomputed on load.
+    /// SQ8 ranges (empty without the tier).
     pub sq_lo: Vec<f32>,
     pub sq_step: Vec<f32>,
+    /// SQ8 codes and their ‖x̂‖² (recomputed from the vectors when empty).
+    pub codes: Store<u8>,
+    pub code_norms: Store<f32>,
 }
 
 impl Hnsw {
@@ -200,21 +206,22 @@ impl Hnsw {
             space,
             params,
             m0: 2 * params.m,
-            vectors: Vec::new(),
+            vectors: Store::default(),
             inv_norms: Vec::new(),
             ids: Vec::new(),
             id_map: HashMap::new(),
             levels: Vec::new(),
-            links0: Vec::new(),
+            links0: Store::default(),
             upper: Vec::new(),
             deleted: Vec::new(),
             n_deleted: 0,
             entry: NONE,
             max_level: 0,
             sq: None,
-            codes: Vec::new(),
-            code_norms: Vec::new(),
+            codes: Store::default(),
+            code_norms: Store::default(),
             inserted: 0,
+            ordered: 0,
             scratch: Mutex::new(Vec::new()),
             k: select::<f32>(),
             i16k: dot_u8_i16(),
@@ -275,17 +282,17 @@ impl Hnsw {
     /// Bytes held by vectors, codes, links and ids.
     pub fn memory_usage(&self) -> usize {
         use std::mem::size_of;
-        self.vectors.capacity() * 4
+        self.vectors.heap_bytes()
             + self.inv_norms.capacity() * 4
             + self.ids.capacity() * 8
             + self.id_map.capacity() * (size_of::<i64>() + size_of::<u32>() + 1)
             + self.levels.capacity()
-            + self.links0.capacity() * 4
+            + self.links0.heap_bytes()
             + self.upper.capacity() * size_of::<Vec<u32>>()
             + self.upper.iter().map(|v| v.capacity() * 4).sum::<usize>()
             + self.deleted.capacity()
-            + self.codes.capacity()
-            + self.code_norms.capacity() * 4
+            + self.codes.heap_bytes()
+            + self.code_norms.heap_bytes()
     }
 
     pub(crate) fn live_slot(&self, id: i64) -> Option<u32> {
@@ -340,7 +347,7 @@ impl Hnsw {
     pub(crate) fn set_neighbors(&mut self, slot: u32, level: usize, nbrs: &[u32]) {
         debug_assert!(nbrs.len() <= self.cap(level));
         let (list, start) = if level == 0 {
-            (&mut self.links0, slot as usize * (self.m0 + 1))
+            (self.links0.to_mut(), slot as usize * (self.m0 + 1))
         } else {
             (
                 &mut self.upper[slot as usize],
@@ -423,14 +430,15 @@ impl Hnsw {
         let Some(sq) = self.sq.take() else { return };
         let n = self.ids.len();
         let more = (n * self.d).saturating_sub(self.codes.len());
-        reserve_huge(&mut self.codes, more);
-        self.codes.resize(n * self.d, 0);
-        self.code_norms.resize(n, 0.0);
+        reserve_huge(self.codes.to_mut(), more);
+        self.codes.to_mut().resize(n * self.d, 0);
+        self.code_norms.to_mut().resize(n, 0.0);
         let mut buf = Vec::with_capacity(self.d);
         for slot in from..n {
             self.coded_vector(slot as u32, &mut buf);
-            let out = &mut self.codes[slot * self.d..(slot + 1) * self.d];
-            self.code_norms[slot] = sq.encode(&buf, out);
+            let out = &mut self.codes.to_mut()[slot * self.d..(slot + 1) * self.d];
+            let norm = sq.encode(&buf, out);
+            self.code_norms.to_mut()[slot] = norm;
         }
         self.sq = Some(sq);
     }
@@ -482,8 +490,8 @@ impl Hnsw {
             }
         }
         let start = self.ids.len();
-        reserve_huge(&mut self.vectors, data.len());
-        self.vectors.extend_from_slice(data);
+        reserve_huge(self.vectors.to_mut(), data.len());
+        self.vectors.to_mut().extend_from_slice(data);
         if self.space == Space::Cosine {
             let dot = self.k.dot;
             self.inv_norms.extend(data.chunks_exact(self.d).map(|r| {
@@ -504,8 +512,10 @@ impl Hnsw {
                 .push(vec![0; level as usize * (self.params.m + 1)]);
             self.deleted.push(false);
         }
-        reserve_huge(&mut self.links0, n_new * (self.m0 + 1));
-        self.links0.resize((start + n_new) * (self.m0 + 1), 0);
+        reserve_huge(self.links0.to_mut(), n_new * (self.m0 + 1));
+        self.links0
+            .to_mut()
+            .resize((start + n_new) * (self.m0 + 1), 0);
         self.inserted += n_new as u64;
         if self.params.sq8 {
             if self.sq.is_none() {
@@ -527,17 +537,17 @@ impl Hnsw {
         for id in self.ids.drain(from..) {
             self.id_map.remove(&id);
         }
-        self.vectors.truncate(from * self.d);
+        self.vectors.to_mut().truncate(from * self.d);
         if self.space == Space::Cosine {
             self.inv_norms.truncate(from);
         }
         self.levels.truncate(from);
         self.upper.truncate(from);
         self.deleted.truncate(from);
-        self.links0.truncate(from * (self.m0 + 1));
+        self.links0.to_mut().truncate(from * (self.m0 + 1));
         if self.sq.is_some() {
-            self.codes.truncate(from * self.d);
-            self.code_norms.truncate(from);
+            self.codes.to_mut().truncate(from * self.d);
+            self.code_norms.to_mut().truncate(from);
         }
     }
 
@@ -576,27 +586,69 @@ impl Hnsw {
         self.compact();
     }
 
-    /// Drops deleted slots and renumbers the rest (lists must no longer point to deleted nodes
-    /// except through stale entries, which are dropped here).
+    /// Drops deleted slots and renumbers the rest in slot order.
     fn compact(&mut self) {
+        let order: Vec<u32> = (0..self.ids.len() as u32)
+            .filter(|&s| !self.deleted[s as usize])
+            .collect();
+        self.renumber(&order);
+    }
+
+    /// Renumbers the live slots in breadth-first order of the level-0 graph from the entry
+    /// point, so that neighbours sit close together in memory: a search then touches fewer
+    /// pages and cache lines. Deleted slots are dropped. Results do not change (ids are kept).
+    pub fn reorder(&mut self) {
         let n = self.ids.len();
-        let mut remap = vec![NONE; n];
-        let mut next = 0u32;
-        for (slot, del) in self.deleted.iter().enumerate() {
-            if !del {
-                remap[slot] = next;
-                next += 1;
+        if n == 0 {
+            return;
+        }
+        let mut seen = vec![false; n];
+        let mut order: Vec<u32> = Vec::with_capacity(n - self.n_deleted);
+        let starts = std::iter::once(self.entry).chain(0..n as u32);
+        for start in starts {
+            if start == NONE || seen[start as usize] || self.deleted[start as usize] {
+                continue;
+            }
+            seen[start as usize] = true;
+            let mut head = order.len();
+            order.push(start);
+            while head < order.len() {
+                let u = order[head];
+                head += 1;
+                for &v in self.neighbors(u, 0) {
+                    if !seen[v as usize] && !self.deleted[v as usize] {
+                        seen[v as usize] = true;
+                        order.push(v);
+                    }
+                }
             }
         }
-        let live = next as usize;
+        self.renumber(&order);
+        self.ordered = self.ids.len();
+    }
+
+    /// Rebuilds every per-slot array with `order[i]` (an old live slot) as new slot `i`;
+    /// slots not in `order` are dropped, and links to them removed.
+    fn renumber(&mut self, order: &[u32]) {
+        let n = self.ids.len();
+        let mut remap = vec![NONE; n];
+        for (new, &old) in order.iter().enumerate() {
+            remap[old as usize] = new as u32;
+        }
+        let live = order.len();
         let (d, m0, m) = (self.d, self.m0, self.params.m);
-        let mut vectors = Vec::with_capacity(live * d);
+        let mut vectors = Vec::new();
+        reserve_huge(&mut vectors, live * d);
         let mut inv_norms = Vec::with_capacity(if self.space == Space::Cosine { live } else { 0 });
         let mut ids = Vec::with_capacity(live);
         let mut levels = Vec::with_capacity(live);
-        let mut links0 = Vec::with_capacity(live * (m0 + 1));
+        let mut links0 = Vec::new();
+        reserve_huge(&mut links0, live * (m0 + 1));
         let mut upper = Vec::with_capacity(live);
-        let mut codes = Vec::with_capacity(if self.sq.is_some() { live * d } else { 0 });
+        let mut codes = Vec::new();
+        if self.sq.is_some() {
+            reserve_huge(&mut codes, live * d);
+        }
         let mut code_norms = Vec::with_capacity(if self.sq.is_some() { live } else { 0 });
         let remap_list = |list: &[u32], cap: usize, out: &mut Vec<u32>| {
             let cnt = (list[0] as usize).min(cap);
@@ -612,10 +664,8 @@ impl Hnsw {
             out[before] = kept as u32;
             out.resize(before + 1 + cap, 0);
         };
-        for slot in 0..n {
-            if self.deleted[slot] {
-                continue;
-            }
+        for &slot in order {
+            let slot = slot as usize;
             vectors.extend_from_slice(&self.vectors[slot * d..(slot + 1) * d]);
             if self.space == Space::Cosine {
                 inv_norms.push(self.inv_norms[slot]);
@@ -623,8 +673,7 @@ impl Hnsw {
             ids.push(self.ids[slot]);
             levels.push(self.levels[slot]);
             let s0 = slot * (m0 + 1);
-            let list = &self.links0[s0..s0 + m0 + 1];
-            remap_list(list, m0, &mut links0);
+            remap_list(&self.links0[s0..s0 + m0 + 1], m0, &mut links0);
             let mut up = Vec::with_capacity(self.upper[slot].len());
             for l in 0..self.levels[slot] as usize {
                 let s = l * (m + 1);
@@ -641,14 +690,14 @@ impl Hnsw {
             .enumerate()
             .map(|(i, &id)| (id, i as u32))
             .collect();
-        self.vectors = vectors;
+        self.vectors = vectors.into();
         self.inv_norms = inv_norms;
         self.ids = ids;
         self.levels = levels;
-        self.links0 = links0;
+        self.links0 = links0.into();
         self.upper = upper;
-        self.codes = codes;
-        self.code_norms = code_norms;
+        self.codes = codes.into();
+        self.code_norms = code_norms.into();
         self.deleted = vec![false; live];
         self.n_deleted = 0;
         self.entry = if self.entry != NONE && remap[self.entry as usize] != NONE {
@@ -694,15 +743,17 @@ impl Hnsw {
             seed: self.params.seed,
             inserted: self.inserted,
             entry: self.entry,
-            vectors: self.vectors.clone(),
+            vectors: self.vectors.to_vec().into(),
             ids: self.ids.clone(),
             levels: self.levels.clone(),
-            links0: self.links0.clone(),
+            links0: self.links0.to_vec().into(),
             upper,
             upper_offsets,
             deleted: self.deleted.iter().map(|&b| b as u8).collect(),
             sq_lo,
             sq_step,
+            codes: self.codes.to_vec().into(),
+            code_norms: self.code_norms.to_vec().into(),
         }
     }
 
@@ -806,18 +857,17 @@ impl Hnsw {
             p.inserted >= n as u64,
             "insert counter below the number of slots",
         )?;
-        reserve_huge(&mut h.vectors, p.vectors.len());
-        h.vectors.extend_from_slice(&p.vectors);
+        h.vectors = p.vectors.into_huge();
         h.ids = p.ids;
         h.id_map = id_map;
         h.levels = p.levels;
-        reserve_huge(&mut h.links0, p.links0.len());
-        h.links0.extend_from_slice(&p.links0);
+        h.links0 = p.links0.into_huge();
         h.upper = upper;
         h.deleted = p.deleted.iter().map(|&f| f == 1).collect();
         h.n_deleted = h.deleted.iter().filter(|&&f| f).count();
         h.entry = p.entry;
         h.inserted = p.inserted;
+        h.ordered = n;
         if h.space == Space::Cosine {
             let dot = h.k.dot;
             h.inv_norms = h
@@ -839,7 +889,13 @@ impl Hnsw {
                 h.sq.as_ref().is_some_and(|s| s.dim() == d),
                 "sq8 ranges do not match dim",
             )?;
-            h.encode_from(0);
+            if p.codes.len() == n * d && p.code_norms.len() == n {
+                h.codes = p.codes.into_huge();
+                h.code_norms = p.code_norms;
+            } else {
+                check(p.codes.is_empty(), "sq8 codes do not match the vectors")?;
+                h.encode_from(0);
+            }
         }
         Ok(h)
     }

@@ -200,6 +200,18 @@ impl Hnsw {
         }
     }
 
+    /// Prefetches the neighbour list of `slot` on `level`.
+    #[inline(always)]
+    fn prefetch_links(&self, slot: u32, level: usize) {
+        if level == 0 {
+            prefetch(
+                &self.links0,
+                slot as usize * (self.m0 + 1),
+                (self.m0 + 1) * 4,
+            );
+        }
+    }
+
     /// Greedy walk (beam of one) from `cur` down to `stop_level + 1`.
     pub(crate) fn descend(
         &self,
@@ -242,7 +254,10 @@ impl Hnsw {
         v.begin(self.ids.len());
         v.cand.clear();
         v.res.clear();
-        let eligible = |s: u32| !self.deleted[s as usize] && allowed.is_none_or(|a| a.contains(s));
+        let any_deleted = self.n_deleted > 0;
+        let eligible = |s: u32| {
+            !(any_deleted && self.deleted[s as usize]) && allowed.is_none_or(|a| a.contains(s))
+        };
         let entries = std::mem::take(&mut v.out);
         for &e in &entries {
             if v.visit(e.id) {
@@ -287,6 +302,10 @@ impl Hnsw {
                 break;
             }
             v.stats.visited_nodes += 1;
+            // The next node to expand is probably the new best candidate: fetch its list now.
+            if let Some(Reverse(next)) = v.cand.peek() {
+                self.prefetch_links(next.id, level);
+            }
             let nbrs = self.neighbors(c.id, level);
             if let Some(a) = allowed {
                 for &nb in nbrs {
@@ -354,6 +373,9 @@ impl Hnsw {
             self.search_level(v, 0, ef.max(k), &key, allowed, codes);
             if codes {
                 v.out.truncate(RERANK_FACTOR * k);
+                for c in v.out.iter() {
+                    prefetch(&self.vectors, c.id as usize * self.d, self.d * 4);
+                }
                 for c in v.out.iter_mut() {
                     c.key = self.key_query(qv, c.id);
                 }
