@@ -78,8 +78,8 @@ pub struct HnswResult {
 
 /// Visited tags and heaps of one search.
 pub(crate) struct Visit {
-    tags: Vec<u32>,
-    generation: u32,
+    tags: Vec<u16>,
+    generation: u16,
     cand: BinaryHeap<Reverse<Cand>>,
     res: BinaryHeap<Cand>,
     pub out: Vec<Cand>,
