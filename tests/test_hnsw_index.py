@@ -81,3 +81,13 @@ def test_mmap_load_shares_the_file_and_copies_on_write(tmp_path):
     mapped.remove([0])
     assert len(mapped) == 3009
     np.testing.assert_array_equal(knnkit.load(path).search(Q, 5).ids, want)
+
+
+def test_progress_line_on_request(capsys):
+    X = clustered(3000)
+    ix = knnkit.HNSWIndex(X.shape[1], m=8, ef_construction=32)
+    ix.add(X, progress=True)
+    err = capsys.readouterr().err
+    assert "HNSW add: 3,000/3,000 (100%" in err
+    ix.add(X[:10] + 1, progress=False)
+    assert capsys.readouterr().err == ""

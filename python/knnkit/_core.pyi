@@ -1,5 +1,6 @@
 """Type stubs for the Rust extension ``knnkit._core`` (glue over ``knnkit-core``)."""
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,7 @@ class Hnsw:
         vectors: np.ndarray[Any, np.dtype[np.float32]],
         ids: np.ndarray[Any, np.dtype[np.int64]],
         n_jobs: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None: ...
     def search(
         self,

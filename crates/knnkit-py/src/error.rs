@@ -33,9 +33,19 @@ pub fn detach_interruptible<R: Send>(
     py: Python<'_>,
     f: impl FnOnce(&(dyn Fn() -> bool + Sync)) -> knnkit_core::Result<R> + Send,
 ) -> PyResult<R> {
+    detach_polling(py, |_| {}, f)
+}
+
+/// [`detach_interruptible`], also running `poll` (with the GIL) each time the hook is polled,
+/// about every 50 ms: progress reports.
+pub fn detach_polling<R: Send>(
+    py: Python<'_>,
+    poll: impl Fn(Python<'_>) + Sync,
+    f: impl FnOnce(&(dyn Fn() -> bool + Sync)) -> knnkit_core::Result<R> + Send,
+) -> PyResult<R> {
     let pending: Mutex<Option<PyErr>> = Mutex::new(None);
     let check = || {
-        Python::attach(|py| match py.check_signals() {
+        Python::attach(|py| match py.check_signals().map(|()| poll(py)) {
             Ok(()) => false,
             Err(e) => {
                 *pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);

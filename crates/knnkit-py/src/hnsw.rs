@@ -4,6 +4,7 @@
 //! GIL released), `add`/`remove` take it exclusively, so a search sees the index either before or
 //! after a concurrent write, never half of one.
 
+use std::sync::atomic::Ordering;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -16,7 +17,7 @@ use knnkit_core::store::{MappedFile, Store};
 use knnkit_core::{pool, Metric};
 
 use crate::conversion::{ids_slice, matrix, part, part_array, rows, vector};
-use crate::error::{detach_interruptible, to_py};
+use crate::error::{detach_interruptible, detach_polling, to_py};
 
 /// HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``).
 #[pyclass(module = "knnkit._core", frozen)]
@@ -57,18 +58,28 @@ impl Hnsw {
         })
     }
 
-    /// Adds vectors (float32, C order) with their int64 ids.
-    #[pyo3(signature = (vectors, ids, n_jobs=None))]
+    /// Adds vectors (float32, C order) with their int64 ids; ``progress(done, total)`` is
+    /// called about every 50 ms while the graph is linked.
+    #[pyo3(signature = (vectors, ids, n_jobs=None, progress=None))]
     fn add(
         &self,
         py: Python<'_>,
         vectors: PyReadonlyArray2<'_, f32>,
         ids: PyReadonlyArray1<'_, i64>,
         n_jobs: Option<i64>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         let (data, ids) = (rows(&vectors, "vectors")?, ids_slice(&ids)?);
         let threads = pool::resolve_threads(n_jobs);
-        detach_interruptible(py, |check| {
+        let counter = self.read().progress_counter();
+        let total = ids.len();
+        let poll = |py: Python<'_>| {
+            if let Some(cb) = &progress {
+                // A failing progress callback must not abort the build.
+                let _ = cb.call1(py, (counter.load(Ordering::Relaxed), total));
+            }
+        };
+        detach_polling(py, poll, |check| {
             self.write().add(data, ids, threads, Some(check))
         })
     }

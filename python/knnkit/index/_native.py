@@ -75,7 +75,7 @@ class NativeIndex:
     def _before_add(self, X: np.ndarray, n_jobs: int | None) -> None:
         """Hook run before vectors are added (IVF trains here when needed)."""
 
-    def add(self, X: Any, ids: Any = None, n_jobs: int | None = None) -> None:
+    def add(self, X: Any, ids: Any = None, n_jobs: int | None = None, **add_params: Any) -> None:
         """Adds the rows of ``X`` (n, dim) using ``n_jobs`` threads. ``ids`` (int64, unique, not
         already present) defaults to consecutive numbers continuing after the largest id so
         far. Bad input leaves the index unchanged."""
@@ -85,11 +85,16 @@ class NativeIndex:
             return
         self._before_add(X, n_jobs)
         try:
-            self._native.add(X, new, n_jobs)
+            self._add_native(X, new, n_jobs, **add_params)
         finally:
             present = self._native.ids()
             if present.size:
                 self._next_id = max(self._next_id, int(present.max()) + 1)
+
+    def _add_native(
+        self, X: np.ndarray, ids: np.ndarray, n_jobs: int | None, **add_params: Any
+    ) -> None:
+        self._native.add(X, ids, n_jobs)
 
     def get(self, ids: Any) -> np.ndarray:
         """The stored vectors for ``ids``, in the order given (KeyError for an unknown id)."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from knnkit import _core
+from knnkit._progress import reporter
 from knnkit._validation import check_positive_int
 from knnkit.errors import CorruptIndexError
 from knnkit.index._common import as_ids
@@ -127,12 +128,23 @@ class HNSWIndex(NativeIndex):
     def train(self, X: Any = None) -> None:
         """No-op: the graph needs no training (SQ8 ranges are learnt from the first ``add``)."""
 
-    def add(self, X: Any, ids: Any = None, n_jobs: int | None = None) -> None:
+    def add(
+        self, X: Any, ids: Any = None, n_jobs: int | None = None, progress: bool | None = None
+    ) -> None:
         """Adds the rows of ``X`` (n, dim) and links them into the graph (parallel over
         ``n_jobs`` threads; the graph is the same whatever the thread count). ``ids`` (int64,
         unique, not already present) defaults to consecutive numbers continuing after the
-        largest id so far. Ctrl-C stops between batches; the rows linked so far stay."""
-        super().add(X, ids, n_jobs)
+        largest id so far. ``progress`` draws a progress line on stderr (``None``: when stderr
+        is a terminal). Ctrl-C stops between batches; the rows linked so far stay."""
+        super().add(X, ids, n_jobs, progress=progress)
+
+    def _add_native(
+        self, X: np.ndarray, ids: np.ndarray, n_jobs: int | None, progress: bool | None = None
+    ) -> None:
+        show = reporter("HNSW add", progress)
+        self._native.add(X, ids, n_jobs, show)
+        if show is not None:
+            show(len(ids), len(ids))
 
     def remove(self, ids: Any, n_jobs: int | None = None) -> int:
         """Removes the vectors with these ids; returns how many were present. Removed vectors

@@ -36,6 +36,7 @@ impl Hnsw {
         }
         let start = self.append(data, ids)?;
         let end = self.ids.len();
+        self.progress.store(0, Ordering::Relaxed);
         let done = pool::run_interruptible(threads, interrupt, |stop| {
             self.insert_range(start, end, threads, stop)
         });
@@ -79,6 +80,7 @@ impl Hnsw {
             let plans = self.plan_batch(&slots, threads);
             self.apply_batch(&slots, plans);
             next += batch;
+            self.progress.store(next - start, Ordering::Relaxed);
         }
         end
     }

@@ -44,7 +44,8 @@ mod search;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::mem::reserve_huge;
@@ -141,6 +142,8 @@ pub struct Hnsw {
     pub(crate) inserted: u64,
     /// Slots at the last [`Hnsw::reorder`]; `add` reorders again once the index has doubled.
     pub(crate) ordered: usize,
+    /// Vectors linked so far by the running `add` (read from another thread for progress).
+    pub(crate) progress: Arc<AtomicUsize>,
     pub(crate) scratch: Mutex<Vec<search::Scratch>>,
     pub(crate) k: Kernels<f32>,
     pub(crate) i16k: I16Kernel,
@@ -222,10 +225,17 @@ impl Hnsw {
             code_norms: Store::default(),
             inserted: 0,
             ordered: 0,
+            progress: Arc::new(AtomicUsize::new(0)),
             scratch: Mutex::new(Vec::new()),
             k: select::<f32>(),
             i16k: dot_u8_i16(),
         })
+    }
+
+    /// A counter of the vectors the running `add` has linked so far (for progress reports from
+    /// another thread).
+    pub fn progress_counter(&self) -> Arc<AtomicUsize> {
+        self.progress.clone()
     }
 
     /// Dimension.
