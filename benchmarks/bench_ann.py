@@ -373,10 +373,17 @@ def report(res, write=True):
                 f"| {ds['name']} | {name} | {qtxt} | {ratio} | {c['build_s']:.1f} | {build} | "
                 f"{c['bytes_per_vector']:,.0f} |"
             )
+    first = res["datasets"][0]["contenders"]
+    sweeps = {
+        family: next(
+            ([p["param"] for p in c["curve"]] for n, c in first.items() if family in n), []
+        )
+        for family in ("HNSW", "IVF")
+    }
     lines += [
         "",
         "Full curves: recall@10 / QPS at each step of each sweep (HNSW: ef_search "
-        f"{EFS}; IVF: nprobe {NPROBES}):",
+        f"{sweeps['HNSW']}; IVF: nprobe {sweeps['IVF']}):",
         "",
     ]
     for ds in res["datasets"]:
