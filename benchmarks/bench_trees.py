@@ -10,12 +10,16 @@ n = 100,000 points (and 1,000,000 for d = 2, 4 with ``--large``), 10,000 queries
 distribution, k = 10, leaf_size = 40, euclidean.
 
 Prints a table with ratios (scikit-learn time / knnkit time: above 1 is faster) and writes
-benchmarks/results/trees.json. Usage: ``python benchmarks/bench_trees.py [--quick] [--large]``.
+benchmarks/results/trees.json and trees.txt; a full run (not ``--quick``) also writes the table
+into docs/benchmarks.md between the ``trees`` markers (``make bench-trees``).
+Usage: ``python benchmarks/bench_trees.py [--quick] [--large] [--dims 2 4]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -113,6 +117,61 @@ def report(results: list[dict], cores: int) -> None:
         )
 
 
+def markdown(results: list[dict], cores: int, meta: dict) -> str:
+    """The docs table: times in ms, ratios = scikit-learn time / knnkit time."""
+    one, many = "knnkit 1 thread", f"knnkit {cores} threads"
+    lines = [
+        f"KD-tree and ball tree against scikit-learn {meta['scikit_learn']}'s, euclidean, "
+        f"k = {K}, leaf_size = 40, {meta['n_queries']:,} queries from the data's distribution "
+        f"(uniform in [0, 1)^d, or 50 Gaussian clusters, sigma 0.02; seed 0). knnkit kernels: "
+        f"**{meta['simd']}**; {cores} cores. scikit-learn's trees are single-threaded: the "
+        f"x1 columns compare one knnkit thread with it, the x{cores} columns all {cores} "
+        f"threads. Times in ms, best of {meta['repeats']} interleaved repeats; ratios = "
+        "scikit-learn time / knnkit time (above 1: knnkit is faster).",
+        "",
+        "| tree | data | n | d | build sklearn | build x1 | build "
+        f"x{cores} | query sklearn | query knnkit 1 thread | query x1 | query "
+        f"knnkit {cores} threads | query x{cores} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        b, q = r["build_s"], r["query_s"]
+        lines.append(
+            f"| {r['tree']} | {r['data']} | {r['n']:,} | {r['d']} | "
+            f"{b['scikit-learn'] * 1e3:.1f} | {b['scikit-learn'] / b[one]:.2f}× | "
+            f"{b['scikit-learn'] / b[many]:.2f}× | {q['scikit-learn'] * 1e3:.1f} | "
+            f"{q[one] * 1e3:.1f} | **{q['scikit-learn'] / q[one]:.2f}×** | "
+            f"{q[many] * 1e3:.1f} | {q['scikit-learn'] / q[many]:.2f}× |"
+        )
+    low = [
+        r["query_s"]["scikit-learn"] / r["query_s"][one]
+        for r in results
+        if r["n"] == 100_000 and r["d"] in (2, 4)
+    ]
+    if low:
+        met = "met" if min(low) >= 3.0 else "NOT met"
+        lines += [
+            "",
+            f"Target: single-thread queries at d = 2 and 4 (n = 100,000) ≥ 3× scikit-learn: "
+            f"**{min(low):.2f}×–{max(low):.2f}×** — {met}.",
+        ]
+    return "\n".join(lines)
+
+
+def write_doc(table: str) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    start, end = "<!-- trees:start -->", "<!-- trees:end -->"
+    block = f"{start}\n{table}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + (
+            f"\n\n## KD-tree and ball tree (`make bench-trees`)\n\n{block}\n"
+        )
+    doc.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2,000 queries, 2 rounds")
@@ -125,11 +184,12 @@ def main() -> None:
     if args.large:
         cases += [(1_000_000, d) for d in args.dims if d <= 4]
     results = []
-    print(
+    title = (
         f"knnkit {knnkit.__version__} (SIMD: {knnkit.simd_level()}), scikit-learn "
         f"{sklearn.__version__}, {cores} cores, {platform.processor() or platform.machine()}; "
         f"k={K}, {nq} queries, best of {reps}; times in ms ('m'); ratios = sklearn / knnkit\n"
     )
+    print(title)
     header()
     for n, d in cases:
         for data_kind in ("uniform", "clustered"):
@@ -149,6 +209,14 @@ def main() -> None:
         "note": "scikit-learn's trees are single-threaded; x1 compares at one thread each",
     }
     (out / "trees.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        print(title)
+        header()
+        report(results, cores)
+    (out / "trees.txt").write_text(buf.getvalue())
+    if not args.quick:
+        write_doc(markdown(results, cores, meta))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from scipy.spatial.distance import cdist
 from sklearn import config_context
 from sklearn.base import clone
 from sklearn.datasets import load_iris
-from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.exceptions import DataConversionWarning, EfficiencyWarning, NotFittedError
 from sklearn.metrics import DistanceMetric, pairwise_distances
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -160,7 +160,8 @@ def test_matches_sklearn(metric, shape, dtype):
         theirs = skn.NearestNeighbors(n_neighbors=k, algorithm="brute", **sk(kwargs)).fit(X)
         assert ours.effective_metric_ == theirs.effective_metric_
         assert ours.effective_metric_params_.keys() == theirs.effective_metric_params_.keys()
-        assert ours._fit_method == "brute" and ours.n_samples_fit_ == n
+        auto = skn.NearestNeighbors(n_neighbors=k, **sk(kwargs)).fit(X)
+        assert ours._fit_method == auto._fit_method and ours.n_samples_fit_ == n
 
         if k > n:
             with pytest.raises(ValueError) as ours_err:
@@ -466,8 +467,10 @@ def test_precomputed_dense():
         NearestNeighbors(metric="precomputed").fit(DQ)
     with pytest.raises(ValueError, match=re.escape("requires shape (n_queries, n_indexed)")):
         pre.kneighbors(DQ[:, :5])
-    with pytest.raises(TypeError, match="dense distance matrix"):
-        pre.kneighbors(sp.csr_matrix(DQ))
+    # a sparse query is a distance graph: its stored entries are the candidates (all here)
+    with pytest.warns(EfficiencyWarning, match="not sorted by row values"):
+        I_graph = pre.kneighbors(sp.csr_matrix(DQ))[1]
+    np.testing.assert_array_equal(I_graph, ref.kneighbors(DQ)[1])
     with pytest.raises(ValueError, match="Negative values"):
         NearestNeighbors(metric="precomputed").fit(-DX)
 

@@ -8,7 +8,6 @@
 //! the data's dtype, `weights` the sample weights in tree order or None.
 
 use std::borrow::Cow;
-use std::sync::Mutex;
 
 use numpy::{
     IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
@@ -25,7 +24,7 @@ use knnkit_core::tree::{
 use knnkit_core::{pool, Float};
 
 use crate::conversion::{matrix, optional_vector, slice, vector, Matrix};
-use crate::error::to_py;
+use crate::error::{detach_interruptible, to_py};
 
 type StatsTuple = (u64, u64, u64, u64);
 /// `(lims, indices, distances, stats)`.
@@ -35,35 +34,19 @@ fn stats_tuple(s: Stats) -> StatsTuple {
     (s.n_calls, s.n_trims, s.n_leaves, s.n_splits)
 }
 
-/// Runs `f` with the GIL released and Ctrl-C checked between chunks of query rows (the same
-/// contract as the exact-search bindings).
+/// Runs `f` with the GIL released and Ctrl-C checked between chunks of query rows (see
+/// [`crate::error::detach_interruptible`]; the same contract as the exact-search bindings).
 fn detached<R: Send>(
     py: Python<'_>,
     n_jobs: Option<i64>,
     f: impl FnOnce(&SearchParams) -> knnkit_core::Result<R> + Send,
 ) -> PyResult<R> {
-    let pending: Mutex<Option<PyErr>> = Mutex::new(None);
-    let check = || {
-        Python::attach(|py| match py.check_signals() {
-            Ok(()) => false,
-            Err(e) => {
-                *pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                true
-            }
+    detach_interruptible(py, |check| {
+        f(&SearchParams {
+            threads: pool::resolve_threads(n_jobs),
+            interrupt: Some(check),
+            bf16: false,
         })
-    };
-    let params = SearchParams {
-        threads: pool::resolve_threads(n_jobs),
-        interrupt: Some(&check),
-        bf16: false,
-    };
-    let out = py.detach(|| f(&params));
-    out.map_err(|e| {
-        pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_else(|| to_py(e))
     })
 }
 

@@ -6,22 +6,29 @@ asks for scikit-learn's arrays of arrays: the graphs are built from it directly,
 block of queries at a time (:meth:`RadiusNeighborsMixin._radius_blocks`).
 
 The estimators follow ``sklearn.neighbors`` line by line where behaviour is visible to users
-(parameter validation, ``effective_metric_``, self-exclusion when ``X=None``, error types and
-messages, tags), but every search runs on knnkit's engines; scikit-learn's trees and pairwise
-reductions are never called. ``algorithm`` takes scikit-learn's values, validated as scikit-learn
-does, which all run the exact engine (:mod:`._search`, ``_fit_method == "brute"``), and two
-approximate ones, ``"hnsw"`` and ``"ivf"`` (:mod:`._ann`, ``_fit_method`` is their name), whose
-parameters come in ``algo_params``. Both engines sit behind the private fitted attribute
-``_index`` with one interface (``kneighbors``, ``radius_neighbors``), so every estimator runs on
-either.
+(parameter validation, ``effective_metric_``, ``_fit_method``, self-exclusion when ``X=None``,
+error types and messages, tags), but every search runs on knnkit's engines; scikit-learn's
+pairwise reductions are never called. ``algorithm`` takes scikit-learn's values, validated and
+resolved as scikit-learn does (:func:`~knnkit.neighbors._tree_search.choose_fit_method`, so
+``_fit_method`` is scikit-learn's): ``"kd_tree"`` and ``"ball_tree"`` run knnkit's
+:class:`~knnkit.neighbors.KDTree` / :class:`~knnkit.neighbors.BallTree` (:mod:`._tree_search`,
+the tree is ``_tree``), ``"brute"`` the exact engine (:mod:`._search`); and two approximate
+ones, ``"hnsw"`` and ``"ivf"`` (:mod:`._ann`, ``_fit_method`` is their name), whose parameters
+come in ``algo_params``. Every engine sits behind the private fitted attribute ``_index`` with
+one interface (``kneighbors``, ``radius_neighbors``), so every estimator runs on any of them.
 
 Choices that differ from scikit-learn (documented on each estimator):
 
 - distances keep the fitted dtype: float32 data gives float32 distances (scikit-learn returns
   float64 for most metrics); int and bool data compute in float64;
-- scipy sparse input is densified (refused above :data:`MAX_DENSE_BYTES`); ``_fit_X`` is the
-  dense array, and every metric accepts sparse input (scikit-learn allows only a few);
-- ``metric="precomputed"`` takes dense distance matrices only;
+- scipy sparse input (``_fit_method == "brute"``, as scikit-learn) is densified up to
+  :data:`MAX_DENSE_BYTES`, so every metric accepts it (scikit-learn allows only a few); larger
+  fitted rows stay sparse, served block by block for euclidean, sqeuclidean, cosine and
+  manhattan, and larger sparse queries are densified one block of rows at a time;
+- ``metric="precomputed"`` takes dense distance matrices and sparse distance graphs (CSR, as
+  scikit-learn: the stored entries of a row are its candidates);
+- unsorted radius results come in index order whatever the engine (scikit-learn's trees give
+  tree order; the sets are the same);
 - ``n_jobs=None`` uses every core of the native engine (scikit-learn's brute engine also runs on
   all OpenMP threads whatever ``n_jobs`` is).
 """
@@ -48,9 +55,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from knnkit.neighbors._ann import APPROXIMATE, ApproximateSearch, check_algo_params, check_metric
 from knnkit.neighbors._metrics import effective_metric, resolve
-from knnkit.neighbors._search import ExactSearch
+from knnkit.neighbors._search import SPARSE_METRICS, ExactSearch, serves_sparse
+from knnkit.neighbors._tree_search import TREES, TreeSearch, choose_fit_method
 
-#: Largest dense copy (in bytes) made of a scipy sparse input.
+#: Largest dense copy (in bytes) made of a scipy sparse input. Smaller sparse inputs are densified
+#: (the dense engines are the fastest); larger fitted rows stay sparse on the brute path for the
+#: metrics of :data:`knnkit.neighbors._search.SPARSE_METRICS` (distances computed block by block,
+#: memory bounded by ``working_memory``) and are refused for the others; larger sparse queries
+#: are densified one bounded block of rows at a time.
 MAX_DENSE_BYTES = 2 * 2**30
 
 #: Bytes a radius-based ``predict`` holds per (query, neighbour) pair: distance, index and the
@@ -147,17 +159,30 @@ def _align_sparse(graph: csr_array) -> Any:
     return csr_matrix(graph)
 
 
-def _densify(X: Any, what: str) -> np.ndarray:
+def _dense_bytes(X: Any) -> int:
+    n, d = X.shape
+    return n * d * np.dtype(X.dtype).itemsize
+
+
+def _densify(X: Any, what: str, why: str = "") -> np.ndarray:
     """Dense C-ordered copy of a scipy sparse matrix, refusing copies above MAX_DENSE_BYTES."""
     n, d = X.shape
-    nbytes = n * d * np.dtype(X.dtype).itemsize
+    nbytes = _dense_bytes(X)
     if nbytes > MAX_DENSE_BYTES:
         raise ValueError(
-            f"{what}: scipy sparse input is densified for knnkit's exact engine, and this "
+            f"{what}: scipy sparse input is densified {why or 'for this search'}, and this "
             f"{n} x {d} matrix would take {nbytes / 2**30:.1f} GiB (the limit is "
-            f"{MAX_DENSE_BYTES / 2**30:.0f} GiB); pass a dense array or reduce the dimension"
+            f"MAX_DENSE_BYTES = {MAX_DENSE_BYTES / 2**30:.3g} GiB); pass a dense array, reduce "
+            f"the dimension, or use algorithm='brute' with one of the metrics served on sparse "
+            f"rows: {sorted(SPARSE_METRICS)}"
         )
     return np.ascontiguousarray(X.toarray())
+
+
+def _query_step(n_features: int) -> int:
+    """Rows per dense block of a large sparse query (one block within ``working_memory``)."""
+    budget = int(get_config()["working_memory"] * 2**20)
+    return max(1, budget // (8 * max(n_features, 1)))
 
 
 def check_extra_params(device: Any, algo_params: Any, algorithm: Any) -> dict[str, Any]:
@@ -182,15 +207,26 @@ def check_extra_params(device: Any, algo_params: Any, algorithm: Any) -> dict[st
     return {}
 
 
-def _check_precomputed(X: Any) -> np.ndarray:
-    """A dense, non-negative, finite precomputed distance matrix."""
-    if issparse(X):
+def _check_precomputed(X: Any) -> Any:
+    """A non-negative, finite precomputed distance matrix (scikit-learn's ``_check_precomputed``):
+    dense, or a sparse graph returned as CSR with every row sorted by value (a copy, with an
+    ``EfficiencyWarning``, when it was not)."""
+    if not issparse(X):
+        return check_array(X, ensure_non_negative=True, input_name="X")
+    graph = X
+    if graph.format not in ("csr", "csc", "coo", "lil"):
         raise TypeError(
-            "metric='precomputed' takes a dense distance matrix in knnkit; sparse neighbour "
-            "graphs are not supported yet (got a scipy sparse matrix). Pass X.toarray() "
-            "if every distance is stored."
+            f"Sparse matrix in {graph.format!r} format is not supported due to "
+            "its handling of explicit zeros"
         )
-    return check_array(X, ensure_non_negative=True, input_name="X")
+    copied = graph.format != "csr"
+    graph = check_array(
+        graph,
+        accept_sparse="csr",
+        ensure_non_negative=True,
+        input_name="precomputed distance matrix",
+    )
+    return sort_graph_by_row_values(graph, copy=not copied, warn_when_not_sorted=True)
 
 
 def _is_sorted_by_data(graph: Any) -> bool:
@@ -464,53 +500,83 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         if X.shape[0] == 0:
             raise ValueError("n_samples must be greater than 0")
 
+        # scikit-learn's checks of p < 1 and weights, which it skips for sparse input (brute).
+        if not issparse(X):
+            if (
+                isinstance(self.effective_metric_, str)
+                and self.effective_metric_ == "minkowski"
+                and self.effective_metric_params_["p"] is not None
+                and self.effective_metric_params_["p"] < 1
+            ):
+                if self.algorithm in ("auto", "brute"):
+                    warnings.warn(
+                        "Mind that for 0 < p < 1, Minkowski metrics are not distance"
+                        " metrics. Continuing the execution with `algorithm='brute'`.",
+                        stacklevel=3,
+                    )
+                else:
+                    raise ValueError(
+                        f'algorithm="{self.algorithm}" does not support 0 < p < 1 for '
+                        "the Minkowski metric. To resolve this problem either "
+                        'set p >= 1 or algorithm="brute".'
+                    )
+            if (
+                self.algorithm == "kd_tree"
+                and isinstance(self.effective_metric_, str)
+                and self.effective_metric_ == "minkowski"
+                and self.effective_metric_params_.get("w") is not None
+            ):
+                raise ValueError(
+                    "algorithm='kd_tree' is not valid for "
+                    "metric='minkowski' with a weight parameter 'w': "
+                    "try algorithm='ball_tree' "
+                    "or algorithm='brute' instead."
+                )
+
+        plan = resolve(self.effective_metric_, self.effective_metric_params_, X.shape[1])
+        # scikit-learn's choice (trees, brute force), or the approximate algorithm asked for.
+        fit_method = (
+            self.algorithm
+            if self._is_approximate()
+            else choose_fit_method(
+                self.algorithm,
+                self.metric,
+                self.effective_metric_,
+                self.effective_metric_params_,
+                X,
+                self.n_neighbors,
+            )
+        )
+
         if issparse(X):
             if self.algorithm in ("kd_tree", "ball_tree"):
                 warnings.warn("cannot use tree with sparse input: using brute force", stacklevel=3)
-            # scikit-learn refuses sparse input for metrics outside VALID_METRICS_SPARSE; the
-            # input is densified here, so every metric works.
-            X = _densify(X, "X")
-
-        if (
-            isinstance(self.effective_metric_, str)
-            and self.effective_metric_ == "minkowski"
-            and self.effective_metric_params_["p"] is not None
-            and self.effective_metric_params_["p"] < 1
-        ):
-            if self.algorithm in ("auto", "brute"):
-                warnings.warn(
-                    "Mind that for 0 < p < 1, Minkowski metrics are not distance"
-                    " metrics. Continuing the execution with `algorithm='brute'`.",
-                    stacklevel=3,
-                )
-            else:
-                raise ValueError(
-                    f'algorithm="{self.algorithm}" does not support 0 < p < 1 for '
-                    "the Minkowski metric. To resolve this problem either "
-                    'set p >= 1 or algorithm="brute".'
-                )
-        if (
-            self.algorithm == "kd_tree"
-            and isinstance(self.effective_metric_, str)
-            and self.effective_metric_ == "minkowski"
-            and self.effective_metric_params_.get("w") is not None
-        ):
-            raise ValueError(
-                "algorithm='kd_tree' is not valid for "
-                "metric='minkowski' with a weight parameter 'w': "
-                "try algorithm='ball_tree' "
-                "or algorithm='brute' instead."
+            # scikit-learn refuses sparse input for metrics outside VALID_METRICS_SPARSE; here
+            # small inputs are densified, so every metric works, and large ones stay sparse on
+            # the brute path (see MAX_DENSE_BYTES). Precomputed graphs stay sparse.
+            keep_sparse = self._is_precomputed() or (
+                fit_method == "brute" and _dense_bytes(X) > MAX_DENSE_BYTES and serves_sparse(plan)
             )
+            if not keep_sparse:
+                X = _densify(X, "X", "for knnkit's dense engines")
 
-        plan = resolve(self.effective_metric_, self.effective_metric_params_, X.shape[1])
+        self._tree = None
         if self._is_approximate():
             self._index = ApproximateSearch(self.algorithm, algo_params, plan, X, self.n_jobs)
-            self._fit_method = self.algorithm
+        elif fit_method in TREES:
+            self._index = TreeSearch(
+                fit_method,
+                X,
+                self.leaf_size,
+                self.effective_metric_,
+                self.effective_metric_params_,
+                self.n_jobs,
+            )
+            self._tree = self._index.tree
         else:
             self._index = ExactSearch(plan, X)
-            self._fit_method = "brute"
+        self._fit_method = fit_method
         self._fit_X = X
-        self._tree = None
         self.n_samples_fit_ = X.shape[0]
         return self
 
@@ -536,9 +602,36 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             reset=False,
             order="C",
         )
-        if issparse(X):
-            X = _densify(X, "X")
+        if issparse(X) and not getattr(self._index, "sparse_queries", False):
+            if self._is_approximate() or _dense_bytes(X) <= MAX_DENSE_BYTES:
+                X = _densify(X, "X", f"for algorithm={self._fit_method!r}")
+            # else: densified one block of rows at a time by _index_kneighbors / _index_radius
         return X
+
+    def _index_kneighbors(self, X, k):
+        """``self._index.kneighbors``; a large sparse query goes in dense blocks of rows."""
+        if X is None or not issparse(X) or getattr(self._index, "sparse_queries", False):
+            return self._index.kneighbors(X, k, self.n_jobs)
+        parts = [
+            self._index.kneighbors(X[s : s + step].toarray(), k, self.n_jobs)
+            for step in [_query_step(X.shape[1])]
+            for s in range(0, X.shape[0], step)
+        ]
+        return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+
+    def _index_radius(self, X, radius, sort, rows=None):
+        """``self._index.radius_neighbors``; a large sparse query goes in dense blocks of rows."""
+        if X is None or not issparse(X) or getattr(self._index, "sparse_queries", False):
+            return self._index.radius_neighbors(X, radius, sort, self.n_jobs, rows=rows)
+        step = _query_step(X.shape[1])
+        lims, dists, inds = [np.zeros(1, dtype=np.int64)], [], []
+        for s in range(0, X.shape[0], step):
+            r = radius if np.ndim(radius) == 0 else radius[s : s + step]
+            l, d, i = self._index.radius_neighbors(X[s : s + step].toarray(), r, sort, self.n_jobs)
+            lims.append(l[1:] + lims[-1][-1])
+            dists.append(d)
+            inds.append(i)
+        return np.concatenate(lims), np.concatenate(dists), np.concatenate(inds)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -631,7 +724,7 @@ class KNeighborsMixin:
                 f"n_samples = {n_queries}"
             )
 
-        neigh_dist, neigh_ind = self._index.kneighbors(X, n_neighbors, self.n_jobs)
+        neigh_dist, neigh_ind = self._index_kneighbors(X, n_neighbors)
 
         if query_is_train:
             # Drop each sample from its own list. Corner case (as scikit-learn): when a sample has
@@ -748,7 +841,7 @@ class RadiusNeighborsMixin:
             X = self._validate_query(X)
         n_queries = self.n_samples_fit_ if query_is_train else X.shape[0]
         radius = self._check_radius(radius, n_queries)
-        lims, dist, ind = self._index.radius_neighbors(X, radius, sort_results, self.n_jobs)
+        lims, dist, ind = self._index_radius(X, radius, sort_results)
         if query_is_train:
             lims, dist, ind = _drop_self(lims, dist, ind, 0)
         return lims, dist, ind
@@ -775,14 +868,12 @@ class RadiusNeighborsMixin:
                 stop = min(start + step, n_queries)
                 r = radius if np.ndim(radius) == 0 else radius[start:stop]
                 if query_is_train:
-                    lims, dist, ind = self._index.radius_neighbors(
-                        None, r, sort_results, self.n_jobs, rows=slice(start, stop)
+                    lims, dist, ind = self._index_radius(
+                        None, r, sort_results, rows=slice(start, stop)
                     )
                     lims, dist, ind = _drop_self(lims, dist, ind, start)
                 else:
-                    lims, dist, ind = self._index.radius_neighbors(
-                        X[start:stop], r, sort_results, self.n_jobs
-                    )
+                    lims, dist, ind = self._index_radius(X[start:stop], r, sort_results)
                 yield start, stop, lims, dist, ind
 
         return n_queries, blocks()

@@ -1,16 +1,22 @@
-"""``KernelDensity``: scikit-learn's kernel density estimator, summed exactly by brute force.
+"""``KernelDensity``: scikit-learn's kernel density estimator on knnkit's trees.
 
-Design: scikit-learn sums the kernel over a KD- or ball tree, pruning nodes within ``atol`` /
-``rtol``. Here every query's kernel sum is exact: the distances come from knnkit's exact engine
-(:class:`~knnkit.neighbors._search.ExactSearch`) as a flat radius result, block by block of
-queries so a block holds at most ``working_memory`` worth of (query, sample) pairs, and each
-query's sum is taken in log space (max-shifted, so narrow Gaussian kernels do not underflow).
-Compact kernels (tophat, epanechnikov, linear, cosine) only ask the engine for the samples
-within the bandwidth; the Gaussian and exponential kernels visit every sample. An exact sum
-satisfies any ``atol``/``rtol``, which are validated and otherwise unused.
+Design: as scikit-learn, ``fit`` builds a tree (``tree_``: a knnkit
+:class:`~knnkit.neighbors.KDTree` or :class:`~knnkit.neighbors.BallTree`, chosen as scikit-learn
+chooses: ``kd_tree`` for its metrics under ``algorithm="auto"``, else ``ball_tree``) and
+``score_samples`` asks it for ``kernel_density`` with ``atol * N`` and ``rtol``, so nodes whose
+contribution is known within the tolerance are not opened (the Rust trees, in parallel over
+queries).
 
-Cost: O(n_queries * n_samples * n_features) distance work per ``score_samples`` (a tree-based
-Rust version comes later); memory O(block): bounded by ``working_memory``.
+Where knnkit's trees would only wrap scikit-learn's own (metrics outside the minkowski family,
+weighted minkowski), the sums are taken exactly by knnkit's native exact engine instead
+(:class:`~knnkit.neighbors._search.ExactSearch`): the distances come as a flat radius result,
+block by block of queries so a block holds at most ``working_memory`` worth of (query, sample)
+pairs, and each query's sum is taken in log space (max-shifted, so narrow Gaussian kernels do
+not underflow). Compact kernels (tophat, epanechnikov, linear, cosine) only ask the engine for
+the samples within the bandwidth. An exact sum meets any ``atol``/``rtol``.
+
+Cost: the tree's, O(n log n d) to build and sub-linear per query for loose tolerances; the exact
+path O(n_queries * n_samples * n_features), memory bounded by ``working_memory``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from knnkit.neighbors._base import check_extra_params
 from knnkit.neighbors._metrics import effective_metric, resolve
 from knnkit.neighbors._search import ExactSearch
+from knnkit.neighbors._tree_search import TREES
 
 VALID_KERNELS = ["gaussian", "tophat", "epanechnikov", "exponential", "linear", "cosine"]
 
@@ -133,12 +140,12 @@ def _row_logsumexp(values: np.ndarray, lims: np.ndarray) -> np.ndarray:
 
 
 class KernelDensity(BaseEstimator):
-    """Kernel Density Estimation, summed exactly on knnkit's engine.
+    """Kernel Density Estimation on knnkit's KD-tree and ball tree.
 
     Same parameters, results and errors as ``sklearn.neighbors.KernelDensity``: six kernels,
     a number or ``'scott'`` / ``'silverman'`` for the bandwidth, sample weights,
-    ``score_samples``, ``score`` and ``sample``. The kernel sums are exact (see the module
-    docstring), which meets every ``atol`` / ``rtol``.
+    ``score_samples``, ``score`` and ``sample``; the tree's sums meet ``atol`` / ``rtol`` (see
+    the module docstring).
 
     Parameters
     ----------
@@ -147,8 +154,8 @@ class KernelDensity(BaseEstimator):
         (``n ** (-1 / (d + 4))``) or Silverman (``(n * (d + 2) / 4) ** (-1 / (d + 4))``).
 
     algorithm : {'kd_tree', 'ball_tree', 'auto'}, default='auto'
-        Accepted and validated as in scikit-learn (the metric must suit the named tree); the
-        sums are computed by the exact engine whatever the value.
+        The tree (``auto``: the KD-tree when it supports the metric, else the ball tree), as
+        in scikit-learn.
 
     kernel : {'gaussian', 'tophat', 'epanechnikov', 'exponential', 'linear', \
             'cosine'}, default='gaussian'
@@ -159,16 +166,16 @@ class KernelDensity(BaseEstimator):
         normalisation assumes the euclidean metric, as in scikit-learn.
 
     atol : float, default=0
-        Absolute tolerance of the result; validated (>= 0) and met exactly.
+        Absolute tolerance of the result (>= 0): a larger one lets the tree prune more.
 
     rtol : float, default=0
-        Relative tolerance of the result; validated (>= 0) and met exactly.
+        Relative tolerance of the result (>= 0).
 
     breadth_first : bool, default=True
-        Accepted for compatibility (a tree traversal order); not used.
+        Visit the tree's nodes nearest first (True) or depth first.
 
     leaf_size : int, default=40
-        Accepted for compatibility; not used by the exact engine.
+        Leaf size of the tree.
 
     metric_params : dict, default=None
         Additional parameters to be passed to the metric (e.g. ``{'p': 3}`` for minkowski).
@@ -191,11 +198,15 @@ class KernelDensity(BaseEstimator):
         Value of the bandwidth, given directly by the bandwidth parameter or estimated using
         the 'scott' or 'silverman' method.
 
+    tree_ : KDTree or BallTree
+        The knnkit tree the density is computed on (scikit-learn's attribute).
+
     Notes
     -----
-    There is no ``tree_`` attribute (scikit-learn's fitted KD/ball tree): knnkit's trees come
-    later. The bandwidth rules are computed after validating X, so a list works with
-    ``'scott'`` and ``'silverman'`` too (scikit-learn reads ``X.shape`` first).
+    The bandwidth rules are computed after validating X, so a list works with ``'scott'`` and
+    ``'silverman'`` too (scikit-learn reads ``X.shape`` first). For metrics outside the
+    minkowski family the sums are exact, from knnkit's native exact engine (see the module
+    docstring).
 
     Examples
     --------
@@ -283,7 +294,7 @@ class KernelDensity(BaseEstimator):
             Returns the instance itself.
         """
         check_extra_params(self.device, self.algo_params, self.algorithm)
-        self._choose_algorithm(self.algorithm, self.metric)
+        algorithm = self._choose_algorithm(self.algorithm, self.metric)
 
         X = validate_data(self, X, order="C", dtype=np.float64)
         n, d = X.shape
@@ -300,8 +311,19 @@ class KernelDensity(BaseEstimator):
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True
             )
 
-        metric, params = effective_metric(self.metric, 2, self.metric_params)
-        self._index = ExactSearch(resolve(metric, params, d), X)
+        kwargs = {} if self.metric_params is None else self.metric_params
+        self.tree_ = TREES[algorithm](
+            X,
+            metric=self.metric,
+            leaf_size=self.leaf_size,
+            sample_weight=sample_weight,
+            **kwargs,
+        )
+        self._index = None
+        if self.tree_._fallback is not None:
+            # scikit-learn's tree, wrapped: knnkit's exact engine is native (and exact) here.
+            metric, params = effective_metric(self.metric, 2, self.metric_params)
+            self._index = ExactSearch(resolve(metric, params, d), X)
         self._fit_X = X
         self._sample_weight = sample_weight
         return self
@@ -348,6 +370,17 @@ class KernelDensity(BaseEstimator):
             N = self._fit_X.shape[0]
         else:
             N = self._sample_weight.sum()
+        if self._index is None:
+            log_density = self.tree_.kernel_density(
+                X,
+                h=self.bandwidth_,
+                kernel=self.kernel,
+                atol=self.atol * N,
+                rtol=self.rtol,
+                breadth_first=self.breadth_first,
+                return_log=True,
+            )
+            return np.asarray(log_density, dtype=np.float64) - np.log(N)
         log_density = self._log_kernel_sums(X)
         log_density += log_kernel_norm(
             float(self.bandwidth_), self._fit_X.shape[1], self.kernel

@@ -39,15 +39,16 @@ class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
         larger than the number of samples provided, all samples will be used.
 
     algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
-        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
-        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        'auto', 'ball_tree', 'kd_tree' and 'brute' behave as in scikit-learn (``_fit_method``
+        is scikit-learn's choice): 'kd_tree' and 'ball_tree' run knnkit's ``KDTree`` /
+        ``BallTree`` (``_tree``), 'brute' its exact engine. 'hnsw' (a graph,
         ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
         faster on large data, but some true neighbours may be missed, in radius queries too
         (knnkit's tests measure their recall against the exact engine). They serve euclidean
         (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
-        Accepted for compatibility; not used by the exact engine.
+        Leaf size of the KD-tree or ball tree (speed and memory only, never the results).
 
     metric : str, callable or DistanceMetric, default='minkowski'
         The distance metric (see :class:`~knnkit.neighbors.NearestNeighbors`).

@@ -44,15 +44,16 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
         and returns weights of the same shape.
 
     algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
-        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
-        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        'auto', 'ball_tree', 'kd_tree' and 'brute' behave as in scikit-learn (``_fit_method``
+        is scikit-learn's choice): 'kd_tree' and 'ball_tree' run knnkit's ``KDTree`` /
+        ``BallTree`` (``_tree``), 'brute' its exact engine. 'hnsw' (a graph,
         ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
         faster on large data, but some true neighbours may be missed, in radius queries too
         (knnkit's tests measure their recall against the exact engine). They serve euclidean
         (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
-        Accepted for compatibility; not used by the exact engine.
+        Leaf size of the KD-tree or ball tree (speed and memory only, never the results).
 
     p : float, default=2
         Power parameter for the Minkowski metric (p=1: manhattan, p=2: euclidean).
@@ -232,15 +233,16 @@ class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, NeighborsBa
         one distance array per query and returns the weights in the same form.
 
     algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
-        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
-        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        'auto', 'ball_tree', 'kd_tree' and 'brute' behave as in scikit-learn (``_fit_method``
+        is scikit-learn's choice): 'kd_tree' and 'ball_tree' run knnkit's ``KDTree`` /
+        ``BallTree`` (``_tree``), 'brute' its exact engine. 'hnsw' (a graph,
         ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
         faster on large data, but some true neighbours may be missed, in radius queries too
         (knnkit's tests measure their recall against the exact engine). They serve euclidean
         (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
-        Accepted for compatibility; not used by the exact engine.
+        Leaf size of the KD-tree or ball tree (speed and memory only, never the results).
 
     p : float, default=2
         Power parameter for the Minkowski metric (p=1: manhattan, p=2: euclidean).

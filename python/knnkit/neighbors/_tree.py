@@ -400,6 +400,49 @@ class _BinaryTree:
             raise ValueError("count_only and return_distance cannot both be true")
         if sort_results and not return_distance:
             raise ValueError("return_distance must be True if sort_results is True")
+        lims, ind, dist = self._query_radius_csr(
+            X, r, return_distance, count_only, sort_results, n_jobs
+        )
+        if count_only:
+            return np.diff(lims).astype(np.intp)
+        ind = ind.astype(np.intp, copy=False)
+        bounds = lims[1:-1]
+        ind_out = _ragged(np.split(ind, bounds))
+        if return_distance:
+            return ind_out, _ragged(np.split(dist, bounds))
+        return ind_out
+
+    def _query_radius_csr(
+        self,
+        X: Any,
+        r: Any,
+        return_distance: bool = True,
+        count_only: bool = False,
+        sort_results: bool = False,
+        n_jobs: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`query_radius` as flat CSR arrays ``(lims, indices, distances)`` (int64
+        ``lims`` and indices; distances empty unless ``return_distance``), without one Python
+        object per query. What the estimators' tree search reads."""
+        if self._fallback is not None:
+            if count_only:
+                counts = self._fallback.query_radius(X, r, count_only=True)
+                lims = np.zeros(len(counts) + 1, dtype=np.int64)
+                np.cumsum(counts, out=lims[1:])
+                return lims, np.empty(0, np.int64), np.empty(0)
+            if return_distance:
+                ind, dist = self._fallback.query_radius(
+                    X, r, return_distance=True, sort_results=sort_results
+                )
+            else:
+                ind, dist = self._fallback.query_radius(X, r), None
+            lims = np.zeros(len(ind) + 1, dtype=np.int64)
+            np.cumsum([len(i) for i in ind], out=lims[1:])
+            flat_ind = np.concatenate(ind).astype(np.int64) if len(ind) else np.empty(0, np.int64)
+            flat_dist = np.empty(0)
+            if dist is not None and len(dist):
+                flat_dist = np.concatenate(dist)
+            return lims, flat_ind, flat_dist
         X = self._check_X(X)
         r = np.atleast_1d(np.asarray(r, dtype=np.float64))
         if r.shape == (1,):
@@ -418,14 +461,7 @@ class _BinaryTree:
             self._jobs(n_jobs),
         )
         self._n_calls += stats[0]
-        if count_only:
-            return np.diff(lims).astype(np.intp)
-        ind = ind.astype(np.intp, copy=False)
-        bounds = lims[1:-1]
-        ind_out = _ragged(np.split(ind, bounds))
-        if return_distance:
-            return ind_out, _ragged(np.split(dist, bounds))
-        return ind_out
+        return np.asarray(lims, dtype=np.int64), np.asarray(ind, dtype=np.int64), dist
 
     def kernel_density(
         self,

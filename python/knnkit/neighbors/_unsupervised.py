@@ -1,4 +1,4 @@
-"""``NearestNeighbors``: scikit-learn's unsupervised neighbour searches on knnkit's exact engine."""
+"""``NearestNeighbors``: scikit-learn's unsupervised neighbour searches on knnkit's engines."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from knnkit.neighbors._base import KNeighborsMixin, NeighborsBase, RadiusNeighbo
 
 
 class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
-    """Unsupervised learner for implementing neighbor searches, on knnkit's exact engine.
+    """Unsupervised learner for implementing neighbor searches, on knnkit's engines.
 
     Same parameters, attributes and results as ``sklearn.neighbors.NearestNeighbors``
     (``kneighbors``, ``radius_neighbors`` and their ``*_graph`` forms), computed by knnkit's
-    exact SIMD engine with the GIL released.
+    trees or exact SIMD engine (as ``algorithm`` and scikit-learn's ``auto`` choose) with the
+    GIL released.
 
     Parameters
     ----------
@@ -23,15 +24,16 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
         Range of parameter space to use by default for :meth:`radius_neighbors` queries.
 
     algorithm : {'auto', 'ball_tree', 'kd_tree', 'brute', 'hnsw', 'ivf'}, default='auto'
-        'auto', 'ball_tree', 'kd_tree' and 'brute' are validated as in scikit-learn and all run
-        knnkit's exact engine (``_fit_method`` is ``'brute'``). 'hnsw' (a graph,
+        'auto', 'ball_tree', 'kd_tree' and 'brute' behave as in scikit-learn (``_fit_method``
+        is scikit-learn's choice): 'kd_tree' and 'ball_tree' run knnkit's ``KDTree`` /
+        ``BallTree`` (``_tree``), 'brute' its exact engine. 'hnsw' (a graph,
         ``knnkit.HNSWIndex``) and 'ivf' (k-means cells, ``knnkit.IVFIndex``) are approximate:
         faster on large data, but some true neighbours may be missed, in radius queries too
         (knnkit's tests measure their recall against the exact engine). They serve euclidean
         (also minkowski with p=2, seuclidean, mahalanobis), sqeuclidean and cosine.
 
     leaf_size : int, default=30
-        Accepted for compatibility; not used by the exact engine.
+        Leaf size of the KD-tree or ball tree (speed and memory only, never the results).
 
     metric : str, callable or DistanceMetric, default='minkowski'
         Any metric name scikit-learn's neighbours accept. Native (fast) metrics: euclidean,

@@ -19,7 +19,7 @@ pub const LANES: usize = 8;
 pub(crate) type Block<T> = fn(&[T], &[T]) -> [T; LANES];
 
 #[inline(always)]
-fn sq<T: Float>(q: &[T], blk: &[T]) -> [T; LANES] {
+pub(crate) fn sq<T: Float>(q: &[T], blk: &[T]) -> [T; LANES] {
     let mut acc = [T::ZERO; LANES];
     for (col, &x) in blk.chunks_exact(LANES).zip(q) {
         for l in 0..LANES {
@@ -31,7 +31,7 @@ fn sq<T: Float>(q: &[T], blk: &[T]) -> [T; LANES] {
 }
 
 #[inline(always)]
-fn l1<T: Float>(q: &[T], blk: &[T]) -> [T; LANES] {
+pub(crate) fn l1<T: Float>(q: &[T], blk: &[T]) -> [T; LANES] {
     let mut acc = [T::ZERO; LANES];
     for (col, &x) in blk.chunks_exact(LANES).zip(q) {
         for l in 0..LANES {
@@ -42,7 +42,7 @@ fn l1<T: Float>(q: &[T], blk: &[T]) -> [T; LANES] {
 }
 
 #[inline(always)]
-fn linf<T: Float>(q: &[T], blk: &[T]) -> [T; LANES] {
+pub(crate) fn linf<T: Float>(q: &[T], blk: &[T]) -> [T; LANES] {
     let mut acc = [T::ZERO; LANES];
     for (col, &x) in blk.chunks_exact(LANES).zip(q) {
         for l in 0..LANES {

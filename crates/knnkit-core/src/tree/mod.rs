@@ -186,18 +186,25 @@ pub(crate) trait Ops<T: Float>: Copy + Send + Sync {
     fn pow(&self, x: T) -> T;
     /// Folds a contribution into a reduced distance (sum, or max for chebyshev).
     fn fold(&self, acc: T, v: T) -> T;
+    /// The same metric with its block kernel inlined at the call site (the baseline
+    /// instruction set, no call) rather than called through the dispatched pointer.
+    #[inline(always)]
+    fn inlined(self) -> Self {
+        self
+    }
     #[inline(always)]
     fn dist(&self, a: &[T], b: &[T]) -> T {
         self.rdist_to_dist(self.rdist(a, b))
     }
 }
 
+/// The block kernel through the dispatched pointer, or (`.1`) inlined.
 #[derive(Clone, Copy)]
-pub(crate) struct Euclid<T>(kernels::Block<T>);
+pub(crate) struct Euclid<T>(kernels::Block<T>, bool);
 #[derive(Clone, Copy)]
-pub(crate) struct L1<T>(kernels::Block<T>);
+pub(crate) struct L1<T>(kernels::Block<T>, bool);
 #[derive(Clone, Copy)]
-pub(crate) struct Linf<T>(kernels::Block<T>);
+pub(crate) struct Linf<T>(kernels::Block<T>, bool);
 #[derive(Clone, Copy)]
 pub(crate) struct Mink<T> {
     p: T,
@@ -207,7 +214,15 @@ pub(crate) struct Mink<T> {
 impl<T: Float> Ops<T> for Euclid<T> {
     #[inline(always)]
     fn rdist8(&self, q: &[T], blk: &[T]) -> [T; kernels::LANES] {
-        (self.0)(q, blk)
+        if self.1 {
+            kernels::sq(q, blk)
+        } else {
+            (self.0)(q, blk)
+        }
+    }
+    #[inline(always)]
+    fn inlined(self) -> Self {
+        Euclid(self.0, true)
     }
     #[inline(always)]
     fn rdist(&self, a: &[T], b: &[T]) -> T {
@@ -239,7 +254,15 @@ impl<T: Float> Ops<T> for Euclid<T> {
 impl<T: Float> Ops<T> for L1<T> {
     #[inline(always)]
     fn rdist8(&self, q: &[T], blk: &[T]) -> [T; kernels::LANES] {
-        (self.0)(q, blk)
+        if self.1 {
+            kernels::l1(q, blk)
+        } else {
+            (self.0)(q, blk)
+        }
+    }
+    #[inline(always)]
+    fn inlined(self) -> Self {
+        L1(self.0, true)
     }
     #[inline(always)]
     fn rdist(&self, a: &[T], b: &[T]) -> T {
@@ -270,7 +293,15 @@ impl<T: Float> Ops<T> for L1<T> {
 impl<T: Float> Ops<T> for Linf<T> {
     #[inline(always)]
     fn rdist8(&self, q: &[T], blk: &[T]) -> [T; kernels::LANES] {
-        (self.0)(q, blk)
+        if self.1 {
+            kernels::linf(q, blk)
+        } else {
+            (self.0)(q, blk)
+        }
+    }
+    #[inline(always)]
+    fn inlined(self) -> Self {
+        Linf(self.0, true)
     }
     #[inline(always)]
     fn rdist(&self, a: &[T], b: &[T]) -> T {
@@ -334,15 +365,15 @@ macro_rules! with_ops {
     ($metric:expr, $t:ty, |$m:ident| $body:expr) => {
         match $metric {
             $crate::tree::TreeMetric::Euclidean => {
-                let $m = $crate::tree::Euclid($crate::tree::kernels::kernels::<$t>().sq);
+                let $m = $crate::tree::Euclid($crate::tree::kernels::kernels::<$t>().sq, false);
                 $body
             }
             $crate::tree::TreeMetric::Manhattan => {
-                let $m = $crate::tree::L1($crate::tree::kernels::kernels::<$t>().l1);
+                let $m = $crate::tree::L1($crate::tree::kernels::kernels::<$t>().l1, false);
                 $body
             }
             $crate::tree::TreeMetric::Chebyshev => {
-                let $m = $crate::tree::Linf($crate::tree::kernels::kernels::<$t>().linf);
+                let $m = $crate::tree::Linf($crate::tree::kernels::kernels::<$t>().linf, false);
                 $body
             }
             $crate::tree::TreeMetric::Minkowski(p) => {

@@ -6,6 +6,12 @@
 //! Breadth-first: the same with a min-heap of nodes by bound. Dual-tree: a tree is built over the
 //! queries, and node pairs are pruned by the bound between them and the worst k-th distance of
 //! the query node (scikit-learn's algorithm); results are the same in all three modes.
+//! Single-tree queries are visited in Z-order ([`spatial_order`], so neighbouring queries reuse
+//! the cached nodes and leaves), the per-query k-best set is reused and written straight into
+//! the output, the first leaf's points enter by one selection of their k best, a leaf block
+//! whose eight distances all exceed the k-th best costs one branch (a lane mask), and the block
+//! kernel is inlined into the traversal instead of called through the dispatch pointer. None of
+//! this changes a query's answer or its work counters.
 //!
 //! Radius: depth-first, left to right (so unsorted results come in scikit-learn's order); a
 //! node entirely inside the radius is taken whole without computing its distances unless they
@@ -47,48 +53,48 @@ const SMALL_K: usize = 32;
 /// The k best (reduced distance, row) pairs of one query. Small k: a sorted array, where an
 /// insertion is a short shift and the result needs no sort; large k: the shared heap. Ties go to
 /// the lower row number either way. `push` expects `key <= threshold()`.
-enum Best<T> {
+enum Set<T> {
     Small {
         k: usize,
         len: usize,
         keys: Vec<T>,
         ids: Vec<usize>,
     },
-    Heap(TopK<T>),
+    Heap(TopK<T>, usize),
 }
 
-impl<T: Float> Best<T> {
+impl<T: Float> Set<T> {
     fn new(k: usize) -> Self {
         if k <= SMALL_K {
-            Best::Small {
+            Set::Small {
                 k,
                 len: 0,
                 keys: vec![T::INFINITY; k],
                 ids: vec![0; k],
             }
         } else {
-            Best::Heap(TopK::new(k))
+            Set::Heap(TopK::new(k), k)
         }
     }
 
     #[inline(always)]
     fn threshold(&self) -> T {
         match self {
-            Best::Small { k, len, keys, .. } => {
+            Set::Small { k, len, keys, .. } => {
                 if len < k {
                     T::INFINITY
                 } else {
                     keys[*k - 1]
                 }
             }
-            Best::Heap(h) => h.threshold(),
+            Set::Heap(h, _) => h.threshold(),
         }
     }
 
     #[inline(always)]
     fn push(&mut self, key: T, id: usize) {
         match self {
-            Best::Small { k, len, keys, ids } => {
+            Set::Small { k, len, keys, ids } => {
                 let mut i = *len;
                 if *len == *k {
                     let (lk, li) = (keys[*k - 1], ids[*k - 1]);
@@ -107,16 +113,181 @@ impl<T: Float> Best<T> {
                 keys[i] = key;
                 ids[i] = id;
             }
-            Best::Heap(h) => h.push(key, id),
+            Set::Heap(h, _) => h.push(key, id),
         }
     }
 
     fn into_sorted(self) -> Vec<Candidate<T>> {
         match self {
-            Best::Small { len, keys, ids, .. } => keys.into_iter().zip(ids).take(len).collect(),
-            Best::Heap(h) => h.into_sorted(),
+            Set::Small { len, keys, ids, .. } => keys.into_iter().zip(ids).take(len).collect(),
+            Set::Heap(h, _) => h.into_sorted(),
         }
     }
+
+    /// Empties the set for the next query (keeps its buffers).
+    #[inline(always)]
+    fn reset(&mut self) {
+        match self {
+            Set::Small { len, .. } => *len = 0,
+            Set::Heap(h, k) => *h = TopK::new(*k),
+        }
+    }
+
+    /// Writes the held candidates, best first, into `keys` and `ids` (each of length k; the set
+    /// must be full) and empties the set.
+    #[inline(always)]
+    fn drain_into(&mut self, out_keys: &mut [T], out_ids: &mut [i64]) {
+        match self {
+            Set::Small { len, keys, ids, .. } => {
+                let held = keys.iter().zip(ids.iter()).take(*len);
+                for ((ok, oi), (&key, &id)) in out_keys.iter_mut().zip(out_ids.iter_mut()).zip(held)
+                {
+                    *ok = key;
+                    *oi = id as i64;
+                }
+                *len = 0;
+            }
+            Set::Heap(h, k) => {
+                let full = std::mem::replace(h, TopK::new(*k));
+                for (j, (key, id)) in full.into_sorted().into_iter().enumerate() {
+                    out_keys[j] = key;
+                    out_ids[j] = id as i64;
+                }
+            }
+        }
+    }
+}
+
+/// The k best of one query ([`Set`]) and a scratch buffer for the first leaves.
+struct Best<T> {
+    set: Set<T>,
+    k: usize,
+    held: usize,
+    scratch: Vec<Candidate<T>>,
+}
+
+impl<T: Float> Best<T> {
+    fn new(k: usize) -> Self {
+        Best {
+            set: Set::new(k),
+            k,
+            held: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn threshold(&self) -> T {
+        self.set.threshold()
+    }
+
+    #[inline(always)]
+    fn is_full(&self) -> bool {
+        self.held >= self.k
+    }
+
+    #[inline(always)]
+    fn push(&mut self, key: T, id: usize) {
+        self.held += 1;
+        self.set.push(key, id);
+    }
+
+    fn into_sorted(self) -> Vec<Candidate<T>> {
+        self.set.into_sorted()
+    }
+
+    #[inline(always)]
+    fn reset(&mut self) {
+        self.held = 0;
+        self.set.reset();
+    }
+
+    #[inline(always)]
+    fn drain_into(&mut self, out_keys: &mut [T], out_ids: &mut [i64]) {
+        self.held = 0;
+        self.set.drain_into(out_keys, out_ids);
+    }
+
+    /// Offers many candidates at once (the points of a leaf while fewer than k are held): the
+    /// k best of them by (key, row) are selected first, so only k are inserted, in order. The
+    /// held set ends the same as with one push per candidate.
+    #[inline(always)]
+    fn push_all(&mut self) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let cmp = |a: &Candidate<T>, b: &Candidate<T>| {
+            a.0.partial_cmp(&b.0)
+                .unwrap_or(Ordering::Equal)
+                .then(a.1.cmp(&b.1))
+        };
+        if scratch.len() > self.k && self.k > 0 {
+            scratch.select_nth_unstable_by(self.k - 1, cmp);
+            scratch.truncate(self.k);
+        }
+        scratch.sort_unstable_by(cmp);
+        for &(key, id) in &scratch {
+            if key <= self.threshold() {
+                self.push(key, id);
+            }
+        }
+        scratch.clear();
+        self.scratch = scratch;
+    }
+}
+
+/// Query rows in Z-order (Morton order of their coordinates, quantised over the queries' own
+/// bounding box): consecutive queries then visit the same nodes, so a run over many queries
+/// reads the tree from cache. Only the visiting order changes; every query's answer and work
+/// are the same.
+fn spatial_order<T: Float>(queries: &[T], nq: usize, d: usize) -> Vec<u32> {
+    if nq < 2 * super::SMALL_QUERIES || nq > u32::MAX as usize || d == 0 {
+        return (0..nq as u32).collect();
+    }
+    let dims = d.min(16);
+    let bits = (63 / dims).min(16);
+    let mut lo = vec![f64::INFINITY; dims];
+    let mut hi = vec![f64::NEG_INFINITY; dims];
+    for q in queries.chunks_exact(d) {
+        for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(&q[..dims]) {
+            *l = l.min(x.to_f64());
+            *h = h.max(x.to_f64());
+        }
+    }
+    let top = ((1u64 << bits) - 1) as f64;
+    let scale: Vec<f64> = (0..dims)
+        .map(|j| {
+            let w = hi[j] - lo[j];
+            if w > 0.0 && w.is_finite() {
+                top / w
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut keyed: Vec<(u64, u32)> = queries
+        .chunks_exact(d)
+        .enumerate()
+        .map(|(i, q)| {
+            let mut cells = [0u64; 16];
+            let coords = q[..dims].iter().zip(lo.iter().zip(&scale));
+            for (cell, (&x, (&l, &s))) in cells.iter_mut().zip(coords) {
+                let c = (x.to_f64() - l) * s;
+                *cell = if c > 0.0 {
+                    (c as u64).min(top as u64)
+                } else {
+                    0
+                };
+            }
+            let mut key = 0u64;
+            for b in (0..bits).rev() {
+                for cell in cells.iter().take(dims) {
+                    key = (key << 1) | ((cell >> b) & 1);
+                }
+            }
+            (key, i as u32)
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 /// A node waiting in the breadth-first queue: smallest bound first.
@@ -186,18 +357,31 @@ impl<'a, T: Float> TreeView<'a, T> {
             .map_err(|_| too_big())?;
         let mut stats = Stats::default();
         if k > 0 && nq > 0 {
-            let (per_query, st) = if opts.dualtree {
-                self.knn_dual(queries, k, params)?
-            } else {
-                self.knn_single(queries, nq, k, opts.breadth_first, params)?
-            };
-            stats = st;
-            with_ops!(self.metric, T, |m| {
+            if opts.dualtree {
+                let (per_query, st) = self.knn_dual(queries, k, params)?;
+                stats = st;
                 for cands in &per_query {
                     for &(key, i) in cands {
-                        distances.push(Ops::<T>::rdist_to_dist(&m, key));
+                        distances.push(key);
                         indices.push(i as i64);
                     }
+                }
+            } else {
+                distances.resize(total, T::ZERO);
+                indices.resize(total, 0);
+                stats = self.knn_single(
+                    queries,
+                    nq,
+                    k,
+                    opts.breadth_first,
+                    params,
+                    &mut distances,
+                    &mut indices,
+                )?;
+            }
+            with_ops!(self.metric, T, |m| {
+                for key in distances.iter_mut() {
+                    *key = Ops::<T>::rdist_to_dist(&m, *key);
                 }
             });
         }
@@ -211,7 +395,10 @@ impl<'a, T: Float> TreeView<'a, T> {
         ))
     }
 
-    /// Single-tree k-nearest, in parallel over chunks of query rows.
+    /// Single-tree k-nearest, in parallel over chunks of query rows (visited in
+    /// [`spatial_order`]); writes each query's k reduced distances and rows, best first, into
+    /// `keys` and `ids` (n_queries × k, query order).
+    #[allow(clippy::too_many_arguments)]
     fn knn_single(
         &self,
         queries: &[T],
@@ -219,41 +406,66 @@ impl<'a, T: Float> TreeView<'a, T> {
         k: usize,
         breadth_first: bool,
         params: &SearchParams,
-    ) -> Result<(Vec<Vec<Candidate<T>>>, Stats)> {
+        keys: &mut [T],
+        ids: &mut [i64],
+    ) -> Result<Stats> {
+        let order = spatial_order(queries, nq, self.d);
         let parts = run_chunks(nq, params, |range| {
             with_bounds!(self.kind, T, |B| with_ops!(self.metric, T, |m| {
+                let m = m.inlined();
                 let mut stack = Vec::new();
                 let mut queue = BinaryHeap::new();
                 let mut st = Stats::default();
-                let found: Vec<Vec<Candidate<T>>> = range
-                    .map(|qi| {
-                        let q = &queries[qi * self.d..(qi + 1) * self.d];
-                        let mut heap = Best::new(k);
-                        if breadth_first {
-                            self.knn_bf::<B, _>(&m, q, &mut heap, &mut queue, &mut st);
-                        } else {
-                            self.knn_df::<B, _>(&m, q, &mut heap, &mut stack, &mut st);
-                        }
-                        heap.into_sorted()
-                    })
-                    .collect();
-                (found, st)
+                let mut heap = Best::new(k);
+                let mut out_keys = vec![T::ZERO; range.len() * k];
+                let mut out_ids = vec![0i64; range.len() * k];
+                for (o, pos) in range.enumerate() {
+                    let qi = order[pos] as usize;
+                    let q = &queries[qi * self.d..(qi + 1) * self.d];
+                    heap.reset();
+                    if breadth_first {
+                        self.knn_bf::<B, _>(&m, q, &mut heap, &mut queue, &mut st);
+                    } else {
+                        self.knn_df::<B, _>(&m, q, &mut heap, &mut stack, &mut st);
+                    }
+                    heap.drain_into(
+                        &mut out_keys[o * k..(o + 1) * k],
+                        &mut out_ids[o * k..(o + 1) * k],
+                    );
+                }
+                (out_keys, out_ids, st)
             }))
         })?;
         let mut stats = Stats::default();
-        let mut all = Vec::with_capacity(nq);
-        for (found, st) in parts {
-            all.extend(found);
+        let mut pos = 0;
+        for (out_keys, out_ids, st) in parts {
+            for (kc, ic) in out_keys.chunks_exact(k).zip(out_ids.chunks_exact(k)) {
+                let qi = order[pos] as usize;
+                keys[qi * k..(qi + 1) * k].copy_from_slice(kc);
+                ids[qi * k..(qi + 1) * k].copy_from_slice(ic);
+                pos += 1;
+            }
             stats = stats.add(st);
         }
-        Ok((all, stats))
+        Ok(stats)
     }
 
-    /// Scans a leaf into the k best: eight distances per kernel call, then one compare each.
+    /// Scans a leaf into the k best: eight distances per kernel call, then one compare per
+    /// block (a lane mask) and one per point that can enter. While fewer than k are held (the
+    /// first leaf), the leaf's distances are gathered and only their k best inserted.
     #[inline(always)]
     fn scan_leaf<M: Ops<T>>(&self, m: &M, q: &[T], node: usize, heap: &mut Best<T>) -> u64 {
         const L: usize = kernels::LANES;
         let nd = self.nodes[node];
+        if !heap.is_full() {
+            let mut scratch = std::mem::take(&mut heap.scratch);
+            self.for_each_rdist(m, q, nd.range(), |p, r| {
+                scratch.push((r, self.idx_array[p] as usize))
+            });
+            heap.scratch = scratch;
+            heap.push_all();
+            return nd.len() as u64;
+        }
         let w = self.d * L;
         let mut thr = heap.threshold();
         let (mut p, end) = (nd.idx_start, nd.idx_end);
@@ -261,10 +473,19 @@ impl<'a, T: Float> TreeView<'a, T> {
             let b = p / L;
             let out = m.rdist8(q, &self.blocks[b * w..(b + 1) * w]);
             let stop = end.min((b + 1) * L);
-            for pos in p..stop {
-                let r = out[pos - b * L];
+            let (lo, hi) = (p - b * L, stop - b * L);
+            // Lanes that can enter, as a bit mask: one branch per block in the common case.
+            let mut mask = 0u32;
+            for (l, &r) in out.iter().enumerate() {
+                mask |= u32::from(r <= thr) << l;
+            }
+            mask &= ((1u32 << hi) - 1) & !((1u32 << lo) - 1);
+            while mask != 0 {
+                let l = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let r = out[l];
                 if r <= thr {
-                    heap.push(r, self.idx_array[pos] as usize);
+                    heap.push(r, self.idx_array[b * L + l] as usize);
                     thr = heap.threshold();
                 }
             }
@@ -273,6 +494,7 @@ impl<'a, T: Float> TreeView<'a, T> {
         nd.len() as u64
     }
 
+    #[inline(always)]
     fn knn_df<B: Bounds<T>, M: Ops<T>>(
         &self,
         m: &M,
@@ -307,6 +529,7 @@ impl<'a, T: Float> TreeView<'a, T> {
         }
     }
 
+    #[inline(always)]
     fn knn_bf<B: Bounds<T>, M: Ops<T>>(
         &self,
         m: &M,

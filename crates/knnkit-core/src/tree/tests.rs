@@ -471,3 +471,18 @@ fn interrupt_stops_a_query() {
     let r = tree.view().kernel_density(&q, 1.0, g, 0.0, 0.0, false, &p);
     assert_eq!(r.unwrap_err(), Error::Interrupted);
 }
+
+#[test]
+fn many_queries_in_z_order_match_brute_force() {
+    // Enough queries for the Z-order visit and the parallel chunks; k above and below the
+    // sorted-array limit of the k-best set.
+    let x = grid(400, 3, 7, 11);
+    let queries = grid(300, 3, 8, 12);
+    for kind in KINDS {
+        for metric in METRICS {
+            let tree = Tree::build(&x, 3, kind, metric, 5, None, 2).unwrap();
+            check_queries(&x, 3, &tree, &queries, 4, 2.5);
+            check_queries(&x, 3, &tree, &queries, 40, 2.5);
+        }
+    }
+}
