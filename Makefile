@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-installed
 # Wheel build in release mode; `make dev` rebuilds the extension in place.
 BUILD := $(PY) -m maturin develop --release --quiet
 
-.PHONY: help demo test test-rust test-python test-all lint bench bench-ann bench-trees build dev clean
+.PHONY: help demo test test-rust test-python test-all lint bench bench-ann bench-gpu bench-trees build dev clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -51,6 +51,9 @@ bench: build ## exact search vs scikit-learn and faiss-cpu, select_k vs GridSear
 bench-ann: build ## HNSW and IVF vs hnswlib and faiss-cpu on ../shared/data/words_minilm.npz and MNIST-shaped data
 	$(PIP) install --quiet faiss-cpu hnswlib
 	$(PY) benchmarks/bench_ann.py
+
+bench-gpu: build ## knnkit's torch backend vs torch.cdist + topk and faiss-gpu on a CUDA device (DEVICE=cuda)
+	$(PY) benchmarks/bench_gpu.py --device $(or $(DEVICE),cuda)
 
 bench-trees: build ## KD-tree and ball tree vs scikit-learn's
 	$(PY) benchmarks/bench_trees.py

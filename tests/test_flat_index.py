@@ -205,3 +205,84 @@ def test_forked_child_searches_without_deadlock():
     child.join(60)
     assert child.exitcode == 0, "the forked child hung or crashed"
     assert out.get(timeout=5) == expected
+
+
+# -- device= (the torch backend; skipped without torch) ---------------------------------------
+
+
+@pytest.mark.parametrize("metric", [*METRICS, "minkowski"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_device_cpu_matches_the_rust_engine(data, metric, dtype):
+    pytest.importorskip("torch")
+    X, Q = data
+    ids = np.arange(X.shape[0], dtype=np.int64) * 3 + 5
+    rust = knnkit.FlatIndex(24, metric=metric, dtype=dtype, p=3.0)
+    dev = knnkit.FlatIndex(24, metric=metric, dtype=dtype, p=3.0, device="cpu")
+    for ix in (rust, dev):
+        ix.add(X[:400], ids=ids[:400])
+        ix.add(X[400:], ids=ids[400:])
+    rtol = 1e-4 if dtype == "float32" else 1e-10
+    for kw in ({}, {"filter": ids[::7]}):
+        Dr, Ir = rust.search(Q, 9, **kw)
+        Dd, Id = dev.search(Q, 9, **kw)
+        assert isinstance(Dd, np.ndarray) and Dd.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(Id, Ir)
+        np.testing.assert_allclose(Dd, Dr, rtol=rtol, atol=rtol)
+    radius = float(np.quantile(rust.search(Q, 5)[0][:, -1], 0.5))
+    for got, want in zip(dev.range_search(Q, radius), rust.range_search(Q, radius), strict=True):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+
+
+def test_device_tensors_in_tensors_out_padding_and_mutations(data):
+    torch = pytest.importorskip("torch")
+    X, Q = (a.astype(np.float32) for a in data)
+    rust = knnkit.FlatIndex(24)
+    dev = knnkit.FlatIndex(24, device=torch.device("cpu"))
+    assert "device='cpu'" in repr(dev)
+    for ix in (rust, dev):
+        ix.add(X)
+    D, I = dev.search(torch.from_numpy(Q), 4)
+    assert isinstance(D, torch.Tensor) and isinstance(I, torch.Tensor) and I.dtype == torch.int64
+    np.testing.assert_array_equal(I.numpy(), rust.search(Q, 4)[1])
+    D1, I1 = dev.search(torch.from_numpy(Q[0]), 2)  # one vector is one query
+    assert tuple(I1.shape) == (1, 2)
+    # fewer candidates than k: id -1, distance +inf, as the Rust engine
+    for kw in ({"filter": [3, 9]}, {}):
+        Dd, Id = dev.search(Q[:3], 3 if kw else 701, **kw)
+        Dr, Ir = rust.search(Q[:3], 3 if kw else 701, **kw)
+        np.testing.assert_array_equal(Id, Ir)
+        np.testing.assert_allclose(Dd, Dr, rtol=1e-4, atol=1e-4)
+    # the device copy follows removals and additions
+    gone = rust.search(Q[:1], 2)[1][0]
+    for ix in (rust, dev):
+        assert ix.remove(gone) == 2
+        ix.add(Q[:5])
+    np.testing.assert_array_equal(dev.search(Q, 3)[1], rust.search(Q, 3)[1])
+    back = pickle.loads(pickle.dumps(dev))
+    assert back.device == dev.device
+    np.testing.assert_array_equal(back.search(Q, 3)[1], rust.search(Q, 3)[1])
+    empty = knnkit.FlatIndex(24, device="cpu")
+    De, Ie = empty.search(torch.from_numpy(Q[:2]), 2)
+    assert isinstance(Ie, torch.Tensor) and (Ie == -1).all() and torch.isinf(De).all()
+
+
+def test_device_bad_input_is_rejected_clearly(data):
+    torch = pytest.importorskip("torch")
+    X, Q = (a.astype(np.float32) for a in data)
+    with pytest.raises(ValueError, match="hamming"):
+        knnkit.FlatIndex(24, metric="hamming", device="cpu")
+    with pytest.raises(ValueError, match="nosuchdevice"):
+        knnkit.FlatIndex(24, device="nosuchdevice")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            knnkit.FlatIndex(24, device="cuda")
+    ix = knnkit.FlatIndex(24, device="cpu")
+    ix.add(X)
+    with pytest.raises(TypeError):
+        ix.search(torch.from_numpy(Q.astype(np.float64)), 2)
+    with pytest.raises(DimensionMismatchError):
+        ix.search(torch.zeros((2, 5)), 2)
+    with pytest.raises(DimensionMismatchError):
+        ix.search(np.zeros((2, 5), np.float32), 2)
+    with pytest.raises(ValueError, match="finite"):
+        ix.search(torch.full((1, 24), float("nan")), 2)

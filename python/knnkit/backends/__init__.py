@@ -13,16 +13,22 @@ mode (TF32 on CUDA, BF16 elsewhere) that stays exact, no cap on ``k``, numpy or 
 tensors out on the input's device; tests in ``tests/test_torch_backend.py`` (CPU in CI, ``gpu``
 marker for CUDA-only tests); torch installed by ``make``'s dependency stamp.
 
+Part 2 (done, no GPU machine lent): ``benchmarks/bench_gpu.py`` (``make bench-gpu``: 10k x 60k
+x 784 and 10k x 1M x 128, k = 10, knnkit fp32 / fast against ``torch.cdist`` + ``topk`` and
+faiss-gpu, ids checked against the Rust engine; writes ``benchmarks/results/gpu.json`` and the
+``gpu`` section of ``docs/benchmarks.md`` only on a GPU), ``examples/mnist_gpu.py`` (digits and
+60k x 784 MNIST-shaped, search + ``scatter_add`` vote on the device; ``tests/test_examples.py``),
+and ``FlatIndex(..., device=...)`` (numpy store kept, a device tensor of the live rows used for
+``search`` / ``range_search``; numpy in -> numpy out, tensor in -> tensor out).
+
 Left for the next parts:
 
-- ``device=`` on ``FlatIndex`` and on the estimators (``knnkit.neighbors``), calling
+- ``device=`` on the estimators (``knnkit.neighbors``), calling
   :func:`knnkit.backends.torch.knn`; voting / weighting / ``predict_proba`` on the device with
   ``scatter_add``; tensors accepted without a host copy.
 - IVF training (k-means) on the GPU through torch; the index usable on the CPU afterwards.
-- ``examples/`` MNIST-style walkthrough (digits + 60k x 784 synthetic), CPU and GPU timings.
-- ``benchmarks/`` 10k x 60k x 784 and 10k x 1M x 128, k = 10, against ``torch.cdist`` + ``topk``
-  and faiss, fp32 and fast; results in ``docs/benchmarks.md``. The GPU tests and the benchmark
-  have not yet run on a GPU (no GPU machine was lent to part 1).
+- Run ``make bench-gpu`` and ``pytest -m gpu tests/test_torch_backend.py`` on a CUDA machine and
+  record the results (the GPU tests and the benchmark have not yet run on a GPU).
 - Performance on the GPU is unmeasured, and the ``gpu``-marked tests have never run. The
   certified fast mode redoes in fp32 every query whose neighbour gaps are smaller than the
   BF16/TF32 error bound (the bound is worst-case: ``|q| max|x|`` times ~6 u_in). On Gaussian

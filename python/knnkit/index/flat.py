@@ -3,10 +3,18 @@
 Storage: a row-major buffer of ``dtype`` grown geometrically (amortised O(1) ``add``), the int64 id
 of each row, and the rows' squared norms (cached for the dot-product metrics). Searches call the
 Rust engine on the live rows with the GIL released; ``remove`` compacts the buffer.
+
+With ``device=`` (a torch device), the numpy buffer stays the stored copy (``get``, ``remove``,
+``save`` and pickling work on it) and a tensor of the live rows and their ids lives on the device,
+built at the first search after a change; searches there go through
+:mod:`knnkit.backends.torch` (exact, same distances and tie order as the Rust engine up to
+rounding). Numpy queries give numpy results; tensor queries (on the index's device, of its dtype)
+give tensors on that device, with no host copy.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -15,7 +23,7 @@ import numpy as np
 from knnkit import _core
 from knnkit import io as _io
 from knnkit._validation import as_matrix, check_dtype, check_positive_int
-from knnkit.errors import CorruptIndexError
+from knnkit.errors import CorruptIndexError, DimensionMismatchError
 from knnkit.index._common import allowed_mask, as_ids, empty_result
 from knnkit.index._common import new_ids as new_ids_for
 from knnkit.index._result import SearchResult
@@ -57,6 +65,12 @@ class FlatIndex:
         proven error bound and whatever the bound cannot exclude is re-scored in float32, so
         results are exactly the float32 ones. ``None``: on for float32 with euclidean,
         sqeuclidean, cosine or inner_product; ``False`` saves the copy's memory.
+    device : str or torch.device, optional
+        Search with :mod:`knnkit.backends.torch` on this torch device (``"cuda"``, ``"mps"``,
+        ``"cpu"``; needs torch) instead of the Rust engine. Not for ``hamming``. ``None``
+        (default): the Rust engine, which is the faster choice on the CPU. An unavailable
+        device raises ``ValueError`` naming it. ``save`` writes a plain (CPU) index; pickling
+        keeps the device.
 
     Examples
     --------
@@ -75,6 +89,7 @@ class FlatIndex:
         dtype: Any = "float32",
         p: float = 2.0,
         bf16: bool | None = None,
+        device: Any = None,
     ) -> None:
         self.dim = check_positive_int(dim, "dim")
         name = _ALIASES.get(metric, metric) if isinstance(metric, str) else metric
@@ -98,6 +113,19 @@ class FlatIndex:
         self._norms = np.empty(0, dtype=self.dtype)
         self._n = 0
         self._next_id = 0
+        self.device = None
+        self._dev: tuple[Any, Any] | None = None  # (vectors, ids) of the live rows on the device
+        if device is not None:
+            if name == "hamming":
+                raise ValueError(
+                    f"device: the torch backend has no 'hamming' metric; expected device=None, "
+                    f"got {device!r}"
+                )
+            from knnkit.backends.torch import resolve_device
+
+            self.device = resolve_device(device)
+            if self.device.type == "mps" and self.dtype == np.float64:
+                raise TypeError(f"device: {str(self.device)!r} has no float64; use float32")
 
     # -- contents -------------------------------------------------------------------------------
 
@@ -110,9 +138,10 @@ class FlatIndex:
         return self._n
 
     def __repr__(self) -> str:
+        dev = "" if self.device is None else f", device={str(self.device)!r}"
         return (
             f"FlatIndex(dim={self.dim}, metric={self.metric!r}, dtype={self.dtype.name!r}, "
-            f"ntotal={self._n})"
+            f"ntotal={self._n}{dev})"
         )
 
     def train(self, X: Any = None) -> None:
@@ -126,6 +155,7 @@ class FlatIndex:
         new_ids = new_ids_for(ids, n, self._next_id, self._ids[: self._n])
         if n == 0:
             return
+        self._dev = None
         self._reserve(self._n + n)
         self._data[self._n : self._n + n] = X
         self._ids[self._n : self._n + n] = new_ids
@@ -166,6 +196,7 @@ class FlatIndex:
         keep = np.ones(self._n, dtype=bool)
         keep[rows] = False
         n = int(keep.sum())
+        self._dev = None
         data, idv, norms = self._data[: self._n], self._ids[: self._n], self._norms[: self._n]
         self._data = np.ascontiguousarray(data[keep])
         self._ids = idv[keep].copy()
@@ -177,7 +208,7 @@ class FlatIndex:
 
     def reset(self) -> None:
         """Removes everything."""
-        self.__init__(self.dim, self.metric, self.dtype, self.p, self.bf16)
+        self.__init__(self.dim, self.metric, self.dtype, self.p, self.bf16, self.device)
 
     def memory_usage(self) -> int:
         """Bytes held by the stored vectors, ids, norms and bf16 copy."""
@@ -214,6 +245,8 @@ class FlatIndex:
         +inf (-inf for inner product).
         """
         k = check_positive_int(k, "k")
+        if self.device is not None:
+            return self._search_device(Q, k, filter)
         Q = as_matrix(Q, "queries", self.dtype, self.dim)
         data, norms, rows = self._live(filter)
         nq = Q.shape[0]
@@ -235,6 +268,8 @@ class FlatIndex:
         """Every stored vector within ``radius`` of each query, as ``(lims, D, I)``: the matches
         of query ``i`` are ``D[lims[i]:lims[i+1]]``, sorted closest first. For ``inner_product``,
         the vectors whose similarity is at least ``radius``."""
+        if self.device is not None:
+            return self._range_search_device(Q, radius, filter)
         Q = as_matrix(Q, "queries", self.dtype, self.dim)
         data, norms, rows = self._live(filter)
         r = np.asarray(radius, dtype=self.dtype)
@@ -255,6 +290,75 @@ class FlatIndex:
         )
         ids = self._ids[: self._n] if rows is None else self._ids[rows]
         return lims, D, ids[pos]
+
+    # -- search on a torch device ------------------------------------------------------------
+
+    def _device_rows(self, filter: Any) -> tuple[Any, Any]:
+        """The live (or filter-allowed) vectors and their ids, as tensors on the device."""
+        import torch
+
+        if self._dev is None:
+            self._dev = (
+                torch.from_numpy(np.ascontiguousarray(self._data[: self._n])).to(self.device),
+                torch.from_numpy(self._ids[: self._n].copy()).to(self.device),
+            )
+        X, ids = self._dev
+        if filter is None:
+            return X, ids
+        rows = np.flatnonzero(allowed_mask(filter, self._ids[: self._n]))
+        sel = torch.from_numpy(rows).to(self.device)
+        return X[sel], ids[sel]
+
+    def _device_queries(self, Q: Any) -> tuple[Any, bool]:
+        """Queries as given when a tensor (the backend checks device and dtype), else checked
+        numpy; and whether the input was a tensor."""
+        from knnkit.backends.torch import _is_tensor
+
+        if _is_tensor(Q):
+            return Q, True
+        return as_matrix(Q, "queries", self.dtype, self.dim), False
+
+    def _search_device(self, Q: Any, k: int, filter: Any) -> SearchResult:
+        import torch
+
+        from knnkit.backends import torch as kt
+
+        Q, tensor = self._device_queries(Q)
+        X, ids = self._device_rows(filter)
+        if tensor:
+            if Q.ndim == 1 and Q.shape[0] == self.dim:
+                Q = Q[None, :]
+            if Q.ndim != 2 or Q.shape[1] != self.dim:
+                raise DimensionMismatchError(
+                    f"queries: expected shape (n, {self.dim}), got {tuple(Q.shape)}"
+                )
+        nq = Q.shape[0]
+        if X.shape[0] == 0 or nq == 0:
+            D, I = empty_result(nq, k, self.metric, self.dtype)
+            if tensor:
+                D, I = torch.from_numpy(D).to(Q.device), torch.from_numpy(I).to(Q.device)
+            return SearchResult(D, I, {"distance_computations": 0})
+        kk = min(k, X.shape[0])
+        D, pos = kt.knn(X, Q, kk, metric=self.metric, p=self.p)
+        I = ids[pos]
+        if kk < k:  # fewer candidates than k: id -1, distance +inf (-inf for a similarity)
+            fill = -math.inf if self.metric == "inner_product" else math.inf
+            D = torch.cat([D, torch.full((nq, k - kk), fill, dtype=D.dtype, device=D.device)], 1)
+            I = torch.cat([I, torch.full((nq, k - kk), -1, dtype=I.dtype, device=I.device)], 1)
+        if not tensor:
+            D, I = D.cpu().numpy(), I.cpu().numpy()
+        return SearchResult(D, I, {"distance_computations": nq * X.shape[0]})
+
+    def _range_search_device(self, Q: Any, radius: Any, filter: Any) -> tuple[Any, Any, Any]:
+        from knnkit.backends import torch as kt
+
+        Q, tensor = self._device_queries(Q)
+        X, ids = self._device_rows(filter)
+        lims, D, pos = kt.radius(X, Q, radius, metric=self.metric, p=self.p)
+        I = ids[pos]
+        if not tensor:
+            lims, D, I = lims.cpu().numpy(), D.cpu().numpy(), I.cpu().numpy()
+        return lims, D, I
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -306,6 +410,7 @@ class FlatIndex:
 
     def __getstate__(self) -> dict[str, Any]:
         return {
+            "device": None if self.device is None else str(self.device),
             "header": self._header(),
             "vectors": np.array(self._data[: self._n]),
             "ids": np.array(self._ids[: self._n]),
@@ -313,4 +418,8 @@ class FlatIndex:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         other = FlatIndex._from_parts(state["header"], state)
+        if state.get("device") is not None:
+            from knnkit.backends.torch import resolve_device
+
+            other.device = resolve_device(state["device"])
         self.__dict__.update(other.__dict__)
