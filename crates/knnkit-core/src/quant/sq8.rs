@@ -8,8 +8,8 @@
 //! ⟨q, x̂⟩ = ⟨q, lo⟩ + Σ (q_i·s_i)·c_i
 //! ```
 //!
-//! so one float × byte dot product per code ([`dot_u8`]) serves inner product, cosine (on
-//! normalised vectors) and squared L2 (`‖x̂‖² − 2⟨q, x̂⟩ + ‖q‖²`, with `‖x̂‖²` stored per code).
+//! so one weight × byte dot product per code ([`dot_u8_i16`], weights rounded to 16 bits) serves
+//! inner product, cosine (on normalised vectors) and squared L2 (`‖x̂‖² − 2⟨q, x̂⟩ + ‖q‖²`, with `‖x̂‖²` stored per code).
 //! Codes are a quarter of the float32 bytes: that, not arithmetic, is what makes graph
 //! traversal faster.
 
@@ -97,7 +97,7 @@ impl Sq8 {
     }
 
     /// Query weights `wᵢ = qᵢ·sᵢ` into `w`; returns the constant ⟨q, lo⟩, so that
-    /// ⟨q, x̂⟩ = ⟨q, lo⟩ + [`dot_u8`]`(w, code)`.
+    /// ⟨q, x̂⟩ = ⟨q, lo⟩ + Σ wᵢ·codeᵢ.
     pub fn prepare(&self, q: &[f32], w: &mut Vec<f32>) -> f32 {
         w.clear();
         w.extend(q.iter().zip(&self.step).map(|(&a, &s)| a * s));
@@ -118,117 +118,9 @@ impl Sq8 {
     }
 }
 
-/// A float × byte dot-product kernel: Σ wᵢ·cᵢ.
-pub type U8Kernel = fn(&[f32], &[u8]) -> f32;
-
-/// Scalar twin of [`dot_u8`].
+/// Scalar reference of Σ wᵢ·cᵢ for float weights (what the integer kernel approximates).
 pub fn dot_u8_naive(w: &[f32], c: &[u8]) -> f32 {
     w.iter().zip(c).map(|(&a, &b)| a * b as f32).sum()
-}
-
-/// Portable build: eight independent accumulators the compiler vectorises for the baseline.
-fn dot_u8_portable(w: &[f32], c: &[u8]) -> f32 {
-    let n = w.len().min(c.len());
-    let (w, c) = (&w[..n], &c[..n]);
-    let mut acc = [0f32; 8];
-    let split = n - n % 8;
-    for (ws, cs) in w[..split].chunks_exact(8).zip(c[..split].chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += ws[i] * cs[i] as f32;
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for i in split..n {
-        s += w[i] * c[i] as f32;
-    }
-    s
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512_inner(w: &[f32], c: &[u8]) -> f32 {
-        let n = w.len().min(c.len());
-        let (wp, cp) = (w.as_ptr(), c.as_ptr());
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
-        let mut i = 0;
-        // SAFETY: every load reads [i, i+16) or [i, i+32) with i + width <= n.
-        unsafe {
-            while i + 32 <= n {
-                let c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                    cp.add(i) as *const __m128i
-                )));
-                let c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                    cp.add(i + 16) as *const __m128i
-                )));
-                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(wp.add(i)), c0, acc0);
-                acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(wp.add(i + 16)), c1, acc1);
-                i += 32;
-            }
-            if i + 16 <= n {
-                let c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                    cp.add(i) as *const __m128i
-                )));
-                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(wp.add(i)), c0, acc0);
-                i += 16;
-            }
-        }
-        let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-        for j in i..n {
-            s += w[j] * c[j] as f32;
-        }
-        s
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2_inner(w: &[f32], c: &[u8]) -> f32 {
-        let n = w.len().min(c.len());
-        let (wp, cp) = (w.as_ptr(), c.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        // SAFETY: every load reads [i, i+8) or [i, i+16) with i + width <= n.
-        unsafe {
-            while i + 16 <= n {
-                let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    cp.add(i) as *const __m128i
-                )));
-                let c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    cp.add(i + 8) as *const __m128i
-                )));
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(i)), c0, acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(i + 8)), c1, acc1);
-                i += 16;
-            }
-            if i + 8 <= n {
-                let c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    cp.add(i) as *const __m128i
-                )));
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(i)), c0, acc0);
-                i += 8;
-            }
-        }
-        let v = _mm256_add_ps(acc0, acc1);
-        let mut lanes = [0f32; 8];
-        // SAFETY: `lanes` holds 8 floats.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-        let mut s: f32 = lanes.iter().sum();
-        for j in i..n {
-            s += w[j] * c[j] as f32;
-        }
-        s
-    }
-
-    // SAFETY (both): handed out by `dot_u8` only after detecting the features.
-    pub fn avx512(w: &[f32], c: &[u8]) -> f32 {
-        unsafe { avx512_inner(w, c) }
-    }
-    pub fn avx2(w: &[f32], c: &[u8]) -> f32 {
-        unsafe { avx2_inner(w, c) }
-    }
 }
 
 /// An integer × byte dot-product kernel: Σ wᵢ·cᵢ in i32.
@@ -341,23 +233,6 @@ pub fn dot_u8_i16() -> I16Kernel {
     *K.get_or_init(|| dot_u8_i16_for(detected_level()))
 }
 
-/// The float × byte kernel for a SIMD level.
-pub fn dot_u8_for(level: SimdLevel) -> U8Kernel {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => x86::avx512,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => x86::avx2,
-        _ => dot_u8_portable,
-    }
-}
-
-/// The float × byte kernel for this CPU.
-pub fn dot_u8() -> U8Kernel {
-    static K: std::sync::OnceLock<U8Kernel> = std::sync::OnceLock::new();
-    *K.get_or_init(|| dot_u8_for(detected_level()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,17 +240,6 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        #[test]
-        fn simd_matches_scalar(pairs in prop::collection::vec((-10f32..10.0, any::<u8>()), 0..200)) {
-            let (w, c): (Vec<f32>, Vec<u8>) = pairs.into_iter().unzip();
-            let want = dot_u8_naive(&w, &c);
-            let scale: f32 = w.iter().map(|x| x.abs() * 255.0).sum::<f32>().max(1.0);
-            for level in available_levels() {
-                let got = dot_u8_for(level)(&w, &c);
-                prop_assert!((got - want).abs() <= 1e-5 * scale, "{level:?}: {got} vs {want}");
-            }
-        }
-
         #[test]
         fn integer_simd_matches_scalar(pairs in prop::collection::vec((-20000i16..20000, any::<u8>()), 0..300)) {
             let (w, c): (Vec<i16>, Vec<u8>) = pairs.into_iter().unzip();
@@ -423,7 +287,7 @@ mod tests {
         let mut w = Vec::new();
         let c0 = q.prepare(&query, &mut w);
         let direct: f32 = query.iter().zip(q.decode(&code)).map(|(a, b)| a * b).sum();
-        assert!((c0 + dot_u8()(&w, &code) - direct).abs() < 1e-4);
+        assert!((c0 + dot_u8_naive(&w, &code) - direct).abs() < 1e-4);
     }
 
     #[test]
