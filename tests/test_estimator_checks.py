@@ -1,11 +1,13 @@
 """scikit-learn's own estimator checks on the knnkit neighbour estimators and the imputer
-(no expected failures).
+(no expected failures), on the native engines and on the torch backend's CPU device.
 
 scikit-learn marks ``check_methods_sample_order_invariance`` "not applicable" to its own
 neighbour transformers; knnkit's pass it, so it is not skipped here.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -48,6 +50,16 @@ ESTIMATORS = [
     NeighborhoodComponentsAnalysis(max_iter=5),
     KNNImputer(),
 ]
+if importlib.util.find_spec("torch") is not None:
+    # the torch backend (device=): the same checks through the device engine
+    ESTIMATORS += [
+        NearestNeighbors(device="cpu"),
+        KNeighborsClassifier(weights="distance", device="cpu"),
+        KNeighborsRegressor(device="cpu", metric="cosine"),
+        RadiusNeighborsClassifier(outlier_label="most_frequent", device="cpu"),
+        KNeighborsTransformer(device="cpu"),
+        LocalOutlierFactor(n_neighbors=5, novelty=True, device="cpu"),
+    ]
 
 
 @parametrize_with_checks(ESTIMATORS)

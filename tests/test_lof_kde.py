@@ -303,8 +303,8 @@ def test_kde_bad_input():
         KernelDensity().fit(np.array([[np.nan, 1.0]]))
     with pytest.raises(ValueError, match="X has 3 features"):
         KernelDensity().fit(X).score_samples(np.ones((2, 3)))
-    with pytest.raises(ValueError, match="torch backend is not available yet"):
-        KernelDensity(device="cuda").fit(X)
+    with pytest.raises(ValueError, match="KernelDensity runs on knnkit's CPU engines only"):
+        KernelDensity(device="cpu").fit(X)
     # the rules of thumb work on lists too (scikit-learn reads X.shape before validating)
     kde = KernelDensity(bandwidth="scott").fit(X.tolist())
     assert kde.bandwidth_ == pytest.approx(20 ** (-1 / 6))

@@ -600,8 +600,10 @@ def test_bad_input_raises_clear_errors(make):
         est.kneighbors(None, n_neighbors=10)
     with pytest.raises(ValueError, match="'metric' parameter"):
         _fit(make(metric="bogus"), X)
-    with pytest.raises(ValueError, match="torch backend is not available yet"):
-        _fit(make(device="cuda"), X)
+    with pytest.raises(ValueError, match="'cuda:99' is not available"):
+        _fit(make(device="cuda:99"), X)
+    with pytest.raises(ValueError, match="torch backend runs the exact brute-force search"):
+        _fit(make(device="cpu", algorithm="kd_tree"), X)
     with pytest.raises(ValueError, match="algo_params"):
         _fit(make(algo_params={"m": 16}), X)
     with pytest.raises(NotFittedError):

@@ -172,7 +172,8 @@ def _as_tensor(torch: Any, x: Any, name: str, like: Any | None) -> Any:
             target = np.float64 if like.dtype == torch.float64 else np.float32
         else:
             target = np.float64 if arr.dtype == np.float64 else np.float32
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=target))
+        arr = np.ascontiguousarray(arr, dtype=target)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch: no read-only
         if like is not None:
             t = t.to(like.device)
     return t

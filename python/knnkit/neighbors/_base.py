@@ -54,6 +54,19 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from knnkit.neighbors._ann import APPROXIMATE, ApproximateSearch, check_algo_params, check_metric
+from knnkit.neighbors._device import (
+    TorchSearch,
+    check_device,
+    check_tensor,
+    drop_self_t,
+    float_dtype_t,
+    from_numpy,
+    host,
+    is_tensor,
+    query_output,
+    score_dtype,
+    torch_metric,
+)
 from knnkit.neighbors._metrics import effective_metric, resolve
 from knnkit.neighbors._search import SPARSE_METRICS, ExactSearch, serves_sparse
 from knnkit.neighbors._tree_search import TREES, TreeSearch, choose_fit_method
@@ -144,12 +157,20 @@ def _drop_self(
     lims: np.ndarray, dist: np.ndarray, ind: np.ndarray, offset: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Removes each query's own row from a CSR radius result over fitted rows ``offset:``."""
+    if is_tensor(ind):
+        return drop_self_t(lims, dist, ind, offset)
     n_queries = len(lims) - 1
     rows = np.repeat(np.arange(n_queries), np.diff(lims))
     keep = ind != rows + offset
     lims = np.zeros(n_queries + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows[keep], minlength=n_queries), out=lims[1:])
     return lims, dist[keep], ind[keep]
+
+
+def _torch_arange(n: int, device: Any) -> Any:
+    import torch
+
+    return torch.arange(n, device=device)
 
 
 def _align_sparse(graph: csr_array) -> Any:
@@ -186,16 +207,11 @@ def _query_step(n_features: int) -> int:
 
 
 def check_extra_params(device: Any, algo_params: Any, algorithm: Any) -> dict[str, Any]:
-    """Checks knnkit's extra keywords: only the CPU engine; ``algo_params`` valid for an
+    """Checks knnkit's extra keywords: ``device`` (resolved by
+    :func:`~knnkit.neighbors._device.check_device`: an unavailable device, or a device with a
+    tree or approximate algorithm, is a ``ValueError``); ``algo_params`` valid for an
     approximate algorithm (returned, validated) and empty for the exact ones."""
-    cpu = device is None or (isinstance(device, str) and device == "cpu")
-    if not cpu and getattr(device, "type", None) == "cpu":
-        cpu = type(device).__module__.split(".")[0] == "torch"  # torch.device("cpu")
-    if not cpu:
-        raise ValueError(
-            f"device={device!r}: the torch backend is not available yet; use device=None "
-            "or device='cpu' (knnkit's native CPU engine)"
-        )
+    check_device(device, algorithm)
     if isinstance(algorithm, str) and algorithm in APPROXIMATE:
         return check_algo_params(algorithm, algo_params)
     if algo_params:
@@ -345,7 +361,7 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         "metric_params": [dict, None],
         "n_jobs": [Integral, None],
         "algo_params": [dict, None],
-        "device": "no_validation",  # checked in fit, with a message about the torch backend
+        "device": "no_validation",  # resolved in fit: a str or torch.device, checked available
     }
 
     def __init__(
@@ -435,19 +451,49 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
 
     # -- fit ------------------------------------------------------------------------------------
 
+    def _validate_tensor_fit(self, X, y, target: bool):
+        """``_fit``'s ``validate_data`` for a tensor ``X`` kept on its device: the tensor checked
+        (2-D, real, finite), ``y`` read through the host (labels are small) and checked as
+        scikit-learn checks it."""
+        X = check_tensor(X)
+        if hasattr(self, "feature_names_in_"):  # a tensor has no column names
+            del self.feature_names_in_
+        self.n_features_in_ = X.shape[1]
+        if not target:
+            return X, y
+        y = check_array(host(y), ensure_2d=False, dtype=None, input_name="y")
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(
+                "Found input variables with inconsistent numbers of samples: "
+                f"[{X.shape[0]}, {y.shape[0]}]"
+            )
+        return X, y
+
     def _fit(self, X, y=None):
         algo_params = self._check_extra_params()
+        device = check_device(self.device, self.algorithm)
+        self._fit_home = X.device if is_tensor(X) else None
+        if device is None:
+            X = host(X)  # the native engines read a tensor through the host
         ensure_all_finite = "allow-nan" if get_tags(self).input_tags.allow_nan else True
-        if self.__sklearn_tags__().target_tags.required:
+        target = self.__sklearn_tags__().target_tags.required
+        if is_tensor(X):
+            X, y = self._validate_tensor_fit(X, y, target)
+        elif target:
             X, y = validate_data(
                 self,
                 X,
-                y,
+                host(y),
                 accept_sparse="csr",
                 multi_output=True,
                 order="C",
                 ensure_all_finite=ensure_all_finite,
             )
+        else:
+            X = validate_data(
+                self, X, ensure_all_finite=ensure_all_finite, accept_sparse="csr", order="C"
+            )
+        if target:
             if is_classifier(self):
                 if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
                     if y.ndim != 1:
@@ -478,15 +524,14 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
                     self._y = self._y.ravel()
             else:
                 self._y = y
-        else:
-            X = validate_data(
-                self, X, ensure_all_finite=ensure_all_finite, accept_sparse="csr", order="C"
-            )
 
         self._check_algorithm_metric()
         self.effective_metric_, self.effective_metric_params_ = effective_metric(
             self.metric, self.p, self.metric_params
         )
+
+        if device is not None:
+            return self._fit_device(X, device)
 
         if self._is_precomputed():
             X = _check_precomputed(X)
@@ -580,10 +625,62 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         self.n_samples_fit_ = X.shape[0]
         return self
 
+    def _fit_device(self, X, device):
+        """The rest of ``_fit`` on a torch device: the fitted rows as one tensor there."""
+        import torch
+
+        metric, p = torch_metric(self.effective_metric_, self.effective_metric_params_, device)
+        if issparse(X):
+            X = _densify(X, "X", f"for device={str(device)!r}")
+        if X.shape[0] == 0:
+            raise ValueError("n_samples must be greater than 0")
+        dtype = float_dtype_t(torch, X if is_tensor(X) else X.dtype, device)
+        base = X if is_tensor(X) else from_numpy(X)
+        base = base.to(device=device, dtype=dtype).contiguous()
+        self._index = TorchSearch(base, metric, p)
+        self._tree = None
+        self._fit_method = "brute"
+        self._fit_X = X
+        self.n_samples_fit_ = X.shape[0]
+        if hasattr(self, "_y"):
+            if is_classifier(self):
+                self._y_t = torch.as_tensor(self._y, device=device)
+            else:
+                y = np.asarray(self._y, dtype=np.float64)
+                self._y_t = torch.as_tensor(y).to(device, score_dtype(torch, device))
+        return self
+
+    def _output(self, X):
+        """Converter of results to the caller's kind for query ``X``: tensors on ``X``'s device
+        for a tensor (``X=None``: the fitted tensor's device), numpy otherwise."""
+        return query_output(X, getattr(self, "_fit_home", None))[1]
+
+    def _on_device(self) -> bool:
+        return isinstance(getattr(self, "_index", None), TorchSearch)
+
     # -- queries --------------------------------------------------------------------------------
 
     def _validate_query(self, X):
-        """Validated dense query rows (or a dense precomputed distance block)."""
+        """Validated dense query rows (or a dense precomputed distance block); on a device, a
+        tensor there in the fitted dtype (a tensor query elsewhere is moved, not read through
+        the host)."""
+        on_device = self._on_device()
+        if is_tensor(X) and on_device:
+            X = check_tensor(X)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+            base = self._index.base
+            return X.to(device=base.device, dtype=base.dtype)
+        X = host(X)
+        if on_device:
+            X = validate_data(self, X, accept_sparse="csr", reset=False, order="C")
+            if issparse(X):
+                X = _densify(X, "X", f"for device={str(self._index.device)!r}")
+            base = self._index.base
+            return from_numpy(X).to(base.device, base.dtype)
         if self._is_precomputed():
             X = _check_precomputed(X)
             if X.shape[1] != self.n_samples_fit_:
@@ -687,6 +784,13 @@ class KNeighborsMixin:
                [0],
                [1]])
         """
+        out = self._output(X)
+        result = self._kneighbors(X, n_neighbors, return_distance)
+        return tuple(map(out, result)) if return_distance else out(result)
+
+    def _kneighbors(self, X, n_neighbors, return_distance=True):
+        """:meth:`kneighbors` in the engine's own arrays: tensors on the device for a device
+        engine, numpy otherwise."""
         check_is_fitted(self)
 
         if n_neighbors is None:
@@ -731,14 +835,18 @@ class KNeighborsMixin:
             # more exact duplicates than neighbours asked for, it may be missing from its own
             # list; then the first neighbour (a duplicate) is dropped instead. An approximate
             # search may also miss the sample itself: then its farthest neighbour is dropped.
-            sample_range = np.arange(n_queries)[:, None]
+            # (written for numpy arrays and torch tensors alike)
+            if is_tensor(neigh_ind):
+                sample_range = _torch_arange(n_queries, neigh_ind.device)[:, None]
+            else:
+                sample_range = np.arange(n_queries)[:, None]
             sample_mask = neigh_ind != sample_range
-            dup_gr_nbrs = np.all(sample_mask, axis=1)
+            dup_gr_nbrs = sample_mask.all(1)
             drop = -1 if getattr(self._index, "approximate", False) else 0
             sample_mask[:, drop][dup_gr_nbrs] = False
-            neigh_ind = np.reshape(neigh_ind[sample_mask], (n_queries, n_neighbors - 1))
+            neigh_ind = neigh_ind[sample_mask].reshape(n_queries, n_neighbors - 1)
             if return_distance:
-                neigh_dist = np.reshape(neigh_dist[sample_mask], (n_queries, n_neighbors - 1))
+                neigh_dist = neigh_dist[sample_mask].reshape(n_queries, n_neighbors - 1)
 
         if return_distance:
             return neigh_dist, neigh_ind
@@ -783,11 +891,11 @@ class KNeighborsMixin:
             n_neighbors = self.n_neighbors
 
         if mode == "connectivity":
-            A_ind = self.kneighbors(X, n_neighbors, return_distance=False)
+            A_ind = host(self._kneighbors(X, n_neighbors, return_distance=False))
             n_queries = A_ind.shape[0]
             A_data = np.ones(n_queries * n_neighbors)
         elif mode == "distance":
-            A_data, A_ind = self.kneighbors(X, n_neighbors, return_distance=True)
+            A_data, A_ind = map(host, self._kneighbors(X, n_neighbors, return_distance=True))
             A_data = np.ravel(A_data)
         else:
             raise ValueError(
@@ -813,6 +921,7 @@ class RadiusNeighborsMixin:
             raise ValueError(
                 "radius is None: pass radius to radius_neighbors or set it in the constructor"
             )
+        radius = host(radius)
         if np.ndim(radius) == 0:
             try:
                 radius = float(radius)
@@ -874,7 +983,7 @@ class RadiusNeighborsMixin:
                     lims, dist, ind = _drop_self(lims, dist, ind, start)
                 else:
                     lims, dist, ind = self._index_radius(X[start:stop], r, sort_results)
-                yield start, stop, lims, dist, ind
+                yield start, stop, host(lims), host(dist), host(ind)
 
         return n_queries, blocks()
 
@@ -946,9 +1055,11 @@ class RadiusNeighborsMixin:
         """
         if sort_results and not return_distance:
             raise ValueError("return_distance must be True if sort_results is True.")
+        out = self._output(X)
         lims, dist, ind = self._radius_csr(X, radius, sort_results)
         if return_csr:
-            return (lims, dist, ind) if return_distance else (lims, ind)
+            return tuple(map(out, (lims, dist, ind) if return_distance else (lims, ind)))
+        lims, dist, ind = host(lims), host(dist), host(ind)  # arrays of arrays: numpy
         neigh_ind = _ragged(ind, lims)
         if return_distance:
             return _ragged(dist, lims), neigh_ind
@@ -995,10 +1106,10 @@ class RadiusNeighborsMixin:
         """
         check_is_fitted(self)
         if mode == "connectivity":
-            lims, _, ind = self._radius_csr(X, radius, False)
+            lims, _, ind = map(host, self._radius_csr(X, radius, False))
             data = np.ones(len(ind))
         elif mode == "distance":
-            lims, data, ind = self._radius_csr(X, radius, sort_results)
+            lims, data, ind = map(host, self._radius_csr(X, radius, sort_results))
         else:
             raise ValueError(
                 'Unsupported mode, must be one of "connectivity", '

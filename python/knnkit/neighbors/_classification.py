@@ -38,6 +38,14 @@ from knnkit.neighbors._base import (
     _get_csr_weights,
     _get_weights,
 )
+from knnkit.neighbors._device import (
+    check_nonzero_weights,
+    class_scores_t,
+    host,
+    is_tensor,
+    score_dtype,
+    weights_t,
+)
 
 #: Cells of the (queries x classes) vote table built at once by ``predict``.
 _VOTE_CELLS = 1 << 21
@@ -151,9 +159,15 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
         empty) for the exact algorithms.
 
-    device : None or 'cpu', default=None
-        Where the search runs. Only the CPU engine exists yet; other values raise
-        ``ValueError``.
+    device : None, str or torch.device, default=None
+        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
+        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
+        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
+        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
+        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
+        engine (used in place on the device); results are tensors on the input's device when
+        the input was a tensor, numpy otherwise.
+        ``KNeighborsClassifier`` votes on the device (scatter-add).
 
     Attributes
     ----------
@@ -250,12 +264,17 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         return self._fit(X, y)
 
     def _neighbour_weights(self, X):
-        """Neighbour indices and weights (None for uniform), with scikit-learn's checks."""
+        """Neighbour indices and weights (None for uniform), with scikit-learn's checks; tensors
+        on the device for a device engine."""
         if self.weights == "uniform":
-            neigh_ind = self.kneighbors(X, return_distance=False)
+            neigh_ind = self._kneighbors(X, None, return_distance=False)
             neigh_dist = None
         else:
-            neigh_dist, neigh_ind = self.kneighbors(X)
+            neigh_dist, neigh_ind = self._kneighbors(X, None)
+        if is_tensor(neigh_ind):
+            weights = weights_t(neigh_dist, self.weights, self._y_t_scores_dtype())
+            check_nonzero_weights(weights)
+            return neigh_ind, weights
         weights = _get_weights(neigh_dist, self.weights)
         if weights is not None and np.any(np.all(np.asarray(weights) == 0, axis=1)):
             raise ValueError(
@@ -282,7 +301,10 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
             Class labels for each data sample.
         """
         check_is_fitted(self, "_fit_method")
+        out = self._output(X)
         neigh_ind, weights = self._neighbour_weights(X)
+        if is_tensor(neigh_ind):
+            return out(self._predict_t(neigh_ind, weights))
 
         classes_ = self.classes_
         _y = self._y
@@ -298,7 +320,50 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
 
         if not self.outputs_2d_:
             y_pred = y_pred.ravel()
-        return y_pred
+        return out(y_pred)
+
+    def _y_t_scores_dtype(self):
+        import torch
+
+        return score_dtype(torch, self._index.device)
+
+    def _scores_t(self, neigh_ind, weights):
+        """Per output, the (n_queries, n_classes) vote table on the device (scatter-add)."""
+        y = self._y_t if self.outputs_2d_ else self._y_t[:, None]
+        classes = self.classes_ if self.outputs_2d_ else [self.classes_]
+        dtype = self._y_t_scores_dtype()
+        return [
+            class_scores_t(y[:, k][neigh_ind], weights, len(c), dtype)
+            for k, c in enumerate(classes)
+        ]
+
+    def _predict_t(self, neigh_ind, weights):
+        """``predict`` on the device: the first class with the largest score, per output."""
+        import torch
+
+        classes = self.classes_ if self.outputs_2d_ else [self.classes_]
+        y = self._y_t if self.outputs_2d_ else self._y_t[:, None]
+        modes = []
+        for k, scores in enumerate(self._scores_t(neigh_ind, weights)):
+            best = scores.argmax(dim=1)
+            if weights is not None:  # near-ties: scikit-learn's weighted_mode, as on the CPU
+                top = scores.gather(1, best[:, None])[:, 0]
+                second = scores.scatter(1, best[:, None], -torch.inf).max(dim=1).values
+                eps = torch.finfo(scores.dtype).eps
+                tol = 4.0 * neigh_ind.shape[1] * eps * weights.abs().sum(dim=1)
+                unsure = torch.nonzero(~((top > tol) & (top - second > tol)))[:, 0]
+                if unsure.numel():
+                    labels = host(y[:, k][neigh_ind[unsure]])
+                    redo = _weighted_mode_rows(labels, host(weights[unsure]).astype(np.float64))
+                    best[unsure] = torch.as_tensor(redo, device=best.device)
+            modes.append(best)
+        if all(c.dtype.kind in "biuf" for c in classes):  # numeric labels: a tensor
+            cols = [torch.as_tensor(c).to(m.device)[m] for c, m in zip(classes, modes, strict=True)]
+            return torch.stack(cols, dim=1) if self.outputs_2d_ else cols[0]
+        cols = [
+            c.take(host(m)) for c, m in zip(classes, modes, strict=True)
+        ]  # labels numpy can hold
+        return np.stack(cols, axis=1) if self.outputs_2d_ else cols[0]
 
     def predict_proba(self, X):
         """Return probability estimates for the test data X.
@@ -319,7 +384,14 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
             by lexicographic order.
         """
         check_is_fitted(self, "_fit_method")
+        out = self._output(X)
         neigh_ind, weights = self._neighbour_weights(X)
+        if is_tensor(neigh_ind):
+            probabilities = [
+                out(scores / scores.sum(dim=1, keepdim=True))
+                for scores in self._scores_t(neigh_ind, weights)
+            ]
+            return probabilities if self.outputs_2d_ else probabilities[0]
 
         classes_ = self.classes_
         _y = self._y
@@ -333,7 +405,7 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
             proba_k = proba_k.astype(np.float64, copy=False)
             normalizer = proba_k.sum(axis=1)[:, np.newaxis]
             proba_k /= normalizer
-            probabilities.append(proba_k)
+            probabilities.append(out(proba_k))
 
         if not self.outputs_2d_:
             probabilities = probabilities[0]
@@ -435,9 +507,14 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, Neighbors
         meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
         empty) for the exact algorithms.
 
-    device : None or 'cpu', default=None
-        Where the search runs. Only the CPU engine exists yet; other values raise
-        ``ValueError``.
+    device : None, str or torch.device, default=None
+        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
+        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
+        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
+        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
+        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
+        engine (used in place on the device); results are tensors on the input's device when
+        the input was a tensor, numpy otherwise.
 
     Attributes
     ----------
@@ -599,7 +676,8 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, Neighbors
         y : ndarray of shape (n_queries,) or (n_queries, n_outputs)
             Class labels for each data sample.
         """
-        probs = self.predict_proba(X)
+        out = self._output(X)
+        probs = self._proba(X)
         classes_ = self.classes_
 
         if not self.outputs_2d_:
@@ -621,7 +699,7 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, Neighbors
 
         if not self.outputs_2d_:
             y_pred = y_pred.ravel()
-        return y_pred
+        return out(y_pred)
 
     def predict_proba(self, X):
         """Return probability estimates for the test data X.
@@ -641,6 +719,14 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, Neighbors
             The class probabilities of the input samples. Classes are ordered
             by lexicographic order.
         """
+        out = self._output(X)
+        probabilities = self._proba(X)
+        if self.outputs_2d_:
+            return [out(p) for p in probabilities]
+        return out(probabilities)
+
+    def _proba(self, X):
+        """:meth:`predict_proba` as numpy arrays (the votes are counted on the host)."""
         check_is_fitted(self, "_fit_method")
         classes_ = self.classes_
         _y = self._y

@@ -272,9 +272,14 @@ class KNeighborsTransformer(
         meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
         empty) for the exact algorithms.
 
-    device : None or 'cpu', default=None
-        Where the search runs. Only the CPU engine exists yet; other values raise
-        ``ValueError``.
+    device : None, str or torch.device, default=None
+        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
+        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
+        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
+        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
+        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
+        engine (used in place on the device); results are tensors on the input's device when
+        the input was a tensor, numpy otherwise.
 
     Attributes
     ----------
@@ -445,9 +450,14 @@ class RadiusNeighborsTransformer(
         meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
         empty) for the exact algorithms.
 
-    device : None or 'cpu', default=None
-        Where the search runs. Only the CPU engine exists yet; other values raise
-        ``ValueError``.
+    device : None, str or torch.device, default=None
+        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
+        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
+        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
+        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
+        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
+        engine (used in place on the device); results are tensors on the input's device when
+        the input was a tensor, numpy otherwise.
 
     Attributes
     ----------

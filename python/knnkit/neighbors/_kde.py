@@ -183,8 +183,9 @@ class KernelDensity(BaseEstimator):
     algo_params : dict, default=None
         Parameters of an approximate algorithm; must be None (or empty) for the exact one.
 
-    device : None or 'cpu', default=None
-        Where the sums run. Only the CPU engine exists yet; other values raise ``ValueError``.
+    device : None, default=None
+        Where the sums run: knnkit's CPU engines (the torch backend has no kernel sums); any
+        other value raises ``ValueError``.
 
     Attributes
     ----------
@@ -233,7 +234,7 @@ class KernelDensity(BaseEstimator):
         "leaf_size": [Interval(Integral, 1, None, closed="left")],
         "metric_params": [None, dict],
         "algo_params": [dict, None],
-        "device": "no_validation",  # checked in fit, with a message about the torch backend
+        "device": "no_validation",  # checked in fit: only None
     }
 
     def __init__(
@@ -293,7 +294,12 @@ class KernelDensity(BaseEstimator):
         self : object
             Returns the instance itself.
         """
-        check_extra_params(self.device, self.algo_params, self.algorithm)
+        if self.device is not None:
+            raise ValueError(
+                f"device={self.device!r}: KernelDensity runs on knnkit's CPU engines only (the "
+                "torch backend has no kernel sums); use device=None"
+            )
+        check_extra_params(None, self.algo_params, self.algorithm)
         algorithm = self._choose_algorithm(self.algorithm, self.metric)
 
         X = validate_data(self, X, order="C", dtype=np.float64)

@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from knnkit.neighbors._base import KNeighborsMixin, NeighborsBase
+from knnkit.neighbors._device import host, is_tensor
 
 
 class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
@@ -77,9 +78,15 @@ class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
         meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
         empty) for the exact algorithms.
 
-    device : None or 'cpu', default=None
-        Where the search runs. Only the CPU engine exists yet; other values raise
-        ``ValueError``.
+    device : None, str or torch.device, default=None
+        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
+        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
+        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
+        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
+        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
+        engine (used in place on the device); results are tensors on the input's device when
+        the input was a tensor, numpy otherwise; the scores and labels of LOF are numpy
+        arrays (computed on the host from the neighbours found on the device).
 
     Attributes
     ----------
@@ -223,8 +230,8 @@ class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
             )
         self.n_neighbors_ = max(1, min(self.n_neighbors, n_samples - 1))
 
-        self._distances_fit_X_, _neighbors_indices_fit_X_ = self.kneighbors(
-            n_neighbors=self.n_neighbors_
+        self._distances_fit_X_, _neighbors_indices_fit_X_ = map(
+            host, self._kneighbors(None, self.n_neighbors_)
         )
 
         if self._fit_X.dtype == np.float32:
@@ -369,9 +376,10 @@ class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
             The lower, the more abnormal.
         """
         check_is_fitted(self)
-        X = check_array(X, accept_sparse="csr")
+        if not is_tensor(X):
+            X = check_array(X, accept_sparse="csr")
 
-        distances_X, neighbors_indices_X = self.kneighbors(X, n_neighbors=self.n_neighbors_)
+        distances_X, neighbors_indices_X = map(host, self._kneighbors(X, self.n_neighbors_))
 
         if X.dtype == np.float32:
             distances_X = distances_X.astype(X.dtype, copy=False)

@@ -23,6 +23,7 @@ from knnkit.neighbors._base import (
     _get_csr_weights,
     _get_weights,
 )
+from knnkit.neighbors._device import is_tensor, weights_t
 
 
 class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
@@ -75,9 +76,15 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
         meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
         empty) for the exact algorithms.
 
-    device : None or 'cpu', default=None
-        Where the search runs. Only the CPU engine exists yet; other values raise
-        ``ValueError``.
+    device : None, str or torch.device, default=None
+        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
+        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
+        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
+        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
+        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
+        engine (used in place on the device); results are tensors on the input's device when
+        the input was a tensor, numpy otherwise.
+        ``KNeighborsRegressor`` averages on the device.
 
     Attributes
     ----------
@@ -186,11 +193,14 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
             Target values.
         """
         check_is_fitted(self, "_fit_method")
+        out = self._output(X)
         if self.weights == "uniform":
-            neigh_ind = self.kneighbors(X, return_distance=False)
+            neigh_ind = self._kneighbors(X, None, return_distance=False)
             neigh_dist = None
         else:
-            neigh_dist, neigh_ind = self.kneighbors(X)
+            neigh_dist, neigh_ind = self._kneighbors(X, None)
+        if is_tensor(neigh_ind):
+            return out(self._predict_t(neigh_dist, neigh_ind))
 
         weights = _get_weights(neigh_dist, self.weights)
 
@@ -209,7 +219,18 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
 
         if self._y.ndim == 1:
             y_pred = y_pred.ravel()
-        return y_pred
+        return out(y_pred)
+
+    def _predict_t(self, neigh_dist, neigh_ind):
+        """``predict`` on the device: the (weighted) mean of the neighbours' targets."""
+        y = self._y_t if self._y_t.ndim == 2 else self._y_t[:, None]
+        weights = weights_t(neigh_dist, self.weights, y.dtype)
+        values = y[neigh_ind]  # (n_queries, k, n_outputs)
+        if weights is None:
+            y_pred = values.mean(dim=1)
+        else:
+            y_pred = (values * weights[:, :, None]).sum(dim=1) / weights.sum(dim=1)[:, None]
+        return y_pred.ravel() if self._y_t.ndim == 1 else y_pred
 
 
 class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, NeighborsBase):
@@ -264,9 +285,14 @@ class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, NeighborsBa
         meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
         empty) for the exact algorithms.
 
-    device : None or 'cpu', default=None
-        Where the search runs. Only the CPU engine exists yet; other values raise
-        ``ValueError``.
+    device : None, str or torch.device, default=None
+        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
+        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
+        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
+        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
+        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
+        engine (used in place on the device); results are tensors on the input's device when
+        the input was a tensor, numpy otherwise.
 
     Attributes
     ----------
@@ -371,6 +397,7 @@ class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, NeighborsBa
             Target values (NaN for a query with no neighbour within the radius).
         """
         check_is_fitted(self, "_fit_method")
+        out = self._output(X)
         _y = self._y
         if _y.ndim == 1:
             _y = _y.reshape((-1, 1))
@@ -409,4 +436,4 @@ class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, NeighborsBa
 
         if self._y.ndim == 1:
             y_pred = y_pred.ravel()
-        return y_pred
+        return out(y_pred)
