@@ -554,18 +554,28 @@ def knn(
     n = X.shape[0]
     if k > n:
         raise ValueError(f"k: expected at most the number of base rows ({n}), got {k}")
+    with torch.no_grad():
+        eng = _Engine(torch, X, name, p, memory_budget)
+    D, I = _knn_engine(eng, Q, k, fast, cq, cb)
+    return out(D), out_i(I)
+
+
+def _knn_engine(
+    eng: _Engine, Q: Any, k: int, fast: Any, cq: int | None, cb: int | None
+) -> tuple[Any, Any]:
+    """:func:`knn` on a prepared base and checked queries (tensors on its device and dtype)."""
+    torch, X, n = eng.torch, eng.X, eng.n
     mode = _fast_mode(fast, X.device)
-    mode = mode if name in _DOT else None  # the direct metrics have no product to speed up
+    mode = mode if eng.dot else None  # the direct metrics have no product to speed up
     m = min(n, max(2 * k, k + 32) if mode is None else max(4 * k, k + 64))
     with torch.no_grad(), _precision(torch, mode):
-        eng = _Engine(torch, X, name, p, memory_budget)
         cq, cb = eng.chunks(Q.shape[0], m, cq, cb)
         D = torch.empty((Q.shape[0], k), dtype=X.dtype, device=X.device)
         I = torch.empty((Q.shape[0], k), dtype=torch.int64, device=X.device)
         for s in range(0, Q.shape[0], cq):
             keys, idx = _knn_chunk(eng, Q[s : s + cq], k, m, cb, mode)
             D[s : s + cq], I[s : s + cq] = eng.to_distance(keys), idx
-    return out(D), out_i(I)
+    return D, I
 
 
 def radius(
@@ -614,6 +624,17 @@ def radius(
     name, p = _metric(metric, p)
     cq, cb = _check_chunk(chunk_queries, "chunk_queries"), _check_chunk(chunk_base, "chunk_base")
     X, Q, out, out_i = _inputs(base, queries, device)
+    with torch.no_grad():
+        eng = _Engine(torch, X, name, p, memory_budget)
+    lims, dist, xi = _radius_engine(eng, Q, radius, cq, cb)
+    return out_i(lims), out(dist), out_i(xi)
+
+
+def _radius_engine(
+    eng: _Engine, Q: Any, radius: Any, cq: int | None, cb: int | None
+) -> tuple[Any, Any, Any]:
+    """:func:`radius` on a prepared base and checked queries (tensors on its device and dtype)."""
+    torch, X, name = eng.torch, eng.X, eng.metric
     nq = Q.shape[0]
     r = radius.detach().cpu().numpy() if _is_tensor(radius) else np.asarray(radius)
     if r.dtype.kind not in "fiu":
@@ -626,7 +647,6 @@ def radius(
     rt = torch.as_tensor(np.broadcast_to(r, (nq,)).copy(), dtype=X.dtype, device=X.device)
     rows_out, cols_out, dist_out = [], [], []
     with torch.no_grad(), _precision(torch, None):
-        eng = _Engine(torch, X, name, p, memory_budget)
         cq, cb = eng.chunks(nq, 1, cq, cb)
         pair_batch = max(1, (eng.budget // 2) // max(1, X.shape[1] * eng.itemsize * 2))
         for s in range(0, nq if X.shape[0] else 0, cq):
@@ -681,7 +701,99 @@ def radius(
         qi, xi, dist = qi[order], xi[order], dist[order]
         lims = torch.zeros(nq + 1, dtype=torch.int64, device=X.device)
         lims[1:] = torch.cumsum(torch.bincount(qi, minlength=nq), 0)
-    return out_i(lims), out(dist), out_i(xi)
+    return lims, dist, xi
 
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "METRICS", "knn", "radius", "resolve_device"]
+class PreparedBase:
+    """A base tensor prepared once for many exact searches on its device.
+
+    :func:`knn` and :func:`radius` check the base and compute its norms (and, for cosine, a
+    normalised copy) on every call; for repeated searches of one base (an index, a fitted
+    estimator) this does it once, and keeps the reduced-precision copy of ``fast`` mode. Queries
+    must be tensors on the base's device; they are cast to its dtype and checked finite.
+
+    Parameters
+    ----------
+    base : torch.Tensor of shape (n, dim)
+        Float32 or float64, on the device to search on (not copied; do not modify it while
+        prepared).
+    metric, p, memory_budget
+        As in :func:`knn`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from knnkit.backends.torch import PreparedBase
+    >>> pb = PreparedBase(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]))
+    >>> pb.knn(torch.tensor([[0.9, 0.0]]), k=2)[1].tolist()
+    [[1, 0]]
+    """
+
+    def __init__(
+        self, base: Any, metric: str = "euclidean", p: float = 2.0, memory_budget: Any = None
+    ) -> None:
+        torch = _torch()
+        name, p = _metric(metric, p)
+        if not _is_tensor(base):
+            raise TypeError(f"base: expected a torch tensor, got {type(base).__name__}")
+        X = _as_tensor(torch, base, "base", None)
+        if X.ndim != 2:
+            raise ValueError(f"base: expected a 2-D tensor (n, dim), got shape {tuple(X.shape)}")
+        if X.numel() and not bool(torch.isfinite(X).all()):
+            raise ValueError("base: expected finite values, got NaN or infinity")
+        with torch.no_grad():
+            self._eng = _Engine(torch, X.contiguous(), name, p, memory_budget)
+
+    @property
+    def n(self) -> int:
+        return self._eng.n
+
+    def _queries(self, Q: Any) -> Any:
+        torch, X = self._eng.torch, self._eng.X
+        if not _is_tensor(Q):
+            raise TypeError(f"queries: expected a torch tensor, got {type(Q).__name__}")
+        if Q.ndim != 2 or Q.shape[1] != self._eng.d:
+            raise DimensionMismatchError(
+                f"queries: expected shape (nq, {self._eng.d}), got {tuple(Q.shape)}"
+            )
+        if Q.device != X.device:
+            raise ValueError(f"queries: expected a tensor on {X.device}, got {Q.device}")
+        Q = Q.detach().to(X.dtype).contiguous()
+        if Q.numel() and not bool(torch.isfinite(Q).all()):
+            raise ValueError("queries: expected finite values, got NaN or infinity")
+        return Q
+
+    def knn(
+        self,
+        queries: Any,
+        k: int,
+        fast: bool | str = False,
+        chunk_queries: int | None = None,
+        chunk_base: int | None = None,
+    ) -> tuple[Any, Any]:
+        """:func:`knn` against the prepared base: ``(distances, indices)`` tensors."""
+        k = check_positive_int(k, "k")
+        if k > self.n:
+            raise ValueError(f"k: expected at most the number of base rows ({self.n}), got {k}")
+        cq, cb = (
+            _check_chunk(chunk_queries, "chunk_queries"),
+            _check_chunk(chunk_base, "chunk_base"),
+        )
+        return _knn_engine(self._eng, self._queries(queries), k, fast, cq, cb)
+
+    def radius(
+        self,
+        queries: Any,
+        radius: Any,
+        chunk_queries: int | None = None,
+        chunk_base: int | None = None,
+    ) -> tuple[Any, Any, Any]:
+        """:func:`radius` against the prepared base: CSR ``(lims, distances, indices)``."""
+        cq, cb = (
+            _check_chunk(chunk_queries, "chunk_queries"),
+            _check_chunk(chunk_base, "chunk_base"),
+        )
+        return _radius_engine(self._eng, self._queries(queries), radius, cq, cb)
+
+
+__all__ = ["DEFAULT_MEMORY_BUDGET", "METRICS", "PreparedBase", "knn", "radius", "resolve_device"]

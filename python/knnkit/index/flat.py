@@ -114,7 +114,8 @@ class FlatIndex:
         self._n = 0
         self._next_id = 0
         self.device = None
-        self._dev: tuple[Any, Any] | None = None  # (vectors, ids) of the live rows on the device
+        # (vectors, ids, PreparedBase) of the live rows on the device, until the next write
+        self._dev: tuple[Any, Any, Any] | None = None
         if device is not None:
             if name == "hamming":
                 raise ValueError(
@@ -294,52 +295,66 @@ class FlatIndex:
     # -- search on a torch device ------------------------------------------------------------
 
     def _device_rows(self, filter: Any) -> tuple[Any, Any]:
-        """The live (or filter-allowed) vectors and their ids, as tensors on the device."""
+        """The live (or filter-allowed) vectors, prepared for search
+        (:class:`knnkit.backends.torch.PreparedBase`), and their ids, on the device; the
+        unfiltered ones are kept until the next write."""
         import torch
 
+        from knnkit.backends.torch import PreparedBase
+
         if self._dev is None:
-            self._dev = (
-                torch.from_numpy(np.ascontiguousarray(self._data[: self._n])).to(self.device),
-                torch.from_numpy(self._ids[: self._n].copy()).to(self.device),
-            )
-        X, ids = self._dev
+            X = torch.from_numpy(np.ascontiguousarray(self._data[: self._n])).to(self.device)
+            ids = torch.from_numpy(self._ids[: self._n].copy()).to(self.device)
+            self._dev = (X, ids, PreparedBase(X, self.metric, self.p))
+        X, ids, prepared = self._dev
         if filter is None:
-            return X, ids
+            return prepared, ids
         rows = np.flatnonzero(allowed_mask(filter, self._ids[: self._n]))
         sel = torch.from_numpy(rows).to(self.device)
-        return X[sel], ids[sel]
+        return PreparedBase(X[sel], self.metric, self.p), ids[sel]
 
     def _device_queries(self, Q: Any) -> tuple[Any, bool]:
-        """Queries as given when a tensor (the backend checks device and dtype), else checked
-        numpy; and whether the input was a tensor."""
+        """Queries as a tensor on the device (a tensor must already be there and of the index's
+        dtype; numpy is checked and copied there); and whether the input was a tensor."""
+        import torch
+
         from knnkit.backends.torch import _is_tensor
 
-        if _is_tensor(Q):
-            return Q, True
-        return as_matrix(Q, "queries", self.dtype, self.dim), False
+        if not _is_tensor(Q):
+            Q = as_matrix(Q, "queries", self.dtype, self.dim)
+            return torch.from_numpy(np.ascontiguousarray(Q)).to(self.device), False
+        if Q.device != self.device and not (
+            Q.device.type == self.device.type and self.device.index is None
+        ):
+            raise ValueError(
+                f"queries: expected a tensor on the index's device {self.device}, got one on "
+                f"{Q.device}"
+            )
+        if Q.dtype != getattr(torch, self.dtype.name):
+            raise TypeError(
+                f"queries: expected a {self.dtype.name} tensor (the index's dtype), got {Q.dtype}"
+            )
+        if Q.ndim == 1 and Q.shape[0] == self.dim:
+            Q = Q[None, :]
+        if Q.ndim != 2 or Q.shape[1] != self.dim:
+            raise DimensionMismatchError(
+                f"queries: expected shape (n, {self.dim}), got {tuple(Q.shape)}"
+            )
+        return Q, True
 
     def _search_device(self, Q: Any, k: int, filter: Any) -> SearchResult:
         import torch
 
-        from knnkit.backends import torch as kt
-
         Q, tensor = self._device_queries(Q)
         X, ids = self._device_rows(filter)
-        if tensor:
-            if Q.ndim == 1 and Q.shape[0] == self.dim:
-                Q = Q[None, :]
-            if Q.ndim != 2 or Q.shape[1] != self.dim:
-                raise DimensionMismatchError(
-                    f"queries: expected shape (n, {self.dim}), got {tuple(Q.shape)}"
-                )
         nq = Q.shape[0]
-        if X.shape[0] == 0 or nq == 0:
+        if X.n == 0 or nq == 0:
             D, I = empty_result(nq, k, self.metric, self.dtype)
             if tensor:
                 D, I = torch.from_numpy(D).to(Q.device), torch.from_numpy(I).to(Q.device)
             return SearchResult(D, I, {"distance_computations": 0})
-        kk = min(k, X.shape[0])
-        D, pos = kt.knn(X, Q, kk, metric=self.metric, p=self.p)
+        kk = min(k, X.n)
+        D, pos = X.knn(Q, kk)
         I = ids[pos]
         if kk < k:  # fewer candidates than k: id -1, distance +inf (-inf for a similarity)
             fill = -math.inf if self.metric == "inner_product" else math.inf
@@ -347,14 +362,12 @@ class FlatIndex:
             I = torch.cat([I, torch.full((nq, k - kk), -1, dtype=I.dtype, device=I.device)], 1)
         if not tensor:
             D, I = D.cpu().numpy(), I.cpu().numpy()
-        return SearchResult(D, I, {"distance_computations": nq * X.shape[0]})
+        return SearchResult(D, I, {"distance_computations": nq * X.n})
 
     def _range_search_device(self, Q: Any, radius: Any, filter: Any) -> tuple[Any, Any, Any]:
-        from knnkit.backends import torch as kt
-
         Q, tensor = self._device_queries(Q)
         X, ids = self._device_rows(filter)
-        lims, D, pos = kt.radius(X, Q, radius, metric=self.metric, p=self.p)
+        lims, D, pos = X.radius(Q, radius)
         I = ids[pos]
         if not tensor:
             lims, D, I = lims.cpu().numpy(), D.cpu().numpy(), I.cpu().numpy()

@@ -172,6 +172,16 @@ class TorchSearch:
         self.base = base
         self.metric = metric
         self.p = p
+        self._prepared = None
+
+    @property
+    def prepared(self) -> Any:
+        """The base prepared once (norms, normalised copy) for every search."""
+        if self._prepared is None:
+            from knnkit.backends.torch import PreparedBase
+
+            self._prepared = PreparedBase(self.base, self.metric, self.p)
+        return self._prepared
 
     @property
     def device(self) -> Any:
@@ -183,19 +193,15 @@ class TorchSearch:
         return X
 
     def kneighbors(self, X: Any, k: int, n_jobs: Any = None) -> tuple[Any, Any]:
-        from knnkit.backends.torch import knn
-
-        return knn(self.base, self._queries(X), k, metric=self.metric, p=self.p)
+        return self.prepared.knn(self._queries(X), k)
 
     def radius_neighbors(
         self, X: Any, radius: Any, sort: bool, n_jobs: Any = None, rows: Any = None
     ) -> tuple[Any, Any, Any]:
         import torch
 
-        from knnkit.backends.torch import radius as radius_search
-
         Q = self._queries(X, rows)
-        lims, dist, ind = radius_search(self.base, Q, radius, metric=self.metric, p=self.p)
+        lims, dist, ind = self.prepared.radius(Q, radius)
         if not sort and ind.numel():  # index order within each query
             q = torch.repeat_interleave(torch.arange(Q.shape[0], device=ind.device), lims.diff())
             order = torch.argsort(q * self.base.shape[0] + ind)
@@ -216,6 +222,7 @@ class TorchSearch:
 
         self.base = from_numpy(state["base"]).to(resolve_device(state["device"]))
         self.metric, self.p = state["metric"], state["p"]
+        self._prepared = None
 
 
 def weights_t(dist: Any, weights: Any, dtype: Any) -> Any:
