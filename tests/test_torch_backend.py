@@ -324,6 +324,37 @@ def test_unavailable_device_names_it():
         kt.resolve_device("cuda:3")
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_prepared_base_equals_knn_and_radius(data, metric):
+    X, Q = (torch.from_numpy(a.astype("float32")) for a in data)
+    pb = kt.PreparedBase(X, metric=metric, p=P)
+    for k in (1, 10, X.shape[0]):
+        D, I = pb.knn(Q, k)
+        D2, I2 = kt.knn(X, Q, k, metric=metric, p=P)
+        assert torch.equal(I, I2) and torch.equal(D, D2)
+    r = float(kt.knn(X, Q, 20, metric=metric, p=P)[0][:, -1].median())
+    for a, b in zip(pb.radius(Q, r), kt.radius(X, Q, r, metric=metric, p=P), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(pb.knn(Q.double(), 3)[1], I2[:, :3])  # queries take the base's dtype
+
+
+def test_prepared_base_rejects_bad_input():
+    X = torch.zeros((5, 3))
+    with pytest.raises(TypeError, match="torch tensor"):
+        kt.PreparedBase(np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        kt.PreparedBase(torch.full((2, 3), float("nan")))
+    pb = kt.PreparedBase(X)
+    with pytest.raises(TypeError, match="torch tensor"):
+        pb.knn(np.zeros((1, 3)), 1)
+    with pytest.raises(DimensionMismatchError, match=r"\(nq, 3\)"):
+        pb.knn(torch.zeros((1, 4)), 1)
+    with pytest.raises(ValueError, match="at most the number of base rows"):
+        pb.knn(torch.zeros((1, 3)), 6)
+    with pytest.raises(ValueError, match="finite"):
+        pb.knn(torch.full((1, 3), float("inf")), 1)
+
+
 def test_docstring_examples():
     result = doctest.testmod(kt, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.failed == 0 and result.attempted > 0
