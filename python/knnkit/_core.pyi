@@ -156,7 +156,10 @@ class Ivf:
         seed: int = 0,
     ) -> None: ...
     def train(
-        self, vectors: np.ndarray[Any, np.dtype[np.float32]], n_jobs: int | None = None
+        self,
+        vectors: np.ndarray[Any, np.dtype[np.float32]],
+        n_jobs: int | None = None,
+        centroids: np.ndarray[Any, np.dtype[np.float32]] | None = None,
     ) -> None: ...
     def is_trained(self) -> bool: ...
     def add(

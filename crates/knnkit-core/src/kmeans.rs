@@ -39,7 +39,8 @@ impl KMeansParams {
     }
 }
 
-fn normalize(row: &mut [f32]) {
+/// Scales `row` to unit length (a zero row stays zero): spherical k-means' centroid step.
+pub(crate) fn normalize(row: &mut [f32]) {
     let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
         row.iter_mut().for_each(|x| *x /= n);

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use knnkit_core::ivf::{self, CodeKind, IvfParams, IvfParts};
-use knnkit_core::{pool, Metric};
+use knnkit_core::{pool, Error, Metric};
 
 use crate::conversion::{ids_slice, matrix, part, part_array, rows, vector};
 use crate::error::to_py;
@@ -69,18 +69,36 @@ impl Ivf {
         })
     }
 
-    /// Trains the coarse quantizer (and SQ8/PQ codebooks) on float32 rows.
-    #[pyo3(signature = (vectors, n_jobs=None))]
+    /// Trains the coarse quantizer (and SQ8/PQ codebooks) on float32 rows; with ``centroids``
+    /// (float32, nlist × dim) those are the coarse centroids and only the codes are trained.
+    #[pyo3(signature = (vectors, n_jobs=None, centroids=None))]
     fn train(
         &self,
         py: Python<'_>,
         vectors: PyReadonlyArray2<'_, f32>,
         n_jobs: Option<i64>,
+        centroids: Option<PyReadonlyArray2<'_, f32>>,
     ) -> PyResult<()> {
         let data = rows(&vectors, "vectors")?;
         let threads = pool::resolve_threads(n_jobs);
-        py.detach(|| self.write().train(data, threads))
-            .map_err(to_py)
+        let given = match &centroids {
+            Some(c) => {
+                let d = self.read().dim();
+                if c.shape()[1] != d {
+                    return Err(to_py(Error::DimensionMismatch {
+                        expected: d,
+                        got: c.shape()[1],
+                    }));
+                }
+                Some(rows(c, "centroids")?)
+            }
+            None => None,
+        };
+        py.detach(|| match given {
+            Some(c) => self.write().train_with_centroids(data, c, threads),
+            None => self.write().train(data, threads),
+        })
+        .map_err(to_py)
     }
 
     fn is_trained(&self) -> bool {

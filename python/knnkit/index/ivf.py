@@ -51,6 +51,16 @@ class IVFIndex(NativeIndex):
         (distances approximate; ``get`` decodes).
     seed : int, default=0
         Seed of k-means++ and the training sample: training is deterministic.
+    device : str or torch.device, optional
+        Where the coarse k-means runs. ``None`` (default): the Rust trainer, on the CPU
+        threads. A torch device (``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``): the k-means
+        runs there through PyTorch (:mod:`knnkit.backends.torch`, the ``torch`` extra), the
+        centroids come back to the CPU and the SQ8 ranges / PQ codebooks are trained by Rust as
+        usual. Same seeded algorithm, not the same centroids bit for bit; the recall is
+        comparable. Checked at construction: an unavailable device raises ``ValueError`` naming
+        it. Only training uses it; the trained index is an ordinary CPU index. ``save`` and
+        pickling do not keep it: a loaded index needs no torch (and, if it was saved untrained,
+        trains with the Rust k-means).
 
     Notes
     -----
@@ -95,6 +105,7 @@ class IVFIndex(NativeIndex):
         nbits: int = 8,
         refine: bool = True,
         seed: int = 0,
+        device: Any = None,
     ) -> None:
         self.dim = check_positive_int(dim, "dim")
         self.metric: str = metric_name(metric)
@@ -111,6 +122,11 @@ class IVFIndex(NativeIndex):
             raise ValueError(f"nbits: expected an integer in [1, 8], got {nbits}")
         self.refine = bool(refine)
         self.seed = check_seed(seed)
+        self.device: Any = None
+        if device is not None:
+            from knnkit.backends.torch import resolve_device
+
+            self.device = resolve_device(device)
         self._native = _core.Ivf(
             self.dim,
             self.metric,
@@ -134,7 +150,14 @@ class IVFIndex(NativeIndex):
             "nbits": self.nbits,
             "refine": self.refine,
             "seed": self.seed,
+            # Shown and kept by ``reset`` only when set; never saved (see _header_and_parts).
+            **({} if self.device is None else {"device": str(self.device)}),
         }
+
+    def _header_and_parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        header, sections = super()._header_and_parts()
+        header["params"].pop("device", None)
+        return header, sections
 
     @property
     def is_trained(self) -> bool:
@@ -143,13 +166,29 @@ class IVFIndex(NativeIndex):
 
     def train(self, X: Any, n_jobs: int | None = None) -> None:
         """Trains the k-means centroids (and the SQ8 ranges or PQ codebooks) on ``X``
-        (at least ``nlist`` rows; a sample of ``256 * nlist`` is used when larger)."""
+        (at least ``nlist`` rows; a sample of ``256 * nlist`` is used when larger). With
+        ``device`` set, the k-means runs on that torch device."""
         X = as_matrix(X, "X", self.dtype, self.dim)
         if X.shape[0] < self.nlist:
             raise ValueError(
                 f"X: expected at least nlist={self.nlist} vectors to train, got {X.shape[0]}"
             )
-        self._native.train(X, n_jobs)
+        if self.is_trained:
+            # The native call raises the usual error, before any device work.
+            self._native.train(X, n_jobs)
+        if self.device is None:
+            self._native.train(X, n_jobs)
+            return
+        from knnkit.backends._kmeans import kmeans
+
+        centroids = kmeans(
+            X,
+            self.nlist,
+            seed=self.seed,
+            spherical=self.metric == "cosine",
+            device=self.device,
+        )
+        self._native.train(X, n_jobs, centroids)
 
     def _before_add(self, X: np.ndarray, n_jobs: int | None) -> None:
         if not self.is_trained:

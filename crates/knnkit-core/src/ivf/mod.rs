@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::filter::Allowed;
 use crate::flat::{self, Base, SearchParams};
-use crate::kmeans::{kmeans, KMeansParams};
+use crate::kmeans::{self, kmeans, KMeansParams};
 use crate::metric::kernels::{select, Kernels};
 use crate::metric::Metric;
 use crate::pool;
@@ -264,13 +264,50 @@ impl Ivf {
             + self.pq.as_ref().map_or(0, |p| p.centroids.len() * 4)
     }
 
-    /// Trains the coarse centroids (and SQ8 ranges / PQ codebooks) on `data` (n ≥ nlist rows).
+    /// Trains the coarse centroids (and SQ8 ranges / PQ codebooks) on `data` (n ≥ nlist rows):
+    /// seeded k-means ([`crate::kmeans`], spherical for cosine), then
+    /// [`Ivf::train_with_centroids`]'s code training.
     pub fn train(&mut self, data: &[f32], threads: usize) -> Result<()> {
+        self.train_from(data, None, threads)
+    }
+
+    /// Trains the SQ8 ranges / PQ codebooks on `data` exactly as [`Ivf::train`] does, with the
+    /// given coarse `centroids` (nlist × d, row-major, finite) instead of k-means ones — e.g.
+    /// centroids trained elsewhere (on a GPU). For cosine, rows not of unit length are
+    /// normalised as spherical k-means leaves them. Given `train`'s own k-means centroids, the
+    /// index is identical.
+    pub fn train_with_centroids(
+        &mut self,
+        data: &[f32],
+        centroids: &[f32],
+        threads: usize,
+    ) -> Result<()> {
+        self.train_from(data, Some(centroids), threads)
+    }
+
+    fn train_from(&mut self, data: &[f32], given: Option<&[f32]>, threads: usize) -> Result<()> {
         if self.is_trained() {
             return Err(Error::param("train", "an untrained index", "a trained one"));
         }
         check_rows(data, self.d)?;
         let d = self.d;
+        if let Some(c) = given {
+            let want = self.params.nlist * d;
+            if c.len() != want {
+                return Err(Error::param(
+                    "centroids",
+                    format!("nlist × dim = {} × {d} = {want} values", self.params.nlist),
+                    format!("{} values", c.len()),
+                ));
+            }
+            if let Some(bad) = c.iter().position(|v| !v.is_finite()) {
+                return Err(Error::param(
+                    "centroids",
+                    "finite values",
+                    format!("{} in row {}", c[bad], bad / d),
+                ));
+            }
+        }
         let mut buf = Vec::with_capacity(d);
         let oriented: Vec<f32> = data
             .chunks_exact(d)
@@ -279,9 +316,24 @@ impl Ivf {
                 buf.clone()
             })
             .collect();
-        let mut p = KMeansParams::new(self.params.nlist, self.params.seed, threads);
-        p.spherical = self.space == Space::Cosine;
-        let centroids = kmeans(&oriented, d, &p)?;
+        let spherical = self.space == Space::Cosine;
+        let centroids = match given {
+            Some(c) => {
+                let mut c = c.to_vec();
+                if spherical {
+                    // Rows already of unit length (k-means' own) are kept bit for bit.
+                    c.chunks_exact_mut(d)
+                        .filter(|r| (r.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() > 1e-5)
+                        .for_each(kmeans::normalize);
+                }
+                c
+            }
+            None => {
+                let mut p = KMeansParams::new(self.params.nlist, self.params.seed, threads);
+                p.spherical = spherical;
+                kmeans(&oriented, d, &p)?
+            }
+        };
         match self.params.codes {
             CodeKind::Flat => {}
             CodeKind::Sq8 => self.sq = Some(Sq8::train(&oriented, d)?),

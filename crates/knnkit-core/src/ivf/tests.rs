@@ -160,3 +160,76 @@ fn untrained_and_bad_input() {
     )
     .is_err());
 }
+
+#[test]
+fn given_centroids_equal_to_kmeans_give_the_same_index() {
+    let (n, d) = (3000, 16);
+    let x = data(n, d, 4);
+    let ids: Vec<i64> = (0..n as i64).collect();
+    let q = data(40, d, 6);
+    for metric in [Metric::Euclidean, Metric::InnerProduct, Metric::Cosine] {
+        for codes in [
+            CodeKind::Flat,
+            CodeKind::Sq8,
+            CodeKind::Pq { m: 4, nbits: 6 },
+        ] {
+            let params = IvfParams {
+                nlist: 24,
+                codes,
+                refine: true,
+                seed: 11,
+            };
+            let mut a = Ivf::new(d, metric, params).unwrap();
+            a.train(&x, 2).unwrap();
+            a.add(&x, &ids, 2).unwrap();
+            let centroids = a.to_parts().centroids;
+            let mut b = Ivf::new(d, metric, params).unwrap();
+            b.train_with_centroids(&x, &centroids, 1).unwrap();
+            b.add(&x, &ids, 2).unwrap();
+            let (pa, pb) = (a.to_parts(), b.to_parts());
+            assert_eq!(pa.centroids, pb.centroids, "{metric:?} {codes:?}");
+            assert_eq!(pa.list_offsets, pb.list_offsets, "{metric:?} {codes:?}");
+            assert_eq!(pa.list_codes, pb.list_codes, "{metric:?} {codes:?}");
+            assert_eq!(pa.pq_centroids, pb.pq_centroids, "{metric:?} {codes:?}");
+            assert_eq!(pa.sq_lo, pb.sq_lo, "{metric:?} {codes:?}");
+            let (ra, rb) = (
+                a.search(&q, 10, 4, 1, None).unwrap(),
+                b.search(&q, 10, 4, 1, None).unwrap(),
+            );
+            assert_eq!(ra.ids, rb.ids, "{metric:?} {codes:?}");
+            assert_eq!(ra.distances, rb.distances, "{metric:?} {codes:?}");
+        }
+    }
+}
+
+#[test]
+fn given_centroids_are_checked_and_normalised_for_cosine() {
+    let d = 4;
+    let x = data(64, d, 2);
+    let params = IvfParams {
+        nlist: 4,
+        codes: CodeKind::Flat,
+        refine: false,
+        seed: 0,
+    };
+    let mut ix = Ivf::new(d, Metric::Euclidean, params).unwrap();
+    let err = ix.train_with_centroids(&x, &[0.0; 12], 1).unwrap_err();
+    assert!(err.to_string().contains("centroids"), "{err}");
+    let mut bad = vec![0.0f32; 16];
+    bad[5] = f32::NAN;
+    let err = ix.train_with_centroids(&x, &bad, 1).unwrap_err();
+    assert!(err.to_string().contains("finite"), "{err}");
+    assert!(!ix.is_trained(), "errors leave the index untrained");
+
+    let mut cos = Ivf::new(d, Metric::Cosine, params).unwrap();
+    let c: Vec<f32> = (0..16).map(|i| (i % 5) as f32 + 1.0).collect();
+    cos.train_with_centroids(&x, &c, 1).unwrap();
+    for row in cos.to_parts().centroids.chunks_exact(d) {
+        let n: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-5, "{row:?}");
+    }
+    assert!(
+        cos.train_with_centroids(&x, &c, 1).is_err(),
+        "already trained"
+    );
+}
