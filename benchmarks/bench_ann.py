@@ -306,6 +306,7 @@ def main():
         nlist = NLIST if len(X) >= 50_000 else 128
         contenders = [
             Knnkit("sq8"),
+            Knnkit("sq4"),
             Knnkit("flat"),
             Hnswlib(),
             FaissHnsw(),

@@ -395,7 +395,11 @@ def test_clone_and_grid_search_over_algo_params(digits):
         ("hnsw", {"ef_search": 0}, r"algo_params\['ef_search'\]: expected an integer >= 1"),
         ("hnsw", {"ef_construction": 2.5}, r"algo_params\['ef_construction'\]"),
         ("hnsw", {"m": True}, r"algo_params\['m'\]"),
-        ("hnsw", {"codes": "pq"}, r"algo_params\['codes'\]: expected one of \('flat', 'sq8'\)"),
+        (
+            "hnsw",
+            {"codes": "pq"},
+            r"algo_params\['codes'\]: expected one of \('flat', 'sq8', 'sq4'\)",
+        ),
         ("hnsw", {"seed": -1}, r"algo_params\['seed'\]: expected an integer >= 0"),
         ("ivf", {"nlist": 0}, r"algo_params\['nlist'\]"),
         ("ivf", {"refine": "yes"}, r"algo_params\['refine'\]: expected True or False"),

@@ -19,6 +19,7 @@ from knnkit.testing import exact_knn, recall_at_k
 #: recall@10 each index must reach on the clustered test data with its default search width.
 MIN_RECALL = {
     "hnsw-sq8": 0.95,
+    "hnsw-sq4": 0.95,
     "hnsw-flat": 0.95,
     "ivf-flat": 0.95,
     "ivf-sq8": 0.95,
@@ -92,7 +93,7 @@ def _words() -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
-@pytest.mark.parametrize("kind", ["hnsw-sq8", "ivf-sq8"])
+@pytest.mark.parametrize("kind", ["hnsw-sq8", "hnsw-sq4", "ivf-sq8"])
 def test_recall_on_real_embeddings(kind):
     words = _words()
     if words is None:
@@ -100,7 +101,8 @@ def test_recall_on_real_embeddings(kind):
     X = words[0][:20_000].astype(np.float32)
     Q = words[1][:200].astype(np.float32)
     if kind.startswith("hnsw"):
-        ix = knnkit.HNSWIndex(X.shape[1], metric="cosine", m=16, ef_construction=100)
+        codes = kind.split("-")[1]
+        ix = knnkit.HNSWIndex(X.shape[1], metric="cosine", m=16, ef_construction=100, codes=codes)
         params = {"ef_search": 128}
     else:
         ix = knnkit.IVFIndex(X.shape[1], metric="cosine", nlist=128, codes="sq8")

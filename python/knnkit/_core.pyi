@@ -107,7 +107,7 @@ class Hnsw:
         m: int = 16,
         ef_construction: int = 200,
         seed: int = 0,
-        sq8: bool = False,
+        codes: str = "flat",
     ) -> None: ...
     def add(
         self,

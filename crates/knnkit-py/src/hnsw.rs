@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::PyKeyError;
+use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use knnkit_core::hnsw::{self, HnswParams, HnswParts, SearchOptions};
+use knnkit_core::hnsw::{self, Codes, HnswParams, HnswParts, SearchOptions};
 use knnkit_core::store::{MappedFile, Store};
 use knnkit_core::{pool, Metric};
 
@@ -37,21 +37,31 @@ impl Hnsw {
 #[pymethods]
 impl Hnsw {
     #[new]
-    #[pyo3(signature = (dim, metric="euclidean", m=16, ef_construction=200, seed=0, sq8=false))]
+    #[pyo3(signature = (dim, metric="euclidean", m=16, ef_construction=200, seed=0, codes="flat"))]
     fn new(
         dim: usize,
         metric: &str,
         m: usize,
         ef_construction: usize,
         seed: u64,
-        sq8: bool,
+        codes: &str,
     ) -> PyResult<Self> {
         let metric = Metric::parse(metric, 2.0).map_err(to_py)?;
+        let codes = match codes {
+            "flat" => Codes::Flat,
+            "sq8" => Codes::Sq8,
+            "sq4" => Codes::Sq4,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "codes: expected 'flat', 'sq8' or 'sq4', got {other:?}"
+                )))
+            }
+        };
         let params = HnswParams {
             m,
             ef_construction,
             seed,
-            sq8,
+            codes,
         };
         Ok(Hnsw {
             inner: RwLock::new(hnsw::Hnsw::new(dim, metric, params).map_err(to_py)?),
@@ -193,6 +203,7 @@ impl Hnsw {
         out.set_item("upper", vector(py, p.upper))?;
         out.set_item("upper_offsets", vector(py, p.upper_offsets))?;
         out.set_item("deleted", vector(py, p.deleted))?;
+        out.set_item("code_bits", p.code_bits)?;
         out.set_item("sq_lo", vector(py, p.sq_lo))?;
         out.set_item("sq_step", vector(py, p.sq_step))?;
         out.set_item("codes", vector(py, p.codes.into_vec()))?;
@@ -230,6 +241,7 @@ impl Hnsw {
             upper: part_array(parts, "upper")?,
             upper_offsets: part_array(parts, "upper_offsets")?,
             deleted: part_array(parts, "deleted")?,
+            code_bits: part(parts, "code_bits")?,
             sq_lo: part_array(parts, "sq_lo")?,
             sq_step: part_array(parts, "sq_step")?,
             codes: store(parts, "codes", file.as_ref())?,

@@ -20,7 +20,7 @@ def index_factory(
     """An empty index described faiss-style.
 
     ``"Flat"`` (exact); ``"HNSW32"`` or ``"HNSW32,Flat"`` (graph with ``m = 32``, float32
-    traversal), ``"HNSW32,SQ8"`` (SQ8 traversal); ``"IVF1024,Flat"``, ``"IVF1024,SQ8"``,
+    traversal), ``"HNSW32,SQ8"`` (SQ8 traversal), ``"HNSW32,SQ4"`` (SQ4 traversal); ``"IVF1024,Flat"``, ``"IVF1024,SQ8"``,
     ``"IVF1024,PQ32"`` or ``"IVF1024,PQ32x4"`` (``nlist = 1024``; PQ with ``pq_m = 32`` codes
     of 8 or 4 bits). Extra keyword parameters go to the index (e.g. ``ef_search=128``,
     ``nprobe=16``, ``refine=False``).
@@ -41,9 +41,9 @@ def index_factory(
     if head == "Flat" and not tail:
         return FlatIndex(dim, metric=metric, **params)
     if m := _HNSW.fullmatch(head):
-        codes = {"Flat": "flat", "SQ8": "sq8"}.get(store)
+        codes = {"Flat": "flat", "SQ8": "sq8", "SQ4": "sq4"}.get(store)
         if codes is None:
-            raise ValueError(f"description: HNSW stores Flat or SQ8, got {store!r}")
+            raise ValueError(f"description: HNSW stores Flat, SQ8 or SQ4, got {store!r}")
         if m.group(1):
             params.setdefault("m", int(m.group(1)))
         return HNSWIndex(dim, metric=metric, codes=codes, **params)
@@ -57,6 +57,7 @@ def index_factory(
             return IVFIndex(dim, metric=metric, codes="pq", **params)
         raise ValueError(f"description: IVF stores Flat, SQ8 or PQ<m>[x<bits>], got {store!r}")
     raise ValueError(
-        f"description: expected Flat, HNSW<m>[,Flat|SQ8] or IVF<nlist>,Flat|SQ8|PQ<m>[x<bits>], "
+        f"description: expected Flat, HNSW<m>[,Flat|SQ8|SQ4] or "
+        f"IVF<nlist>,Flat|SQ8|PQ<m>[x<bits>], "
         f"got {description!r}"
     )

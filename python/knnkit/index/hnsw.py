@@ -20,8 +20,9 @@ from knnkit.index._common import as_ids
 from knnkit.index._native import METRICS, NativeIndex, check_seed, metric_name
 from knnkit.index._result import SearchResult
 
-#: Storage options for traversal: exact float32 only, or float32 plus 8-bit codes.
-CODES = ("sq8", "flat")
+#: Storage options for traversal: float32 plus 8-bit or 4-bit codes, or exact float32 only.
+CODES = ("sq8", "sq4", "flat")
+_CODE_BITS = {"flat": 0, "sq8": 8, "sq4": 4}
 
 
 class HNSWIndex(NativeIndex):
@@ -43,17 +44,23 @@ class HNSWIndex(NativeIndex):
     ef_search : int, default=64
         Default beam width of searches (per call: ``search(..., ef_search=)``). Larger: higher
         recall, fewer queries per second.
-    codes : {"sq8", "flat"}, default="sq8"
+    codes : {"sq8", "sq4", "flat"}, default="sq8"
         ``"sq8"`` keeps an 8-bit code per coordinate next to the float32 vectors (a quarter of
         their size) and walks the graph on codes; the best ``2 * k`` candidates are re-ranked on
-        the float32 vectors, so returned distances are exact. ``"flat"`` walks on float32.
+        the float32 vectors (more when the codes' measured error allows a further candidate
+        into the top ``k``), so returned distances are exact. ``"sq4"``: 4 bits per coordinate
+        (an eighth of the float32 size), ``4 * k`` re-ranked at least; about a third faster
+        than ``"sq8"`` on sentence embeddings at the same recall, but on data made of tight,
+        far-apart clusters the codes cannot tell a cluster's points apart and recall needs a
+        wider ``ef_search``: measure it on your data. ``"flat"`` walks on float32.
     seed : int, default=0
         Seed of the level draws. A build is deterministic: same data, same seed, same graph,
         whatever the thread count.
 
     Notes
     -----
-    Memory per vector: ``4 * dim`` bytes (float32), plus ``dim + 4`` with SQ8, plus
+    Memory per vector: ``4 * dim`` bytes (float32), plus ``dim + 4`` with SQ8 (``dim / 2 + 4``
+    with SQ4, ``dim`` rounded up to a multiple of 64), plus
     ``4 * (2 * m + 1)`` for level-0 links, plus 8 for the id and about 30 for the id map.
 
     Searches may run from many threads at once and alongside ``add``/``remove``: a search sees
@@ -110,7 +117,7 @@ class HNSWIndex(NativeIndex):
         self.codes = codes
         self.seed = check_seed(seed)
         self._native = _core.Hnsw(
-            self.dim, self.metric, self.m, self.ef_construction, self.seed, codes == "sq8"
+            self.dim, self.metric, self.m, self.ef_construction, self.seed, codes
         )
         self._next_id = 0
 
@@ -191,8 +198,9 @@ class HNSWIndex(NativeIndex):
         return {**search_params, "ef_search": max(k, ef)}
 
     def _load_native(self, parts: dict[str, Any], path: Any = None) -> Any:
-        if (self.codes == "sq8") != (parts["sq_lo"].size > 0):
+        if (self.codes != "flat") != (parts["sq_lo"].size > 0):
             raise CorruptIndexError("hnsw index: codes setting does not match the sections")
+        parts = {**parts, "code_bits": _CODE_BITS[self.codes]}
         return _core.Hnsw.from_parts(parts, None if path is None else str(path))
 
 

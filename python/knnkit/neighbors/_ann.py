@@ -80,7 +80,7 @@ _HNSW_CHECKS = {
     "m": lambda v: _check_int("m", v, 2, 256),
     "ef_construction": lambda v: _check_int("ef_construction", v, 1),
     "ef_search": lambda v: _check_int("ef_search", v, 1),
-    "codes": lambda v: _check_choice("codes", v, ("flat", "sq8")),
+    "codes": lambda v: _check_choice("codes", v, ("flat", "sq8", "sq4")),
     "seed": lambda v: _check_int("seed", v, 0),
 }
 _IVF_CHECKS = {

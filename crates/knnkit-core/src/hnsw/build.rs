@@ -107,10 +107,10 @@ impl Hnsw {
     fn plan(&self, p: u32, s: &mut Scratch) -> Plan {
         let Scratch { v, q, w, wq } = s;
         self.prepare_query(self.row(p), q);
-        let scale = self.prepare_codes(q, w, wq);
+        let prepared = self.prepare_codes(q, w, wq);
         let (qv, wv): (&[f32], &[i16]) = (q, wq);
-        let key = |slot: u32| match scale {
-            Some(scale) => self.key_code(wv, scale, slot),
+        let key = |slot: u32| match prepared {
+            Some(cq) => self.key_code(wv, cq, slot),
             None => self.key_query(qv, slot),
         };
         let top = (self.levels[p as usize] as usize).min(self.max_level);
@@ -123,7 +123,7 @@ impl Hnsw {
         v.out.push(cur);
         let mut plan = vec![Vec::new(); top + 1];
         for level in (0..=top).rev() {
-            let codes = scale.is_some();
+            let codes = prepared.is_some();
             self.search_level(v, level, self.params.ef_construction, &key, None, codes);
             if codes {
                 v.out

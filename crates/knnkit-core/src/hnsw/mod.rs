@@ -8,9 +8,12 @@
 //! - Level 0 is one flat array `links0` of `n × (m0 + 1)` u32: a count, then up to `m0 = 2m`
 //!   neighbour slots. Upper levels (about 1 node in `m`) are `upper[slot]`: for each level
 //!   `1..=levels[slot]`, a count then up to `m` slots.
-//! - With the SQ8 tier, `codes` (n × d bytes) and `code_norms` (‖x̂‖²) encode the vector that
-//!   search compares (normalised for cosine); traversal scores codes, and the final candidates
-//!   are re-ranked on `vectors`, so returned distances are exact float32 distances.
+//! - With codes (SQ8: n × d bytes; SQ4: n × d/2), `codes` and `code_norms` (‖x̂‖²) encode the
+//!   vector that search compares (normalised for cosine); traversal scores codes, and the final
+//!   candidates are re-ranked on `vectors`, so returned distances are exact float32 distances.
+//!   Cosine scores a code as the cosine of the decoded vector, ⟨q, x̂⟩/‖x̂‖ (`code_inv` holds
+//!   1/‖x̂‖, derived, not saved): coarse codes change the decoded norm, and an inner product
+//!   alone would favour the codes that happen to decode longer.
 //!
 //! # Keys
 //!
@@ -51,8 +54,9 @@ use crate::error::{Error, Result};
 use crate::mem::reserve_huge;
 use crate::metric::kernels::{select, Kernels};
 use crate::metric::Metric;
+use crate::quant::sq4::{self, dot_u4_i16};
 use crate::quant::sq8::{dot_u8_i16, I16Kernel};
-use crate::quant::Sq8;
+use crate::quant::{Sq4, Sq8};
 use crate::store::Store;
 
 pub use search::{SearchOptions, SearchStats};
@@ -83,8 +87,119 @@ pub struct HnswParams {
     pub ef_construction: usize,
     /// Seed of the level draws.
     pub seed: u64,
-    /// Keep SQ8 codes and traverse them (exact re-rank on the float32 vectors).
-    pub sq8: bool,
+    /// Codes kept next to the vectors and traversed (exact re-rank on the float32 vectors).
+    pub codes: Codes,
+}
+
+/// The compact codes graph traversal scores (then re-ranked exactly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codes {
+    /// No codes: traversal computes exact distances on the float32 vectors.
+    Flat,
+    /// One byte per coordinate.
+    Sq8,
+    /// Half a byte per coordinate (packed in blocks of 64 dimensions).
+    Sq4,
+}
+
+impl Codes {
+    /// Bits per coordinate (0 for flat), as saved in files.
+    pub fn bits(self) -> u8 {
+        match self {
+            Codes::Flat => 0,
+            Codes::Sq8 => 8,
+            Codes::Sq4 => 4,
+        }
+    }
+
+    /// The codes of `bits` bits per coordinate.
+    pub fn from_bits(bits: u8) -> Option<Self> {
+        match bits {
+            0 => Some(Codes::Flat),
+            8 => Some(Codes::Sq8),
+            4 => Some(Codes::Sq4),
+            _ => None,
+        }
+    }
+
+    /// Bytes of one code of dimension `d`.
+    pub fn bytes(self, d: usize) -> usize {
+        match self {
+            Codes::Flat => 0,
+            Codes::Sq8 => d,
+            Codes::Sq4 => sq4::code_bytes(d),
+        }
+    }
+}
+
+/// A query prepared for scoring codes: the integer weights' scale, the constant ⟨q, lo⟩ the
+/// integer dot product leaves out, and the offset that turns a code key into an estimate of the
+/// exact key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CodeQuery {
+    pub scale: f32,
+    pub c0: f32,
+    pub offset: f32,
+}
+
+/// A trained scalar quantizer of the traversal codes.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Quant {
+    Sq8(Sq8),
+    Sq4(Sq4),
+}
+
+impl Quant {
+    fn train(codes: Codes, data: &[f32], d: usize) -> Result<Option<Self>> {
+        Ok(match codes {
+            Codes::Flat => None,
+            Codes::Sq8 => Some(Quant::Sq8(Sq8::train(data, d)?)),
+            Codes::Sq4 => Some(Quant::Sq4(Sq4::train(data, d)?)),
+        })
+    }
+
+    fn from_parts(codes: Codes, lo: Vec<f32>, step: Vec<f32>) -> Result<Option<Self>> {
+        Ok(match codes {
+            Codes::Flat => None,
+            Codes::Sq8 => Some(Quant::Sq8(Sq8::from_parts(lo, step)?)),
+            Codes::Sq4 => Some(Quant::Sq4(Sq4::from_parts(lo, step)?)),
+        })
+    }
+
+    fn ranges(&self) -> (&[f32], &[f32]) {
+        match self {
+            Quant::Sq8(q) => (&q.lo, &q.step),
+            Quant::Sq4(q) => (&q.lo, &q.step),
+        }
+    }
+
+    fn encode(&self, x: &[f32], out: &mut [u8]) -> f32 {
+        match self {
+            Quant::Sq8(q) => q.encode(x, out),
+            Quant::Sq4(q) => q.encode(x, out),
+        }
+    }
+
+    /// Integer query weights into `wq`; returns their scale and the constant ⟨q, lo⟩.
+    pub(crate) fn prepare(&self, q: &[f32], w: &mut Vec<f32>, wq: &mut Vec<i16>) -> (f32, f32) {
+        match self {
+            Quant::Sq8(s) => {
+                let c0 = s.prepare(q, w);
+                (s.prepare_i16(w, wq), c0)
+            }
+            Quant::Sq4(s) => {
+                let c0 = s.prepare(q, w);
+                (s.prepare_i16(w, wq), c0)
+            }
+        }
+    }
+
+    fn kernel(&self) -> I16Kernel {
+        match self {
+            Quant::Sq8(_) => dot_u8_i16(),
+            Quant::Sq4(_) => dot_u4_i16(),
+        }
+    }
 }
 
 impl Default for HnswParams {
@@ -93,7 +208,7 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 200,
             seed: 0,
-            sq8: false,
+            codes: Codes::Flat,
         }
     }
 }
@@ -135,9 +250,13 @@ pub struct Hnsw {
     pub(crate) n_deleted: usize,
     pub(crate) entry: u32,
     pub(crate) max_level: usize,
-    pub(crate) sq: Option<Sq8>,
+    pub(crate) sq: Option<Quant>,
+    /// Bytes of one code (0 without codes).
+    pub(crate) cb: usize,
     pub(crate) codes: Store<u8>,
     pub(crate) code_norms: Store<f32>,
+    /// 1/‖x̂‖ of every code (cosine only; derived from `code_norms`).
+    pub(crate) code_inv: Vec<f32>,
     /// Points ever inserted (drives the level draws).
     pub(crate) inserted: u64,
     /// Slots at the last [`Hnsw::reorder`]; `add` reorders again once the index has doubled.
@@ -167,10 +286,12 @@ pub struct HnswParts {
     pub upper: Vec<u32>,
     pub upper_offsets: Vec<u64>,
     pub deleted: Vec<u8>,
-    /// SQ8 ranges (empty without the tier).
+    /// Bits per coordinate of the codes (0: none, 8: SQ8, 4: SQ4).
+    pub code_bits: u8,
+    /// The quantizer's ranges (empty without codes).
     pub sq_lo: Vec<f32>,
     pub sq_step: Vec<f32>,
-    /// SQ8 codes and their ‖x̂‖² (recomputed from the vectors when empty).
+    /// Codes and their ‖x̂‖² (recomputed from the vectors when empty).
     pub codes: Store<u8>,
     pub code_norms: Store<f32>,
 }
@@ -221,8 +342,10 @@ impl Hnsw {
             entry: NONE,
             max_level: 0,
             sq: None,
+            cb: params.codes.bytes(d),
             codes: Store::default(),
             code_norms: Store::default(),
+            code_inv: Vec::new(),
             inserted: 0,
             ordered: 0,
             progress: Arc::new(AtomicUsize::new(0)),
@@ -303,6 +426,7 @@ impl Hnsw {
             + self.deleted.capacity()
             + self.codes.heap_bytes()
             + self.code_norms.heap_bytes()
+            + self.code_inv.capacity() * 4
     }
 
     pub(crate) fn live_slot(&self, id: i64) -> Option<u32> {
@@ -320,8 +444,8 @@ impl Hnsw {
 
     #[inline(always)]
     pub(crate) fn code(&self, slot: u32) -> &[u8] {
-        let s = slot as usize * self.d;
-        &self.codes[s..s + self.d]
+        let s = slot as usize * self.cb;
+        &self.codes[s..s + self.cb]
     }
 
     /// Neighbour capacity of a level.
@@ -395,12 +519,27 @@ impl Hnsw {
     /// Approximate key from the SQ8 code (`wq`, `scale` from [`Sq8::prepare_i16`]); equal to
     /// the key of the decoded vector up to a per-query constant.
     #[inline(always)]
-    pub(crate) fn key_code(&self, wq: &[i16], scale: f32, slot: u32) -> f32 {
-        let dot = scale * (self.i16k)(wq, self.code(slot)) as f32;
+    pub(crate) fn key_code(&self, wq: &[i16], cq: CodeQuery, slot: u32) -> f32 {
+        let dot = cq.scale * (self.i16k)(wq, self.code(slot)) as f32;
         match self.space {
             Space::L2 => self.code_norms[slot as usize] - 2.0 * dot,
-            _ => -dot,
+            Space::Ip => -dot,
+            Space::Cosine => -(cq.c0 + dot) * self.code_inv[slot as usize],
         }
+    }
+
+    /// Refreshes `code_inv` (cosine) from `code_norms` for slots `from..`.
+    fn refresh_code_inv(&mut self, from: usize) {
+        if self.space != Space::Cosine || self.sq.is_none() {
+            return;
+        }
+        self.code_inv.truncate(from);
+        self.code_inv
+            .extend(
+                self.code_norms[from..]
+                    .iter()
+                    .map(|&n| if n > 0.0 { 1.0 / n.sqrt() } else { 0.0 }),
+            );
     }
 
     /// Maps a key back to the metric's units.
@@ -439,18 +578,20 @@ impl Hnsw {
     fn encode_from(&mut self, from: usize) {
         let Some(sq) = self.sq.take() else { return };
         let n = self.ids.len();
-        let more = (n * self.d).saturating_sub(self.codes.len());
+        let cb = self.cb;
+        let more = (n * cb).saturating_sub(self.codes.len());
         reserve_huge(self.codes.to_mut(), more);
-        self.codes.to_mut().resize(n * self.d, 0);
+        self.codes.to_mut().resize(n * cb, 0);
         self.code_norms.to_mut().resize(n, 0.0);
         let mut buf = Vec::with_capacity(self.d);
         for slot in from..n {
             self.coded_vector(slot as u32, &mut buf);
-            let out = &mut self.codes.to_mut()[slot * self.d..(slot + 1) * self.d];
+            let out = &mut self.codes.to_mut()[slot * cb..(slot + 1) * cb];
             let norm = sq.encode(&buf, out);
             self.code_norms.to_mut()[slot] = norm;
         }
         self.sq = Some(sq);
+        self.refresh_code_inv(from);
     }
 
     /// Deterministic level of the `j`-th inserted point: ⌊−ln(U)·mL⌋ with mL = 1/ln(m).
@@ -527,7 +668,7 @@ impl Hnsw {
             .to_mut()
             .resize((start + n_new) * (self.m0 + 1), 0);
         self.inserted += n_new as u64;
-        if self.params.sq8 {
+        if self.params.codes != Codes::Flat {
             if self.sq.is_none() {
                 let mut sample = Vec::with_capacity(data.len());
                 let mut buf = Vec::new();
@@ -535,7 +676,10 @@ impl Hnsw {
                     self.coded_vector(slot as u32, &mut buf);
                     sample.extend_from_slice(&buf);
                 }
-                self.sq = Some(Sq8::train(&sample, self.d)?);
+                self.sq = Quant::train(self.params.codes, &sample, self.d)?;
+                if let Some(q) = &self.sq {
+                    self.i16k = q.kernel();
+                }
             }
             self.encode_from(start);
         }
@@ -556,8 +700,9 @@ impl Hnsw {
         self.deleted.truncate(from);
         self.links0.to_mut().truncate(from * (self.m0 + 1));
         if self.sq.is_some() {
-            self.codes.to_mut().truncate(from * self.d);
+            self.codes.to_mut().truncate(from * self.cb);
             self.code_norms.to_mut().truncate(from);
+            self.code_inv.truncate(from.min(self.code_inv.len()));
         }
     }
 
@@ -657,7 +802,7 @@ impl Hnsw {
         let mut upper = Vec::with_capacity(live);
         let mut codes = Vec::new();
         if self.sq.is_some() {
-            reserve_huge(&mut codes, live * d);
+            reserve_huge(&mut codes, live * self.cb);
         }
         let mut code_norms = Vec::with_capacity(if self.sq.is_some() { live } else { 0 });
         let remap_list = |list: &[u32], cap: usize, out: &mut Vec<u32>| {
@@ -691,7 +836,7 @@ impl Hnsw {
             }
             upper.push(up);
             if self.sq.is_some() {
-                codes.extend_from_slice(&self.codes[slot * d..(slot + 1) * d]);
+                codes.extend_from_slice(&self.codes[slot * self.cb..(slot + 1) * self.cb]);
                 code_norms.push(self.code_norms[slot]);
             }
         }
@@ -708,6 +853,7 @@ impl Hnsw {
         self.upper = upper;
         self.codes = codes.into();
         self.code_norms = code_norms.into();
+        self.refresh_code_inv(0);
         self.deleted = vec![false; live];
         self.n_deleted = 0;
         self.entry = if self.entry != NONE && remap[self.entry as usize] != NONE {
@@ -741,10 +887,10 @@ impl Hnsw {
             upper.extend_from_slice(u);
             upper_offsets.push(upper.len() as u64);
         }
-        let (sq_lo, sq_step) = self
-            .sq
-            .as_ref()
-            .map_or((Vec::new(), Vec::new()), |s| (s.lo.clone(), s.step.clone()));
+        let (sq_lo, sq_step) = self.sq.as_ref().map_or((Vec::new(), Vec::new()), |s| {
+            let (lo, step) = s.ranges();
+            (lo.to_vec(), step.to_vec())
+        });
         HnswParts {
             d: self.d,
             metric: self.metric.name().to_string(),
@@ -760,6 +906,7 @@ impl Hnsw {
             upper,
             upper_offsets,
             deleted: self.deleted.iter().map(|&b| b as u8).collect(),
+            code_bits: self.params.codes.bits(),
             sq_lo,
             sq_step,
             codes: self.codes.to_vec().into(),
@@ -776,7 +923,8 @@ impl Hnsw {
             m: p.m,
             ef_construction: p.ef_construction,
             seed: p.seed,
-            sq8: !p.sq_lo.is_empty(),
+            codes: Codes::from_bits(p.code_bits)
+                .ok_or_else(|| corrupt(format!("unknown code bits {}", p.code_bits)))?,
         };
         let mut h = Hnsw::new(p.d, metric, params).map_err(|e| corrupt(e.to_string()))?;
         let n = p.ids.len();
@@ -893,17 +1041,22 @@ impl Hnsw {
                 })
                 .collect();
         }
-        if params.sq8 {
-            h.sq = Some(Sq8::from_parts(p.sq_lo, p.sq_step).map_err(|e| corrupt(e.to_string()))?);
+        if params.codes != Codes::Flat {
+            h.sq = Quant::from_parts(params.codes, p.sq_lo, p.sq_step)
+                .map_err(|e| corrupt(e.to_string()))?;
             check(
-                h.sq.as_ref().is_some_and(|s| s.dim() == d),
-                "sq8 ranges do not match dim",
+                h.sq.as_ref().is_some_and(|s| s.ranges().0.len() == d),
+                "code ranges do not match dim",
             )?;
-            if p.codes.len() == n * d && p.code_norms.len() == n {
+            if let Some(q) = &h.sq {
+                h.i16k = q.kernel();
+            }
+            if p.codes.len() == n * h.cb && p.code_norms.len() == n {
                 h.codes = p.codes.into_huge();
                 h.code_norms = p.code_norms;
+                h.refresh_code_inv(0);
             } else {
-                check(p.codes.is_empty(), "sq8 codes do not match the vectors")?;
+                check(p.codes.is_empty(), "codes do not match the vectors")?;
                 h.encode_from(0);
             }
         }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use super::{Cand, Hnsw, NONE};
+use super::{Cand, CodeQuery, Hnsw, Space, NONE};
 use crate::error::{Error, Result};
 pub use crate::filter::Allowed;
 use crate::pool;
@@ -24,9 +24,12 @@ use crate::pool;
 /// Filters allowing fewer than this share of the index are served by an exact scan.
 pub const FILTER_EXACT_FRACTION: f64 = 0.02;
 
-/// With SQ8 traversal, the best `RERANK_FACTOR × k` candidates (by code distance) are re-ranked
-/// on the float32 vectors.
+/// With code traversal, at least the best `RERANK_FACTOR × k` candidates (by code distance) are
+/// re-ranked on the float32 vectors; more when the codes' error says a further one could still
+/// make the top `k` (see `search_one`).
 pub const RERANK_FACTOR: usize = 2;
+/// Safety factor on the largest code error seen among the first re-ranked candidates.
+pub const RERANK_ERROR_MARGIN: f32 = 1.5;
 
 /// Per-call search parameters.
 #[derive(Clone, Copy)]
@@ -177,16 +180,23 @@ impl Hnsw {
             .push(s);
     }
 
-    /// Query weights for scoring codes (`None` without the SQ8 tier); returns their scale.
+    /// Query weights for scoring codes (`None` without codes); returns their scale and the
+    /// offset that turns a code key into an estimate of the exact key.
     pub(crate) fn prepare_codes(
         &self,
         q: &[f32],
         w: &mut Vec<f32>,
         wq: &mut Vec<i16>,
-    ) -> Option<f32> {
-        let sq = self.sq.as_ref()?;
-        sq.prepare(q, w);
-        Some(sq.prepare_i16(w, wq))
+    ) -> Option<CodeQuery> {
+        let (scale, c0) = self.sq.as_ref()?.prepare(q, w, wq);
+        // L2 and inner-product code keys leave out ⟨q, lo⟩ (and, for L2, ‖q‖²): constant per
+        // query; cosine keys include it (they are divided by each code's norm)
+        let offset = match self.space {
+            Space::L2 => (self.k.dot)(q, q) - 2.0 * c0,
+            Space::Ip => -c0,
+            Space::Cosine => 0.0,
+        };
+        Some(CodeQuery { scale, c0, offset })
     }
 
     /// Prefetches what scoring `slot` will read.
@@ -194,7 +204,7 @@ impl Hnsw {
     fn prefetch_slot(&self, slot: u32, codes: bool) {
         let s = slot as usize;
         if codes {
-            prefetch(&self.codes, s * self.d, self.d);
+            prefetch(&self.codes, s * self.cb, self.cb);
         } else {
             prefetch(&self.vectors, s * self.d, self.d * 4);
         }
@@ -357,11 +367,11 @@ impl Hnsw {
         let small_filter = allowed
             .is_some_and(|a| (a.count() as f64) < FILTER_EXACT_FRACTION * self.ids.len() as f64);
         if !small_filter {
-            let scale = self.prepare_codes(q, w, wq);
-            let codes = scale.is_some();
+            let prepared = self.prepare_codes(q, w, wq);
+            let codes = prepared.is_some();
             let (qv, wv): (&[f32], &[i16]) = (q, wq);
-            let key = |slot: u32| match scale {
-                Some(scale) => self.key_code(wv, scale, slot),
+            let key = |slot: u32| match prepared {
+                Some(cq) => self.key_code(wv, cq, slot),
                 None => self.key_query(qv, slot),
             };
             let start = Cand {
@@ -371,15 +381,10 @@ impl Hnsw {
             let cur = self.descend(start, 0, &key, &mut v.stats);
             v.out.push(cur);
             self.search_level(v, 0, ef.max(k), &key, allowed, codes);
-            if codes {
-                v.out.truncate(RERANK_FACTOR * k);
-                for c in v.out.iter() {
-                    prefetch(&self.vectors, c.id as usize * self.d, self.d * 4);
-                }
-                for c in v.out.iter_mut() {
-                    c.key = self.key_query(qv, c.id);
-                }
-                v.stats.distance_computations += v.out.len() as u64;
+            if let Some(cq) = prepared {
+                let done = self.rerank(v, qv, k, cq.offset);
+                v.stats.distance_computations += done as u64;
+                v.out.truncate(done);
                 v.out.sort_unstable();
             }
             v.out.truncate(k);
@@ -388,6 +393,57 @@ impl Hnsw {
             self.scan_exact(s, k, allowed);
         }
         s.v.out.len()
+    }
+
+    /// Re-scores the candidates in `v.out` (sorted by code key) exactly, in order: the first
+    /// [`RERANK_FACTOR`]` × k`, then each further one while its code key, less the codes' error, is
+    /// below the `k`-th exact key so far. The error is the largest |code key + `offset` − exact
+    /// key| among the first ones, times [`RERANK_ERROR_MARGIN`]: data on which the codes are
+    /// coarse (tight clusters) re-rank more, data on which they are sharp no more than the
+    /// minimum. Returns how many were re-scored (the prefix of `v.out` now holding exact keys).
+    pub(crate) fn rerank(&self, v: &mut Visit, q: &[f32], k: usize, offset: f32) -> usize {
+        let n = v.out.len();
+        let first = (RERANK_FACTOR * k).min(n);
+        for c in &v.out[..first] {
+            prefetch(&self.vectors, c.id as usize * self.d, self.d * 4);
+        }
+        let mut err = 0f32;
+        v.res.clear(); // the k best exact keys so far (a max-heap)
+        let take = |c: &mut Cand, res: &mut BinaryHeap<Cand>| -> f32 {
+            let code = c.key + offset;
+            c.key = self.key_query(q, c.id);
+            res.push(*c);
+            if res.len() > k {
+                res.pop();
+            }
+            (code - c.key).abs()
+        };
+        for c in &mut v.out[..first] {
+            err = err.max(take(c, &mut v.res));
+        }
+        let margin = RERANK_ERROR_MARGIN * err;
+        let mut done = first;
+        while done < n {
+            let kth = if v.res.len() >= k {
+                v.res.peek().map_or(f32::INFINITY, |c| c.key)
+            } else {
+                f32::INFINITY
+            };
+            if v.out[done].key + offset - margin >= kth {
+                break;
+            }
+            if done + 1 < n {
+                prefetch(
+                    &self.vectors,
+                    v.out[done + 1].id as usize * self.d,
+                    self.d * 4,
+                );
+            }
+            take(&mut v.out[done], &mut v.res);
+            done += 1;
+        }
+        v.res.clear();
+        done
     }
 
     /// Exact scan of the eligible nodes (tiny filters, or too few found by the walk).

@@ -61,6 +61,10 @@ fn recall(h: &Hnsw, queries: &[f32], k: usize, ef: usize) -> f64 {
 }
 
 fn built(metric: Metric, sq8: bool, threads: usize) -> Hnsw {
+    built_with(metric, if sq8 { Codes::Sq8 } else { Codes::Flat }, threads)
+}
+
+fn built_with(metric: Metric, codes: Codes, threads: usize) -> Hnsw {
     let (n, d) = (3000, 24);
     let mut h = Hnsw::new(
         d,
@@ -69,7 +73,7 @@ fn built(metric: Metric, sq8: bool, threads: usize) -> Hnsw {
             m: 12,
             ef_construction: 80,
             seed: 7,
-            sq8,
+            codes,
         },
     )
     .unwrap();
@@ -87,12 +91,12 @@ fn recall_against_exact_for_every_metric_and_tier() {
         Metric::InnerProduct,
         Metric::Cosine,
     ] {
-        for sq8 in [false, true] {
-            let h = built(metric, sq8, 2);
+        for codes in [Codes::Flat, Codes::Sq8, Codes::Sq4] {
+            let h = built_with(metric, codes, 2);
             let r = recall(&h, &q, 10, 64);
             assert!(
                 r >= MIN_RECALL,
-                "{metric:?} sq8={sq8}: recall@10 {r:.3} < {MIN_RECALL}"
+                "{metric:?} {codes:?}: recall@10 {r:.3} < {MIN_RECALL}"
             );
         }
     }
@@ -257,4 +261,59 @@ fn reorder_keeps_ids_vectors_and_recall() {
         "{:?}",
         h.neighbors(0, 0)
     );
+}
+
+#[test]
+fn rerank_goes_on_while_the_code_error_allows_a_better_candidate() {
+    // 200 candidates whose code keys say nothing (all equal): the measured code error is then
+    // the whole spread of exact keys, so the re-rank must go through every candidate and return
+    // the exact best 10 of them, not just the best of the first 2k = 20.
+    let h = built_with(Metric::Cosine, Codes::Sq4, 1);
+    let q = data(1, 24, 3);
+    let mut s = h.take_scratch();
+    h.prepare_query(&q, &mut s.q);
+    let slots: Vec<u32> = (0..3000).step_by(15).map(|i| i as u32).collect();
+    s.v.out = slots.iter().map(|&id| Cand { key: -0.5, id }).collect();
+    let done = h.rerank(&mut s.v, &s.q, 10, 0.0);
+    assert_eq!(done, slots.len());
+    s.v.out.truncate(done);
+    s.v.out.sort_unstable();
+    let mut want: Vec<Cand> = slots
+        .iter()
+        .map(|&id| Cand {
+            key: h.key_query(&s.q, id),
+            id,
+        })
+        .collect();
+    want.sort_unstable();
+    assert_eq!(s.v.out[..10], want[..10]);
+    // sharp codes: only the minimum is re-scored
+    s.v.out = want
+        .iter()
+        .map(|c| Cand {
+            key: c.key,
+            id: c.id,
+        })
+        .collect();
+    assert_eq!(h.rerank(&mut s.v, &s.q, 10, 0.0), 2 * 10);
+}
+
+#[test]
+fn sq4_codes_survive_parts_round_trip() {
+    let h = built_with(Metric::Euclidean, Codes::Sq4, 2);
+    let p = h.to_parts();
+    assert_eq!(p.code_bits, 4);
+    assert_eq!(p.codes.len(), 3000 * crate::quant::sq4::code_bytes(24));
+    let back = Hnsw::from_parts(h.to_parts()).unwrap();
+    let q = data(20, 24, 5);
+    let opts = SearchOptions::default();
+    let a = h.search(&q, 10, &opts, None).unwrap();
+    let b = back.search(&q, 10, &opts, None).unwrap();
+    assert_eq!(a.ids, b.ids);
+    let mut bad = h.to_parts();
+    bad.code_bits = 5;
+    assert!(matches!(Hnsw::from_parts(bad), Err(Error::Corrupt(_))));
+    let mut short = h.to_parts();
+    short.codes = short.codes.to_vec()[..100].to_vec().into();
+    assert!(Hnsw::from_parts(short).is_err());
 }

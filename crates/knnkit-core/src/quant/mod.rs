@@ -2,7 +2,9 @@
 //! scanning, always followed by an exact re-rank on the float32 vectors.
 
 pub mod pq;
+pub mod sq4;
 pub mod sq8;
 
 pub use pq::Pq;
+pub use sq4::Sq4;
 pub use sq8::Sq8;
