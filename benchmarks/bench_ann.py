@@ -41,7 +41,7 @@ from knnkit.testing import recall_at_k  # noqa: E402
 M, EF_CONSTRUCTION, K, BUILD_THREADS = 16, 200, 10, 2
 EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
 NLIST = 1024
-NPROBES = [2, 4, 8, 16, 24, 32, 64, 128, 192, 256]
+NPROBES = [4, 8, 16, 32, 64, 128, 192, 256, 384, 512]
 TARGET_RECALL = 0.95
 RESULTS = ROOT / "benchmarks" / "results" / "ann.json"
 

@@ -1,15 +1,18 @@
 //! k-means for IVF coarse quantizers and PQ codebooks: seeded k-means++ initialisation, Lloyd
-//! iterations whose assignment step is the exact engine's fused k = 1 search, and deterministic
-//! updates (per-chunk sums added in chunk order), so a seed gives the same centroids whatever the
-//! thread count.
+//! iterations whose assignment step is the exact engine's fused k = 1 search (for rows of at
+//! most [`SMALL_DIM`] values, PQ sub-vectors, a register-blocked direct scan instead), and
+//! deterministic updates (per-chunk sums added in chunk order), so a seed gives the same
+//! centroids whatever the thread count.
 //!
-//! Training runs on at most `max_points_per_centroid · k` sampled rows (as faiss does); an empty
-//! cluster takes over half of the largest one (its centroid copied and nudged apart).
+//! Training runs on at most `max_points_per_centroid · k` sampled rows (as faiss does), and
+//! k-means++, which is `k` sequential passes, on at most [`SEED_PER_CENTROID`]` · k` of them; an
+//! empty cluster takes over half of the largest one (its centroid copied and nudged apart).
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::flat::{self, Base, SearchParams};
+use crate::metric::kernels::{detected_level, SimdLevel};
 use crate::metric::Metric;
 use crate::pool;
 use crate::rng::SplitMix64;
@@ -64,6 +67,137 @@ pub fn assign(data: &[f32], centroids: &[f32], d: usize, threads: usize) -> Resu
     Ok(res.indices.iter().map(|&i| i.max(0) as u32).collect())
 }
 
+/// Rows per centroid that k-means++ seeding draws from (at most).
+pub const SEED_PER_CENTROID: usize = 32;
+
+/// Widest rows assigned by [`assign_small`] instead of the exact engine.
+pub const SMALL_DIM: usize = 16;
+
+/// [`assign`] for short rows (PQ sub-vectors): every distance computed directly,
+/// `Σ (x_t − c_t)²`, over centroids transposed to `d × k` so a block of them sits in vector
+/// registers for the whole row (the exact engine's tiles, bounds and heaps cost more than the
+/// arithmetic at this width). Ties go to the lower centroid, as in the engine; rows are
+/// independent, so the result does not depend on the thread count.
+pub fn assign_small(data: &[f32], centroids: &[f32], d: usize, threads: usize) -> Vec<u32> {
+    let k = centroids.len() / d;
+    let t = transpose(centroids, d);
+    let mut labels = vec![0u32; data.len() / d];
+    let level = detected_level();
+    pool::install(threads, || {
+        labels
+            .par_chunks_mut(1024)
+            .enumerate()
+            .for_each(|(b, out)| {
+                let rows = &data[b * 1024 * d..(b * 1024 + out.len()) * d];
+                nearest_rows(
+                    level,
+                    Strided {
+                        data: rows,
+                        stride: d,
+                        offset: 0,
+                    },
+                    &t,
+                    d,
+                    k,
+                    out,
+                );
+            })
+    });
+    labels
+}
+
+/// `centroids` (k × d, row-major) as d × k.
+pub fn transpose(centroids: &[f32], d: usize) -> Vec<f32> {
+    let k = centroids.len() / d;
+    let mut t = vec![0f32; d * k];
+    for (c, row) in centroids.chunks_exact(d).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * k + c] = v;
+        }
+    }
+    t
+}
+
+/// Sub-vectors `data[i·stride + offset ..][..d]` of consecutive rows.
+#[derive(Clone, Copy)]
+pub struct Strided<'a> {
+    pub data: &'a [f32],
+    pub stride: usize,
+    pub offset: usize,
+}
+
+/// Centroids per register block of [`nearest_rows`].
+const BLOCK: usize = 32;
+
+/// The nearest of `k` transposed centroids `t` (d × k) for each sub-vector of `rows`, compiled
+/// for the CPU's vector width (the same arithmetic on every path: no fused multiply-adds).
+pub fn nearest_rows(
+    level: SimdLevel,
+    rows: Strided<'_>,
+    t: &[f32],
+    d: usize,
+    k: usize,
+    out: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(rows: Strided<'_>, t: &[f32], d: usize, k: usize, out: &mut [u32]) {
+            nearest_rows_body(rows, t, d, k, out)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(rows: Strided<'_>, t: &[f32], d: usize, k: usize, out: &mut [u32]) {
+            nearest_rows_body(rows, t, d, k, out)
+        }
+        // SAFETY: the level was detected on this CPU.
+        match level {
+            SimdLevel::Avx512 => return unsafe { avx512(rows, t, d, k, out) },
+            SimdLevel::Avx2 => return unsafe { avx2(rows, t, d, k, out) },
+            _ => {}
+        }
+    }
+    let _ = level;
+    nearest_rows_body(rows, t, d, k, out)
+}
+
+#[inline(always)]
+fn nearest_rows_body(rows: Strided<'_>, t: &[f32], d: usize, k: usize, out: &mut [u32]) {
+    for (i, l) in out.iter_mut().enumerate() {
+        let x = &rows.data[i * rows.stride + rows.offset..][..d];
+        let (mut best, mut best_v) = (0usize, f32::INFINITY);
+        let mut c0 = 0;
+        while c0 < k {
+            let w = BLOCK.min(k - c0);
+            let mut acc = [0f32; BLOCK];
+            if w == BLOCK {
+                for (j, &xj) in x.iter().enumerate() {
+                    let col: &[f32; BLOCK] = t[j * k + c0..j * k + c0 + BLOCK].try_into().unwrap();
+                    for u in 0..BLOCK {
+                        let diff = xj - col[u];
+                        acc[u] += diff * diff;
+                    }
+                }
+            } else {
+                for (j, &xj) in x.iter().enumerate() {
+                    let col = &t[j * k + c0..j * k + c0 + w];
+                    for (a, &c) in acc.iter_mut().zip(col) {
+                        let diff = xj - c;
+                        *a += diff * diff;
+                    }
+                }
+            }
+            for (u, &v) in acc[..w].iter().enumerate() {
+                if v < best_v {
+                    best_v = v;
+                    best = c0 + u;
+                }
+            }
+            c0 += w;
+        }
+        *l = best as u32;
+    }
+}
+
 /// Trains `p.k` centroids on `data` (n × d, n ≥ k); returns them row-major.
 pub fn kmeans(data: &[f32], d: usize, p: &KMeansParams) -> Result<Vec<f32>> {
     let n = data.len().checked_div(d).unwrap_or(0);
@@ -90,12 +224,31 @@ pub fn kmeans(data: &[f32], d: usize, p: &KMeansParams) -> Result<Vec<f32>> {
         data
     };
     let n = data.len() / d;
-    let mut centroids = plus_plus(data, d, p.k, &mut rng, p.threads);
+    // k-means++ is k sequential passes over its input: seed on a sample of SEED_PER_CENTROID
+    // rows per centroid (Lloyd then runs on the whole training sample).
+    let seed_cap = p.k.saturating_mul(SEED_PER_CENTROID);
+    let seed_rows: Vec<f32>;
+    let seed_data = if n > seed_cap {
+        let mut rows = rng.sample(n, seed_cap);
+        rows.sort_unstable();
+        seed_rows = rows
+            .iter()
+            .flat_map(|&r| data[r * d..(r + 1) * d].iter().copied())
+            .collect();
+        &seed_rows[..]
+    } else {
+        data
+    };
+    let mut centroids = plus_plus(seed_data, d, p.k, &mut rng, p.threads);
     if p.spherical {
         centroids.chunks_exact_mut(d).for_each(normalize);
     }
     for _ in 0..p.iterations {
-        let labels = assign(data, &centroids, d, p.threads)?;
+        let labels = if d <= SMALL_DIM {
+            assign_small(data, &centroids, d, p.threads)
+        } else {
+            assign(data, &centroids, d, p.threads)?
+        };
         // Per-chunk sums, added in chunk order: deterministic whatever the threads.
         const CHUNK: usize = 4096;
         let partial: Vec<(Vec<f64>, Vec<usize>)> = pool::install(p.threads, || {
@@ -195,6 +348,43 @@ fn plus_plus(data: &[f32], d: usize, k: usize, rng: &mut SplitMix64, threads: us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_assignment_equals_the_exact_engine() {
+        let mut r = SplitMix64::new(5);
+        for d in [1, 3, 8, 16] {
+            let data: Vec<f32> = (0..3000 * d).map(|_| r.next_f64() as f32).collect();
+            let cents: Vec<f32> = (0..37 * d).map(|_| r.next_f64() as f32).collect();
+            let a = assign_small(&data, &cents, d, 2);
+            let b = assign(&data, &cents, d, 1).unwrap();
+            let sq = |i: usize, c: usize| -> f32 {
+                (0..d)
+                    .map(|t| (data[i * d + t] - cents[c * d + t]).powi(2))
+                    .sum()
+            };
+            for i in 0..3000 {
+                // equal labels, or equally near centroids (rounding of a tie)
+                let (x, y) = (a[i] as usize, b[i] as usize);
+                assert!(
+                    x == y || (sq(i, x) - sq(i, y)).abs() <= 1e-6,
+                    "d={d} row {i}"
+                );
+            }
+            assert_eq!(a, assign_small(&data, &cents, d, 1));
+            // every SIMD level computes the same labels
+            let t = transpose(&cents, d);
+            for level in crate::metric::kernels::available_levels() {
+                let mut out = vec![0u32; 3000];
+                let rows = Strided {
+                    data: &data,
+                    stride: d,
+                    offset: 0,
+                };
+                nearest_rows(level, rows, &t, d, 37, &mut out);
+                assert_eq!(out, a, "{level:?}");
+            }
+        }
+    }
 
     #[test]
     fn finds_separated_clusters_deterministically() {

@@ -15,7 +15,7 @@ sample and the same seeding choices on every device; the centroids are not bit f
 the Rust trainer (other random stream, float32 sums), but of the same quality (the tests compare
 the inertia).
 
-Cost: seeding ``k`` matrix-vector products over the sample (``n * k * d`` multiply-adds, run
+Cost: seeding ``k`` matrix-vector products over at most ``32 k`` rows of the sample (``n * k * d`` multiply-adds, run
 one centroid at a time, as in Rust), then ``iterations * n * k * d`` for the assignments.
 Memory on the device: the sample (``n * d`` float32), the centroids, and one
 ``chunk x k`` float32 distance block sized from ``memory_budget``.
@@ -29,6 +29,9 @@ import numpy as np
 
 from knnkit._validation import check_positive_int
 from knnkit.backends.torch import _is_tensor, _torch, resolve_device
+
+#: Rows per centroid k-means++ seeding draws from (at most), as the Rust trainer.
+SEED_PER_CENTROID = 32
 
 #: Default working memory (bytes) of one assignment block (``chunk x k`` distances).
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
@@ -146,7 +149,13 @@ def kmeans(
     n, d = Xd.shape
     chunk = max(1, int(memory_budget) // (3 * 4 * k))
     with torch.no_grad():
-        C = _plus_plus(torch, Xd, k, rng)
+        # k-means++ is k sequential passes: seed on at most SEED_PER_CENTROID rows per
+        # centroid (as the Rust trainer); Lloyd runs on the whole sample
+        seed_rows = Xd
+        if n > k * SEED_PER_CENTROID:
+            pick = np.sort(rng.choice(n, size=k * SEED_PER_CENTROID, replace=False))
+            seed_rows = Xd[torch.from_numpy(pick).to(Xd.device)]
+        C = _plus_plus(torch, seed_rows, k, rng)
         if spherical:
             C = _normalize_rows(torch, C)
         for _ in range(int(iterations)):

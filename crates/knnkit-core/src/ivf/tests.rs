@@ -233,3 +233,24 @@ fn given_centroids_are_checked_and_normalised_for_cosine() {
         "already trained"
     );
 }
+
+#[test]
+fn bulk_adds_leave_no_growth_slack_and_small_adds_stay_amortised() {
+    for codes in [CodeKind::Flat, CodeKind::Sq8] {
+        let (mut ix, x) = built(Metric::Cosine, codes, true);
+        for l in &ix.lists {
+            assert_eq!(l.slots.capacity(), l.slots.len());
+            assert_eq!(l.vecs.capacity(), l.vecs.len());
+            assert_eq!(l.codes.capacity(), l.codes.len());
+        }
+        assert_eq!(ix.vectors.capacity(), ix.vectors.len());
+        // one-at-a-time adds: amortised growth, not a reallocation per add
+        let before = ix.ids.capacity();
+        for i in 0..64 {
+            ix.add(&x[i * 16..(i + 1) * 16], &[10_000 + i as i64], 1)
+                .unwrap();
+        }
+        assert!(ix.ids.capacity() >= before + 64);
+        assert!(ix.ids.capacity() <= 2 * (before + 64));
+    }
+}

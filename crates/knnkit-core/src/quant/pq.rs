@@ -136,6 +136,44 @@ impl Pq {
         }
     }
 
+    /// Encodes many vectors (row-major, `d` columns) at once: `m` bytes per row, the same
+    /// codes as [`Pq::encode`] up to ties between equally near centroids (lower index first).
+    /// Each sub-space is a register-blocked nearest-centroid scan over the transposed codebook.
+    pub fn encode_batch(&self, x: &[f32], threads: usize) -> Vec<u8> {
+        use crate::kmeans::{nearest_rows, Strided};
+        use crate::metric::kernels::detected_level;
+        use rayon::prelude::*;
+
+        const ROWS: usize = 1024;
+        let (m, d, dsub, ksub) = (self.m, self.d, self.dsub(), self.ksub());
+        let n = x.len() / d;
+        let mut codes = vec![0u8; n * m];
+        let level = detected_level();
+        crate::pool::install(threads, || {
+            codes
+                .par_chunks_mut(ROWS * m)
+                .enumerate()
+                .for_each(|(b, out)| {
+                    let rows = out.len() / m;
+                    let data = &x[b * ROWS * d..(b * ROWS + rows) * d];
+                    let mut labels = vec![0u32; rows];
+                    for j in 0..m {
+                        let t = &self.transposed[j * dsub * ksub..(j + 1) * dsub * ksub];
+                        let view = Strided {
+                            data,
+                            stride: d,
+                            offset: j * dsub,
+                        };
+                        nearest_rows(level, view, t, dsub, ksub, &mut labels);
+                        for (i, &l) in labels.iter().enumerate() {
+                            out[i * m + j] = l as u8;
+                        }
+                    }
+                })
+        });
+        codes
+    }
+
     /// Decodes `m` bytes into a vector.
     pub fn decode(&self, code: &[u8], out: &mut Vec<f32>) {
         out.clear();
@@ -261,5 +299,21 @@ mod tests {
         assert!(Pq::check(10, 3, 8).is_err());
         assert!(Pq::check(12, 3, 9).is_err());
         assert!(Pq::from_parts(4, 2, 1, vec![0.0; 3]).is_err());
+    }
+
+    #[test]
+    fn batch_encoding_equals_one_at_a_time() {
+        let mut r = crate::rng::SplitMix64::new(9);
+        let (n, d) = (3000, 24);
+        let x: Vec<f32> = (0..n * d).map(|_| r.next_f64() as f32).collect();
+        for (m, nbits) in [(4, 8), (8, 5), (24, 3)] {
+            let pq = Pq::train(&x, d, m, nbits, 1, 2).unwrap();
+            let batch = pq.encode_batch(&x, 2);
+            let mut one = vec![0u8; m];
+            for i in 0..n {
+                pq.encode(&x[i * d..(i + 1) * d], &mut one);
+                assert_eq!(&batch[i * m..(i + 1) * m], &one[..], "m={m} row {i}");
+            }
+        }
     }
 }
