@@ -8,6 +8,8 @@
 //! k-means++, which is `k` sequential passes, on at most [`SEED_PER_CENTROID`]` · k` of them; an
 //! empty cluster takes over half of the largest one (its centroid copied and nudged apart).
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -209,37 +211,18 @@ pub fn kmeans(data: &[f32], d: usize, p: &KMeansParams) -> Result<Vec<f32>> {
         ));
     }
     let mut rng = SplitMix64::new(p.seed);
-    // Sample.
-    let cap = p.k.saturating_mul(p.max_points_per_centroid).max(p.k);
-    let owned: Vec<f32>;
-    let data = if n > cap {
-        let mut rows = rng.sample(n, cap);
-        rows.sort_unstable();
-        owned = rows
-            .iter()
-            .flat_map(|&r| data[r * d..(r + 1) * d].iter().copied())
-            .collect();
-        &owned[..]
-    } else {
-        data
-    };
+    let data = sample_rows(
+        data,
+        d,
+        p.k.saturating_mul(p.max_points_per_centroid).max(p.k),
+        &mut rng,
+    );
+    let data = &data[..];
     let n = data.len() / d;
     // k-means++ is k sequential passes over its input: seed on a sample of SEED_PER_CENTROID
     // rows per centroid (Lloyd then runs on the whole training sample).
-    let seed_cap = p.k.saturating_mul(SEED_PER_CENTROID);
-    let seed_rows: Vec<f32>;
-    let seed_data = if n > seed_cap {
-        let mut rows = rng.sample(n, seed_cap);
-        rows.sort_unstable();
-        seed_rows = rows
-            .iter()
-            .flat_map(|&r| data[r * d..(r + 1) * d].iter().copied())
-            .collect();
-        &seed_rows[..]
-    } else {
-        data
-    };
-    let mut centroids = plus_plus(seed_data, d, p.k, &mut rng, p.threads);
+    let seed_data = sample_rows(data, d, p.k.saturating_mul(SEED_PER_CENTROID), &mut rng);
+    let mut centroids = plus_plus(&seed_data, d, p.k, &mut rng, p.threads);
     if p.spherical {
         centroids.chunks_exact_mut(d).for_each(normalize);
     }
@@ -304,6 +287,22 @@ pub fn kmeans(data: &[f32], d: usize, p: &KMeansParams) -> Result<Vec<f32>> {
     }
     let _ = n;
     Ok(centroids)
+}
+
+/// At most `cap` rows of `data` (d columns), drawn without replacement and kept in their order;
+/// all of them, borrowed, when there are no more than `cap`.
+fn sample_rows<'a>(data: &'a [f32], d: usize, cap: usize, rng: &mut SplitMix64) -> Cow<'a, [f32]> {
+    let n = data.len() / d;
+    if n <= cap {
+        return Cow::Borrowed(data);
+    }
+    let mut rows = rng.sample(n, cap);
+    rows.sort_unstable();
+    Cow::Owned(
+        rows.iter()
+            .flat_map(|&r| data[r * d..(r + 1) * d].iter().copied())
+            .collect(),
+    )
 }
 
 /// k-means++ seeding: each next centroid drawn with probability ∝ squared distance to the
