@@ -240,6 +240,10 @@ def test_pickle_and_clone():
     clf = KNeighborsClassifier(3, device="cpu").fit(torch.from_numpy(X), y)
     back = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(back.predict(Q), clf.predict(Q))
+    assert isinstance(back._y_t, torch.Tensor) and isinstance(back._fit_X, np.ndarray)
+    assert isinstance(back.predict(torch.from_numpy(Q)), torch.Tensor)
+    reg = KNeighborsRegressor(3, device="cpu").fit(X, y.astype(float))
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(reg)).predict(Q), reg.predict(Q))
     assert clone(clf).get_params()["device"] == "cpu"
     dev = torch.device("cpu")
     assert KNeighborsClassifier(device=dev).fit(X, y).predict(Q).shape == (Q.shape[0],)

@@ -655,6 +655,22 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         for a tensor (``X=None``: the fitted tensor's device), numpy otherwise."""
         return query_output(X, getattr(self, "_fit_home", None))[1]
 
+    def __getstate__(self):
+        # tensors travel through the host, so a CUDA-fitted estimator unpickles with a clear
+        # device error (from its engine) rather than torch's storage error
+        state = super().__getstate__()
+        if "_y_t" in state or is_tensor(state.get("_fit_X")):
+            state = dict(state)
+            for name in ("_y_t", "_fit_X"):
+                if name in state:
+                    state[name] = host(state[name])
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if self._on_device() and "_y_t" in state:
+            self._y_t = from_numpy(self._y_t).to(self._index.device)
+
     def _on_device(self) -> bool:
         return isinstance(getattr(self, "_index", None), TorchSearch)
 
