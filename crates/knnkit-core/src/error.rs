@@ -32,6 +32,22 @@ pub enum Error {
     #[error("corrupt index: {0}")]
     Corrupt(String),
 
+    /// A file could not be opened, read or written.
+    #[error("{path}: {message}")]
+    Io {
+        path: String,
+        kind: std::io::ErrorKind,
+        message: String,
+    },
+
+    /// A lock was poisoned: an earlier call failed inside the index and may have left it
+    /// inconsistent, so it is not reused.
+    #[error(
+        "the index was left inconsistent by an earlier failure inside the native code; \
+         rebuild it or load it from its file"
+    )]
+    Poisoned,
+
     /// The caller asked the computation to stop (Ctrl-C in Python).
     #[error("interrupted")]
     Interrupted,
@@ -41,6 +57,14 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    pub(crate) fn io(path: &std::path::Path, err: &std::io::Error) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
+
     pub(crate) fn param(
         name: &'static str,
         expected: impl Into<String>,

@@ -21,6 +21,8 @@ pub mod filter;
 pub mod flat;
 pub mod float;
 pub mod hnsw;
+pub mod ids;
+pub mod io;
 pub mod ivf;
 pub mod kmeans;
 pub mod mem;

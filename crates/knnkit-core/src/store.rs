@@ -20,13 +20,17 @@ pub struct MappedFile(memmap2::Mmap);
 impl MappedFile {
     /// Maps `path` read-only.
     pub fn open(path: &std::path::Path) -> Result<Arc<Self>> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::Corrupt(format!("cannot open {}: {e}", path.display())))?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, &e))?;
         // SAFETY: the mapping is read-only; knnkit never writes index files in place (saves go
         // to a temporary file renamed over the old one), so the mapped bytes do not change.
         let map = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| Error::Corrupt(format!("cannot map {}: {e}", path.display())))?;
         Ok(Arc::new(MappedFile(map)))
+    }
+
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 

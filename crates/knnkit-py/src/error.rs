@@ -4,7 +4,10 @@
 use std::sync::Mutex;
 
 use knnkit_core::Error;
-use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError,
+    PyValueError,
+};
 use pyo3::prelude::*;
 
 /// Maps a core error to the Python exception a user expects.
@@ -23,6 +26,19 @@ pub fn to_py(err: Error) -> PyErr {
                 Err(e) => e,
             }
         }),
+        Error::Io {
+            kind,
+            path,
+            message,
+        } => {
+            let msg = format!("{path}: {message}");
+            match kind {
+                std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+                std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+                _ => PyOSError::new_err(msg),
+            }
+        }
+        Error::Poisoned => PyRuntimeError::new_err(Error::Poisoned.to_string()),
         other => PyValueError::new_err(other.to_string()),
     }
 }

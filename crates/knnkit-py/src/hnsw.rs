@@ -13,11 +13,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use knnkit_core::hnsw::{self, Codes, HnswParams, HnswParts, SearchOptions};
-use knnkit_core::store::{MappedFile, Store};
 use knnkit_core::{pool, Metric};
 
 use crate::conversion::{ids_slice, matrix, part, part_array, rows, vector};
 use crate::error::{detach_interruptible, detach_polling, to_py};
+use crate::io::{store, IndexFile};
 
 /// HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``).
 #[pyclass(module = "knnkit._core", frozen)]
@@ -212,20 +212,17 @@ impl Hnsw {
     }
 
     /// Rebuilds an index from ``to_parts`` output, validating everything
-    /// (``CorruptIndexError`` otherwise). With ``path``, the large arrays (vectors, links0,
-    /// codes, code_norms) may be given as ``(byte offset, length)`` in that file: they are
+    /// (``CorruptIndexError`` otherwise). With ``file`` (a mapped ``IndexFile``), the large arrays (vectors, links0,
+    /// codes, code_norms) may be given as ``(byte offset, length)`` in that file (its ``span``): they are
     /// then mapped read-only instead of copied (copy-on-write on the first change).
     #[staticmethod]
-    #[pyo3(signature = (parts, path=None))]
+    #[pyo3(signature = (parts, file=None))]
     fn from_parts(
         py: Python<'_>,
         parts: &Bound<'_, PyDict>,
-        path: Option<std::path::PathBuf>,
+        file: Option<PyRef<'_, IndexFile>>,
     ) -> PyResult<Self> {
-        let file = path
-            .map(|p| MappedFile::open(&p))
-            .transpose()
-            .map_err(to_py)?;
+        let file = file.as_deref();
         let p = HnswParts {
             d: part(parts, "dim")?,
             metric: part(parts, "metric")?,
@@ -234,40 +231,22 @@ impl Hnsw {
             seed: part(parts, "seed")?,
             inserted: part(parts, "inserted")?,
             entry: part(parts, "entry")?,
-            vectors: store(parts, "vectors", file.as_ref())?,
+            vectors: store(parts, "vectors", file)?,
             ids: part_array(parts, "ids")?,
             levels: part_array(parts, "levels")?,
-            links0: store(parts, "links0", file.as_ref())?,
+            links0: store(parts, "links0", file)?,
             upper: part_array(parts, "upper")?,
             upper_offsets: part_array(parts, "upper_offsets")?,
             deleted: part_array(parts, "deleted")?,
             code_bits: part(parts, "code_bits")?,
             sq_lo: part_array(parts, "sq_lo")?,
             sq_step: part_array(parts, "sq_step")?,
-            codes: store(parts, "codes", file.as_ref())?,
-            code_norms: store(parts, "code_norms", file.as_ref())?,
+            codes: store(parts, "codes", file)?,
+            code_norms: store(parts, "code_norms", file)?,
         };
         let h = py.detach(|| hnsw::Hnsw::from_parts(p)).map_err(to_py)?;
         Ok(Hnsw {
             inner: RwLock::new(h),
         })
     }
-}
-
-/// A large array of a parts dict: `(offset, length)` in the mapped file, or a numpy array
-/// (copied); a missing entry is empty.
-fn store<T: numpy::Element + bytemuck::Pod>(
-    parts: &Bound<'_, PyDict>,
-    key: &str,
-    file: Option<&std::sync::Arc<MappedFile>>,
-) -> PyResult<Store<T>> {
-    if let (Some(file), Some(v)) = (file, parts.get_item(key)?) {
-        if let Ok((offset, len)) = v.extract::<(usize, usize)>() {
-            return Store::map(file, offset, len).map_err(to_py);
-        }
-    }
-    if parts.get_item(key)?.is_none() {
-        return Ok(Store::default());
-    }
-    Ok(Store::Owned(part_array(parts, key)?))
 }

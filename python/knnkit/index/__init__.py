@@ -23,17 +23,17 @@ def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex | HNSWIndex | 
     index's vectors, links and codes — read-only and shared between processes through the page
     cache (Annoy's use case: one static index served by many workers); the first change to the
     index copies what it modifies. Everything is validated first either way. IVF lists are
-    copied.
+    copied. The file is opened once, so a concurrent save to the same path (an atomic rename)
+    gives either the old index or the new one, never a mix.
 
     Raises :class:`knnkit.errors.CorruptIndexError` for a damaged, truncated or foreign file.
     """
-    header, arrays = _io.read(path, mmap=mmap)
-    cls = KINDS.get(header.get("kind"))  # type: ignore[arg-type]
+    header, file = _io.open_file(path, mmap=mmap)
+    kind = header.get("kind")
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise CorruptIndexError(f"{path}: unknown index kind {header.get('kind')!r}")
-    if cls is FlatIndex:
-        return cls._from_parts(header, arrays)
-    return cls._from_parts(header, arrays, path if mmap else None)
+        raise CorruptIndexError(f"{path}: unknown index kind {kind!r}")
+    return cls._from_parts(header, _io.Sections(file), file)
 
 
 __all__ = ["KINDS", "FlatIndex", "HNSWIndex", "IVFIndex", "index_factory", "load"]

@@ -195,30 +195,29 @@ class NativeIndex:
         _io.write(path, header, sections)
 
     @classmethod
-    def _from_parts(
-        cls, header: dict[str, Any], arrays: dict[str, np.ndarray], path: Any = None
-    ) -> Any:
-        """An index from a file's header and sections; ``path`` (the file, when its sections
-        are memory maps) lets the large arrays stay mapped instead of being copied."""
+    def _from_parts(cls, header: dict[str, Any], arrays: Any, file: Any = None) -> Any:
+        """An index from a file's header and sections (``arrays``: name -> array); ``file``
+        (the open ``knnkit._core.IndexFile``, when mapped) lets the large arrays stay in its
+        mapping instead of being copied."""
         try:
             ix = cls(**header["params"])
             # Scalars the wrapper also holds come from its validated parameters.
             own = ix._params()
             parts: dict[str, Any] = {n: own.get(n, header[n]) for n in cls._SCALARS}
+            mapped = file is not None and file.mapped()
             for name in cls._PARTS:
-                a = arrays[name]
-                if path is not None and name in cls._MAPPABLE and isinstance(a, np.memmap):
-                    parts[name] = (int(a.offset), int(a.size))
+                if mapped and name in cls._MAPPABLE and name in arrays:
+                    parts[name] = file.span(name)
                 else:
-                    parts[name] = np.asarray(a).reshape(-1)
+                    parts[name] = np.asarray(arrays[name]).reshape(-1)
             next_id = int(header["next_id"])
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise CorruptIndexError(f"{cls.kind} index header is invalid: {e}") from e
-        ix._native = ix._load_native(parts, path)
+        ix._native = ix._load_native(parts, file if mapped else None)
         ix._next_id = next_id
         return ix
 
-    def _load_native(self, parts: dict[str, Any], path: Any = None) -> Any:
+    def _load_native(self, parts: dict[str, Any], file: Any = None) -> Any:
         return type(self._native).from_parts(parts)
 
     def __getstate__(self) -> dict[str, Any]:

@@ -197,11 +197,11 @@ class HNSWIndex(NativeIndex):
         ef = search_params.get("ef_search") or self.ef_search
         return {**search_params, "ef_search": max(k, ef)}
 
-    def _load_native(self, parts: dict[str, Any], path: Any = None) -> Any:
+    def _load_native(self, parts: dict[str, Any], file: Any = None) -> Any:
         if (self.codes != "flat") != (parts["sq_lo"].size > 0):
             raise CorruptIndexError("hnsw index: codes setting does not match the sections")
         parts = {**parts, "code_bits": _CODE_BITS[self.codes]}
-        return _core.Hnsw.from_parts(parts, None if path is None else str(path))
+        return _core.Hnsw.from_parts(parts, file)
 
 
 __all__ = ["CODES", "METRICS", "HNSWIndex"]
