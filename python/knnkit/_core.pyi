@@ -97,6 +97,77 @@ def tree_two_point_correlation(
     n_jobs: int | None = None,
 ) -> tuple[np.ndarray[Any, np.dtype[np.int64]], _Stats]: ...
 
+class Flat:
+    """Exact index over float32 or float64 vectors (internal; use ``knnkit.FlatIndex``)."""
+
+    def __init__(
+        self,
+        dim: int,
+        metric: str = "euclidean",
+        p: float = 2.0,
+        dtype: str = "float32",
+        bf16: bool = False,
+    ) -> None: ...
+    def add(
+        self, vectors: np.ndarray[Any, Any], ids: np.ndarray[Any, np.dtype[np.int64]] | None = None
+    ) -> None: ...
+    def remove(self, ids: np.ndarray[Any, np.dtype[np.int64]]) -> int: ...
+    def get(self, ids: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, Any]: ...
+    def ids(self) -> np.ndarray[Any, np.dtype[np.int64]]: ...
+    def snapshot(
+        self,
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, np.dtype[np.int64]]]: ...
+    def __len__(self) -> int: ...
+    def next_id(self) -> int: ...
+    def memory_usage(self) -> int: ...
+    def search(
+        self,
+        queries: np.ndarray[Any, Any],
+        k: int,
+        n_jobs: int | None = None,
+        allowed_ids: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, np.dtype[np.int64]]]: ...
+    def range_search(
+        self,
+        queries: np.ndarray[Any, Any],
+        radius: float | np.ndarray[Any, Any],
+        n_jobs: int | None = None,
+        allowed_ids: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
+    ) -> tuple[
+        np.ndarray[Any, np.dtype[np.int64]],
+        np.ndarray[Any, Any],
+        np.ndarray[Any, np.dtype[np.int64]],
+    ]: ...
+    @staticmethod
+    def from_parts(
+        dim: int,
+        metric: str,
+        p: float,
+        dtype: str,
+        bf16: bool,
+        parts: dict[str, Any],
+        file: IndexFile | None = None,
+    ) -> Flat: ...
+
+class IndexFile:
+    """A validated index file (internal; see ``knnkit.io``)."""
+
+    @staticmethod
+    def open(path: str, mmap: bool = True) -> IndexFile: ...
+    def header(self) -> str: ...
+    def mapped(self) -> bool: ...
+    def names(self) -> list[str]: ...
+    def array(self, name: str) -> np.ndarray[Any, Any]: ...
+    def span(self, name: str) -> tuple[int, int]: ...
+
+def write_index_file(
+    path: str,
+    header: str,
+    sections: list[tuple[str, str, list[int], np.ndarray[Any, np.dtype[np.uint8]]]],
+) -> None: ...
+
 class Hnsw:
     """HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``)."""
 
@@ -139,7 +210,7 @@ class Hnsw:
     def memory_usage(self) -> int: ...
     def to_parts(self) -> dict[str, Any]: ...
     @staticmethod
-    def from_parts(parts: dict[str, Any], path: str | None = None) -> Hnsw: ...
+    def from_parts(parts: dict[str, Any], file: IndexFile | None = None) -> Hnsw: ...
 
 class Ivf:
     """Inverted-file index over float32 vectors (internal; use ``knnkit.IVFIndex``)."""

@@ -33,3 +33,39 @@ pub fn reserve_huge<T: Copy>(v: &mut Vec<T>, additional: usize) {
     fresh.extend_from_slice(v);
     *v = fresh;
 }
+
+/// Bytes of physical memory (Linux), or a generous stand-in elsewhere.
+pub fn physical_memory() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sysconf only reads system configuration.
+        let (pages, size) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        if pages > 0 && size > 0 {
+            return (pages as usize).saturating_mul(size as usize);
+        }
+    }
+    1 << 40
+}
+
+/// Refuses, before anything is allocated, a search result of `rows × k` entries of `bytes`
+/// each that could not fit in this machine's memory (an absurd `k` is an error, never an
+/// abort or a machine-wide swap storm).
+pub fn check_result_size(rows: usize, k: usize, bytes: usize) -> crate::Result<()> {
+    let total = rows.checked_mul(k).and_then(|v| v.checked_mul(bytes));
+    match total {
+        Some(t) if t <= physical_memory() / 2 => Ok(()),
+        _ => Err(crate::Error::param(
+            "k",
+            format!(
+                "a k whose {rows} × k results fit in half this machine's memory ({} bytes)",
+                physical_memory() / 2
+            ),
+            k,
+        )),
+    }
+}

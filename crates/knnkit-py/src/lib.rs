@@ -6,7 +6,9 @@ use pyo3::prelude::*;
 mod conversion;
 mod error;
 mod flat;
+mod flat_index;
 mod hnsw;
+mod io;
 mod ivf;
 mod tree;
 
@@ -28,8 +30,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tree::tree_kernel_density, m)?)?;
     m.add_function(wrap_pyfunction!(tree::tree_two_point_correlation, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_class::<flat_index::Flat>()?;
     m.add_class::<hnsw::Hnsw>()?;
     m.add_class::<ivf::Ivf>()?;
+    m.add_class::<io::IndexFile>()?;
+    m.add_function(wrap_pyfunction!(io::write_index_file, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from knnkit._validation import check_positive_int
 from knnkit.index._result import SearchResult
 
 
@@ -35,6 +36,26 @@ def as_ids(ids: Any) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def as_filter(filter: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A search filter as ``(allowed ids, mask)``, one of them set: an array (or list) of
+    allowed int ids, or a boolean mask indexed by id."""
+    f = np.asarray(filter)
+    if f.dtype == bool:
+        if f.ndim != 1:
+            raise ValueError(f"filter: expected a 1-D boolean mask over ids, got shape {f.shape}")
+        return None, np.ascontiguousarray(f)
+    if f.size == 0 and f.ndim == 1:
+        return np.empty(0, np.int64), None
+    if f.dtype.kind in "iu" and f.ndim <= 1:
+        if f.dtype.kind == "u" and f.size and f.max() > np.iinfo(np.int64).max:
+            f = f[f <= np.iinfo(np.int64).max]
+        return np.ascontiguousarray(np.atleast_1d(f), dtype=np.int64), None
+    raise TypeError(
+        "filter: expected a boolean mask over ids or a 1-D array of ids, got "
+        f"dtype {f.dtype} shape {f.shape}"
+    )
+
+
 def allowed_mask(filter: Any, ids: np.ndarray) -> np.ndarray:
     """Which of ``ids`` a filter allows: ``filter`` is a boolean mask indexed by id, or an array
     of allowed ids."""
@@ -60,3 +81,34 @@ def empty_result(nq: int, k: int, metric: str, dtype: Any) -> SearchResult:
         np.full((nq, k), -1, dtype=np.int64),
         {"distance_computations": 0},
     )
+
+
+def check_ids(ids: Any, n: int) -> np.ndarray:
+    """``ids`` for ``n`` new rows as a C-contiguous int64 array (integers, one per row); the
+    core checks that they are non-negative, unique and new."""
+    new = np.asarray(ids)
+    if new.dtype.kind not in "iu" or new.shape != (n,):
+        raise ValueError(
+            f"ids: expected {n} integers (one per row), got shape {new.shape} dtype {new.dtype}"
+        )
+    if new.dtype.kind == "u" and n and new.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"ids: expected integers below 2**63, got {int(new.max())}")
+    return np.ascontiguousarray(new, dtype=np.int64)
+
+
+def check_k(k: Any) -> int:
+    """``k`` as an int in [1, 2**63)."""
+    if type(k) is int and 1 <= k < 2**63:
+        return k
+    k = check_positive_int(k, "k")
+    if k >= 2**63:
+        raise ValueError(f"k: expected a positive integer below 2**63, got {k}")
+    return k
+
+
+def json_section(header: dict[str, Any], name: str) -> dict[str, Any]:
+    """The entry of section ``name`` in a file header's section table."""
+    for s in header["sections"]:
+        if s.get("name") == name:
+            return s
+    raise KeyError(f"section {name!r}")

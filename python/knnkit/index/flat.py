@@ -24,8 +24,15 @@ from knnkit import _core
 from knnkit import io as _io
 from knnkit._validation import as_matrix, check_dtype, check_positive_int
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
-from knnkit.index._common import allowed_mask, as_ids, empty_result
-from knnkit.index._common import new_ids as new_ids_for
+from knnkit.index._common import (
+    allowed_mask,
+    as_filter,
+    as_ids,
+    check_ids,
+    check_k,
+    empty_result,
+    json_section,
+)
 from knnkit.index._result import SearchResult
 
 #: Metric names the flat index accepts (aliases resolve to the first of each group).
@@ -107,15 +114,10 @@ class FlatIndex:
                 f"{sorted(_NORM_METRICS)}, got {self.dtype.name} and {name!r}"
             )
         self.bf16 = supported if bf16 is None else bool(bf16)
-        self._data = np.empty((0, self.dim), dtype=self.dtype)
-        self._bf16 = np.empty((0, self.dim), dtype=np.uint16)
-        self._ids = np.empty(0, dtype=np.int64)
-        self._norms = np.empty(0, dtype=self.dtype)
-        self._n = 0
-        self._next_id = 0
+        self._native = _core.Flat(self.dim, name, self.p, self.dtype.name, self.bf16)
         self.device = None
         # (vectors, ids, PreparedBase) of the live rows on the device, until the next write
-        self._dev: tuple[Any, Any, Any] | None = None
+        self._dev: tuple[Any, Any, Any, np.ndarray] | None = None
         if device is not None:
             if name == "hamming":
                 raise ValueError(
@@ -131,18 +133,18 @@ class FlatIndex:
     # -- contents -------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._native)
 
     @property
     def ntotal(self) -> int:
         """Number of stored vectors (faiss's name for ``len``)."""
-        return self._n
+        return len(self._native)
 
     def __repr__(self) -> str:
         dev = "" if self.device is None else f", device={str(self.device)!r}"
         return (
             f"FlatIndex(dim={self.dim}, metric={self.metric!r}, dtype={self.dtype.name!r}, "
-            f"ntotal={self._n}{dev})"
+            f"ntotal={len(self)}{dev})"
         )
 
     def train(self, X: Any = None) -> None:
@@ -150,118 +152,52 @@ class FlatIndex:
 
     def add(self, X: Any, ids: Any = None) -> None:
         """Adds the rows of ``X`` (n, dim). ``ids`` (int64, unique, not already present) defaults
-        to consecutive numbers continuing after the largest id so far."""
+        to consecutive numbers continuing after the largest id so far. Bad input (including
+        values so large that distances would overflow) leaves the index unchanged."""
         X = as_matrix(X, "X", self.dtype, self.dim)
-        n = X.shape[0]
-        new_ids = new_ids_for(ids, n, self._next_id, self._ids[: self._n])
-        if n == 0:
-            return
+        new = None if ids is None else check_ids(ids, X.shape[0])
         self._dev = None
-        self._reserve(self._n + n)
-        self._data[self._n : self._n + n] = X
-        self._ids[self._n : self._n + n] = new_ids
-        if self.metric in _NORM_METRICS:
-            self._norms[self._n : self._n + n] = _core.squared_norms(X)
-        if self.bf16:
-            self._bf16[self._n : self._n + n] = _core.to_bf16(X)
-        self._n += n
-        self._next_id = max(self._next_id, int(new_ids.max()) + 1)
-
-    def _reserve(self, n: int) -> None:
-        cap = self._data.shape[0]
-        if n <= cap and self._data.flags.writeable:
-            return
-        cap = max(n, 2 * cap, 16)
-        data = np.empty((cap, self.dim), dtype=self.dtype)
-        data[: self._n] = self._data[: self._n]
-        ids = np.empty(cap, dtype=np.int64)
-        ids[: self._n] = self._ids[: self._n]
-        norms = np.empty(cap, dtype=self.dtype)
-        norms[: self._n] = self._norms[: self._n]
-        if self.bf16:
-            copy = np.empty((cap, self.dim), dtype=np.uint16)
-            copy[: self._n] = self._bf16[: self._n]
-            self._bf16 = copy
-        self._data, self._ids, self._norms = data, ids, norms
+        self._native.add(X, new)
 
     def get(self, ids: Any) -> np.ndarray:
         """The stored vectors for ``ids`` (a copy), in the order given."""
-        rows = self._rows_of(ids, strict=True)
-        return self._data[rows].copy()
+        return self._native.get(as_ids(ids))
+
+    def ids(self) -> np.ndarray:
+        """Ids of the stored vectors, in storage order."""
+        return self._native.ids()
 
     def remove(self, ids: Any) -> int:
         """Removes the vectors with these ids; returns how many were present."""
-        rows = self._rows_of(ids, strict=False)
-        if rows.size == 0:
-            return 0
-        keep = np.ones(self._n, dtype=bool)
-        keep[rows] = False
-        n = int(keep.sum())
         self._dev = None
-        data, idv, norms = self._data[: self._n], self._ids[: self._n], self._norms[: self._n]
-        self._data = np.ascontiguousarray(data[keep])
-        self._ids = idv[keep].copy()
-        self._norms = (
-            norms[keep].copy() if self.metric in _NORM_METRICS else np.empty(n, self.dtype)
-        )
-        self._n = n
-        return int(rows.size)
+        return self._native.remove(as_ids(ids))
 
     def reset(self) -> None:
         """Removes everything."""
         self.__init__(self.dim, self.metric, self.dtype, self.p, self.bf16, self.device)
 
     def memory_usage(self) -> int:
-        """Bytes held by the stored vectors, ids, norms and bf16 copy."""
-        return int(self._data.nbytes + self._ids.nbytes + self._norms.nbytes + self._bf16.nbytes)
-
-    def _rows_of(self, ids: Any, strict: bool) -> np.ndarray:
-        ids = as_ids(ids)
-        live = self._ids[: self._n]
-        order = np.argsort(live, kind="stable")
-        pos = np.searchsorted(live[order], ids)
-        pos = np.minimum(pos, max(self._n - 1, 0))
-        found = (self._n > 0) & (live[order][pos] == ids) if self._n else np.zeros(ids.size, bool)
-        if strict and not found.all():
-            raise KeyError(f"ids not in the index: {ids[~found][:10].tolist()}")
-        return np.unique(order[pos[found]]) if not strict else order[pos]
+        """Bytes held by the stored vectors, ids, norms and bf16 copy (vectors read from a
+        memory-mapped file count zero: the page cache holds them, shared)."""
+        return self._native.memory_usage()
 
     # -- search ---------------------------------------------------------------------------------
-
-    def _live(self, filter: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """Base rows to search (all live rows, or the rows a filter allows) and their norms."""
-        data = self._data[: self._n]
-        norms = self._norms[: self._n] if self.metric in _NORM_METRICS else None
-        if filter is None:
-            return data, norms, None
-        ok = allowed_mask(filter, self._ids[: self._n])
-        rows = np.flatnonzero(ok)
-        return data[rows], None if norms is None else norms[rows], rows
 
     def search(self, Q: Any, k: int, filter: Any = None, n_jobs: int | None = None) -> SearchResult:
         """The ``k`` nearest stored vectors of each row of ``Q``.
 
         ``filter`` restricts the search to some ids: a boolean mask indexed by id, or an array of
         allowed ids. With fewer than ``k`` candidates the missing places hold id -1 and distance
-        +inf (-inf for inner product).
+        +inf (-inf for inner product). The work is bounded by the number of stored vectors
+        whatever ``k``; a ``k`` whose result could not fit in memory is refused.
         """
-        k = check_positive_int(k, "k")
+        k = check_k(k)
         if self.device is not None:
             return self._search_device(Q, k, filter)
         Q = as_matrix(Q, "queries", self.dtype, self.dim)
-        data, norms, rows = self._live(filter)
-        nq = Q.shape[0]
-        if data.shape[0] == 0 or nq == 0:
-            return empty_result(nq, k, self.metric, self.dtype)
-        copy = None
-        if self.bf16 and rows is None and nq < 16:
-            copy = self._bf16[: self._n].reshape(-1)
-        D, pos = _core.knn_search(
-            data, Q, k, self.metric, self.p, norms, n_jobs, copy, bf16=bool(self.bf16)
-        )
-        ids = self._ids[: self._n] if rows is None else self._ids[rows]
-        I = np.where(pos >= 0, ids[np.maximum(pos, 0)], -1)
-        return SearchResult(D, I, {"distance_computations": nq * data.shape[0]})
+        ids, mask = (None, None) if filter is None else as_filter(filter)
+        D, I = self._native.search(Q, k, n_jobs, ids, mask)
+        return SearchResult(D, I, {"distance_computations": Q.shape[0] * len(self)})
 
     def range_search(
         self, Q: Any, radius: Any, filter: Any = None, n_jobs: int | None = None
@@ -272,7 +208,6 @@ class FlatIndex:
         if self.device is not None:
             return self._range_search_device(Q, radius, filter)
         Q = as_matrix(Q, "queries", self.dtype, self.dim)
-        data, norms, rows = self._live(filter)
         r = np.asarray(radius, dtype=self.dtype)
         if r.ndim > 1 or (r.ndim == 1 and r.shape[0] != Q.shape[0]):
             raise ValueError(
@@ -280,17 +215,9 @@ class FlatIndex:
             )
         if not np.isfinite(r).all() or (self.metric != "inner_product" and (r < 0).any()):
             raise ValueError(f"radius: expected finite non-negative values, got {radius!r}")
-        if data.shape[0] == 0:
-            return (
-                np.zeros(Q.shape[0] + 1, np.int64),
-                np.empty(0, self.dtype),
-                np.empty(0, np.int64),
-            )
-        lims, D, pos = _core.radius_search(
-            data, Q, float(r) if r.ndim == 0 else r, self.metric, self.p, norms, True, n_jobs
-        )
-        ids = self._ids[: self._n] if rows is None else self._ids[rows]
-        return lims, D, ids[pos]
+        ids, mask = (None, None) if filter is None else as_filter(filter)
+        rad = float(r) if r.ndim == 0 else np.ascontiguousarray(r)
+        return self._native.range_search(Q, rad, n_jobs, ids, mask)
 
     # -- search on a torch device ------------------------------------------------------------
 
@@ -303,13 +230,14 @@ class FlatIndex:
         from knnkit.backends.torch import PreparedBase
 
         if self._dev is None:
-            X = torch.from_numpy(np.ascontiguousarray(self._data[: self._n])).to(self.device)
-            ids = torch.from_numpy(self._ids[: self._n].copy()).to(self.device)
-            self._dev = (X, ids, PreparedBase(X, self.metric, self.p))
-        X, ids, prepared = self._dev
+            vectors, host_ids = self._native.snapshot()
+            X = torch.from_numpy(vectors).to(self.device)
+            ids = torch.from_numpy(host_ids).to(self.device)
+            self._dev = (X, ids, PreparedBase(X, self.metric, self.p), host_ids)
+        X, ids, prepared, host_ids = self._dev
         if filter is None:
             return prepared, ids
-        rows = np.flatnonzero(allowed_mask(filter, self._ids[: self._n]))
+        rows = np.flatnonzero(allowed_mask(filter, host_ids))
         sel = torch.from_numpy(rows).to(self.device)
         return PreparedBase(X[sel], self.metric, self.p), ids[sel]
 
@@ -382,19 +310,25 @@ class FlatIndex:
             "metric": self.metric,
             "p": self.p,
             "dtype": self.dtype.name,
-            "ntotal": self._n,
-            "next_id": self._next_id,
+            "ntotal": len(self),
+            "next_id": self._native.next_id(),
             "bf16": self.bf16,
         }
 
+    def _header_and_parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        vectors, ids = self._native.snapshot()
+        header = self._header()
+        header.update(ntotal=len(ids))
+        return header, {"vectors": vectors, "ids": ids}
+
     def save(self, path: str | os.PathLike) -> None:
         """Writes the index to one file (see :mod:`knnkit.io`), atomically."""
-        _io.write(
-            path, self._header(), {"vectors": self._data[: self._n], "ids": self._ids[: self._n]}
-        )
+        _io.write(path, *self._header_and_parts())
 
     @classmethod
-    def _from_parts(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> FlatIndex:
+    def _from_parts(cls, header: dict[str, Any], arrays: Any, file: Any = None) -> FlatIndex:
+        """An index from a file's header and sections (``arrays``: name -> array); with
+        ``file`` (a mapped ``knnkit._core.IndexFile``) the vectors stay in the mapping."""
         try:
             ix = cls(
                 int(header["dim"]),
@@ -404,29 +338,35 @@ class FlatIndex:
                 bool(header.get("bf16", False)),
             )
             n = int(header["ntotal"])
-            vectors, ids = arrays["vectors"], arrays["ids"]
-        except (KeyError, TypeError, ValueError) as e:
+            next_id = int(header.get("next_id", 0))
+            ids = np.asarray(arrays["ids"])
+            if file is not None and file.mapped():
+                shape = tuple(json_section(header, "vectors")["shape"])
+                vectors: Any = file.span("vectors")
+            else:
+                v = np.asarray(arrays["vectors"])
+                shape, vectors = v.shape, v.reshape(-1)
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise CorruptIndexError(f"flat index header is invalid: {e}") from e
-        if vectors.shape != (n, ix.dim) or vectors.dtype != ix.dtype or ids.shape != (n,):
+        if shape != (n, ix.dim) or ids.shape != (n,) or ids.dtype != np.int64:
             raise CorruptIndexError(
-                f"flat index sections do not match the header: vectors {vectors.shape} "
-                f"{vectors.dtype}, ids {ids.shape}, expected ({n}, {ix.dim}) {ix.dtype}"
+                f"flat index sections do not match the header: vectors {shape}, ids "
+                f"{ids.shape} {ids.dtype}, expected ({n}, {ix.dim}) and ({n},) int64"
             )
-        ix._data, ix._ids, ix._n = vectors, ids, n
-        ix._norms = (
-            _core.squared_norms(vectors) if ix.metric in _NORM_METRICS else np.empty(n, ix.dtype)
+        if not isinstance(vectors, tuple) and vectors.dtype != ix.dtype:
+            raise CorruptIndexError(f"flat index vectors are {vectors.dtype}, expected {ix.dtype}")
+        parts = {"vectors": vectors, "ids": ids, "next_id": next_id}
+        ix._native = _core.Flat.from_parts(
+            ix.dim, ix.metric, ix.p, ix.dtype.name, ix.bf16, parts, file
         )
-        if ix.bf16:
-            ix._bf16 = _core.to_bf16(vectors)
-        ix._next_id = max(int(header.get("next_id", 0)), int(ids.max()) + 1 if n else 0)
         return ix
 
     def __getstate__(self) -> dict[str, Any]:
+        header, parts = self._header_and_parts()
         return {
             "device": None if self.device is None else str(self.device),
-            "header": self._header(),
-            "vectors": np.array(self._data[: self._n]),
-            "ids": np.array(self._ids[: self._n]),
+            "header": header,
+            **parts,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:

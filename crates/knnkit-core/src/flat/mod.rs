@@ -37,6 +37,7 @@ use crate::metric::{squared_norms, Metric};
 use crate::pool;
 use crate::topk::{sort_candidates, Candidate, TopK};
 
+pub mod index;
 pub mod tile;
 
 /// Query rows per block in the tiled path (larger blocks pack the base fewer times).
