@@ -122,3 +122,42 @@ def test_forged_headers_raise_corrupt_index_error(tmp_path, edit):
         (tmp_path / "f.knn").write_bytes(bytes(raw))
     with pytest.raises(CorruptIndexError):
         knnkit.load(tmp_path / "f.knn")
+
+
+_TRUNCATE = """
+import sys, numpy as np, knnkit
+from knnkit.errors import CorruptIndexError
+path, kind = sys.argv[1], sys.argv[2]
+X = np.random.default_rng(0).normal(size=(40000, 32)).astype(np.float32)
+ix = knnkit.FlatIndex(32) if kind == "flat" else knnkit.HNSWIndex(32, m=8, ef_construction=16)
+ix.add(X)
+ix.save(path)
+j = knnkit.load(path, mmap=True)
+with open(path, "r+b") as f:  # another program truncates the file in place
+    f.truncate(8192)
+try:
+    j.search(X[:3], 5)
+    j.search(X[:40], 5)
+except CorruptIndexError as e:
+    assert "truncated" in str(e), e
+    print("reported")
+else:
+    print("not reported")
+"""
+
+
+@pytest.mark.parametrize("kind", ["flat"])
+def test_mapped_file_truncated_in_place_is_reported_not_fatal(tmp_path, kind):
+    """Reading a page past the new end of a truncated mapped file raises SIGBUS; knnkit turns
+    it into CorruptIndexError (run in a child process: a regression would kill it)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", _TRUNCATE, str(tmp_path / "t.knn"), kind],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.strip() == "reported"

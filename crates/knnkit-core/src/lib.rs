@@ -30,6 +30,7 @@ pub mod metric;
 pub mod pool;
 pub mod quant;
 pub mod rng;
+pub mod sigbus;
 pub mod store;
 pub mod topk;
 pub mod tree;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 /// A read-only memory-mapped file.
-pub struct MappedFile(memmap2::Mmap);
+pub struct MappedFile(memmap2::Mmap, crate::sigbus::Guard);
 
 impl MappedFile {
     /// Maps `path` read-only.
@@ -25,7 +25,21 @@ impl MappedFile {
         // to a temporary file renamed over the old one), so the mapped bytes do not change.
         let map = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| Error::Corrupt(format!("cannot map {}: {e}", path.display())))?;
-        Ok(Arc::new(MappedFile(map)))
+        let guard = crate::sigbus::Guard::register(map.as_ptr() as usize, map.len());
+        Ok(Arc::new(MappedFile(map, guard)))
+    }
+
+    /// `Corrupt` when the file was truncated under the mapping since it was opened (a read
+    /// past its new end found a zero page instead of killing the process).
+    pub fn check(&self) -> Result<()> {
+        if self.1.damaged() {
+            return Err(Error::Corrupt(
+                "the mapped index file was truncated or rewritten in place by another program \
+                 while in use; results read from it are not valid: load it again"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The mapped bytes.
@@ -103,6 +117,14 @@ impl<T: bytemuck::Pod> Store<T> {
         match self {
             Store::Owned(v) => v.capacity() * std::mem::size_of::<T>(),
             Store::Mapped { .. } => 0,
+        }
+    }
+
+    /// `Corrupt` when the array is mapped from a file that was truncated under it.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Store::Mapped { file, .. } => file.check(),
+            Store::Owned(_) => Ok(()),
         }
     }
 

@@ -195,6 +195,7 @@ impl Flat {
                         None => return Ok(Err(id)),
                     }
                 }
+                ix.check_mapping()?;
                 Ok(Ok((out, d)))
             })?
             .map_err(|id| PyKeyError::new_err(format!("ids not in the index: [{id}]")))?;
@@ -212,7 +213,9 @@ impl Flat {
     fn snapshot(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         typed!(self, T => {
             let (v, ids, d) = self.with::<T, _>(py, |ix| {
-                Ok((ix.vectors().to_vec(), ix.ids().to_vec(), ix.dim()))
+                let v = ix.vectors().to_vec();
+                ix.check_mapping()?;
+                Ok((v, ix.ids().to_vec(), ix.dim()))
             })?;
             let n = ids.len();
             Ok((

@@ -135,6 +135,12 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
     pub fn vectors(&self) -> &[T] {
         &self.data
     }
+    /// `Corrupt` when the vectors are mapped from a file that was truncated under them (what
+    /// was read from it since is not valid).
+    pub fn check_mapping(&self) -> Result<()> {
+        self.data.check()
+    }
+
     /// True while the vectors are read from a mapped file.
     pub fn is_mapped(&self) -> bool {
         self.data.is_mapped()
@@ -281,6 +287,7 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
         }
         let kk = k.min(n);
         let res = knn(&base, queries, kk, self.metric, params)?;
+        self.data.check()?;
         let slot_id = |pos: i64| -> i64 {
             if pos < 0 {
                 -1
@@ -327,6 +334,7 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
         let mut buf = Default::default();
         let base = self.base(allowed, nq, &mut buf);
         let mut res = range_search(&base, queries, radius, self.metric, true, params)?;
+        self.data.check()?;
         for p in &mut res.indices {
             let slot = if buf.2.is_empty() {
                 *p as usize
