@@ -53,9 +53,10 @@ fn bf16_of<T: Float>(rows: &[T]) -> Vec<u16> {
     tile::to_bf16(rows)
 }
 
-/// Checks that rows can be stored and searched: finite values whose squared norm is finite
-/// (larger values would make distances overflow to infinity).
-pub fn check_rows<T: Float>(data: &[T], dim: usize, what: &'static str) -> Result<()> {
+/// The squared norms of rows that can be stored and searched, or an error naming the first
+/// row that cannot: rows must hold finite values whose squared norm is at most a quarter of
+/// `T`'s largest value (so no distance between two stored rows overflows to infinity).
+pub fn checked_norms<T: Float>(data: &[T], dim: usize, what: &'static str) -> Result<Vec<T>> {
     if dim == 0 || !data.len().is_multiple_of(dim) {
         return Err(Error::Shape {
             name: what,
@@ -63,22 +64,27 @@ pub fn check_rows<T: Float>(data: &[T], dim: usize, what: &'static str) -> Resul
             got: data.len(),
         });
     }
-    let limit = T::from_f64(f64::MAX).to_f64();
-    for (i, row) in data.chunks_exact(dim).enumerate() {
-        let sq: f64 = row.iter().map(|v| v.to_f64() * v.to_f64()).sum();
-        let as_t = T::from_f64(sq).to_f64();
-        if !sq.is_finite() || !as_t.is_finite() || as_t > limit {
-            return Err(Error::param(
-                what,
-                format!(
-                    "finite values whose squared norm fits in {} (|x|² ≤ {limit:e})",
-                    T::NAME
-                ),
-                format!("row {i} with squared norm {sq:e}"),
-            ));
-        }
+    let norms = squared_norms(data, dim);
+    let limit = if is_f32::<T>() {
+        f64::from(f32::MAX)
+    } else {
+        f64::MAX
+    } / 4.0;
+    // NaN or infinite values give a NaN or infinite norm.
+    if let Some(i) = norms
+        .iter()
+        .position(|n| !n.to_f64().is_finite() || n.to_f64() > limit)
+    {
+        return Err(Error::param(
+            what,
+            format!(
+                "finite values whose squared norm is at most {limit:e} in {}",
+                T::NAME
+            ),
+            format!("row {i} with squared norm {:e}", norms[i].to_f64()),
+        ));
     }
-    Ok(())
+    Ok(norms)
 }
 
 impl<T: Float + bytemuck::Pod> FlatIndex<T> {
@@ -149,7 +155,7 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
     /// Adds the rows of `data`; `ids` default to consecutive numbers after the largest so far.
     /// Nothing changes unless everything is valid.
     pub fn add(&mut self, data: &[T], ids: Option<&[i64]>) -> Result<()> {
-        check_rows(data, self.dim, "vectors")?;
+        let norms = checked_norms(data, self.dim, "vectors")?;
         let n = data.len() / self.dim;
         let new = match ids {
             Some(ids) => {
@@ -173,7 +179,7 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
         v.try_reserve(data.len()).map_err(|_| oom())?;
         v.extend_from_slice(data);
         if self.metric.is_dot_based() {
-            self.norms.extend(squared_norms(data, self.dim));
+            self.norms.extend(norms);
         }
         if self.bf16 {
             self.copy16.extend(bf16_of(data));
@@ -373,14 +379,14 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
                 ids.len()
             )));
         }
-        check_rows(&vectors, dim, "vectors").map_err(corrupt)?;
+        let norms = checked_norms(&vectors, dim, "vectors").map_err(corrupt)?;
         ix.ids = IdMap::from_ids(ids)?;
         if next_id < 0 {
             return Err(Error::Corrupt(format!("flat index: next_id {next_id}")));
         }
         ix.next_id = next_id.max(ix.ids.next_after_max());
         if metric.is_dot_based() {
-            ix.norms = squared_norms(&vectors, dim);
+            ix.norms = norms;
         }
         if bf16 {
             ix.copy16 = bf16_of(&vectors);
