@@ -28,6 +28,7 @@ pub mod metric;
 pub mod pool;
 pub mod quant;
 pub mod rng;
+pub mod simd;
 pub mod store;
 pub mod topk;
 pub mod tree;

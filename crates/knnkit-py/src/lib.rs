@@ -13,7 +13,7 @@ mod tree;
 /// The SIMD instruction set the kernels dispatched to on this CPU.
 #[pyfunction]
 fn simd_level() -> &'static str {
-    knnkit_core::metric::kernels::detected_level().name()
+    knnkit_core::simd::Simd::get().name()
 }
 
 #[pymodule]
