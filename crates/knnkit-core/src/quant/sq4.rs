@@ -14,7 +14,6 @@
 
 use crate::error::{Error, Result};
 use crate::quant::sq8::I16Kernel;
-use crate::simd::{Level, Simd};
 
 /// Standard deviations either side of a dimension's mean covered by its 16 levels.
 pub const RANGE_SIGMAS: f32 = 2.6;
@@ -235,21 +234,7 @@ mod x86_int {
     }
 }
 
-/// The integer × nibble kernel for a SIMD level (AVX-512 needs BW as well; AVX2 otherwise).
-pub fn dot_u4_i16_for(simd: Simd) -> I16Kernel {
-    match simd.level() {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 if simd.avx512bw() => x86_int::avx512bw,
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 | Level::Avx2 => x86_int::avx2,
-        _ => dot_u4_i16_naive,
-    }
-}
-
-/// The integer × nibble kernel at the process's level ([`Simd::get`]).
-pub fn dot_u4_i16() -> I16Kernel {
-    dot_u4_i16_for(Simd::get())
-}
+int_dispatch!("nibble", dot_u4_i16_for, dot_u4_i16, dot_u4_i16_naive);
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,6 @@
 //! traversal faster.
 
 use crate::error::{Error, Result};
-use crate::simd::{Level, Simd};
 
 /// A trained per-dimension 8-bit quantizer.
 #[derive(Clone, Debug, PartialEq)]
@@ -217,21 +216,7 @@ mod x86_int {
     }
 }
 
-/// The integer × byte kernel for a SIMD level (AVX-512 needs BW as well; AVX2 otherwise).
-pub fn dot_u8_i16_for(simd: Simd) -> I16Kernel {
-    match simd.level() {
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 if simd.avx512bw() => x86_int::avx512bw,
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 | Level::Avx2 => x86_int::avx2,
-        _ => dot_u8_i16_naive,
-    }
-}
-
-/// The integer × byte kernel at the process's level ([`Simd::get`]).
-pub fn dot_u8_i16() -> I16Kernel {
-    dot_u8_i16_for(Simd::get())
-}
+int_dispatch!("byte", dot_u8_i16_for, dot_u8_i16, dot_u8_i16_naive);
 
 #[cfg(test)]
 mod tests {
