@@ -47,6 +47,20 @@ impl Level {
 
 /// A SIMD level this CPU supports: obtainable only from detection, so holding one proves the
 /// instructions of its level (and of every kernel build that accepts it) are safe to run.
+///
+/// ```
+/// use knnkit_core::simd::Simd;
+/// let simd = Simd::get(); // the process's level
+/// assert!(Simd::available_levels().contains(&simd));
+/// println!("kernels: {}", simd.name());
+/// ```
+///
+/// Safe code cannot make one up:
+///
+/// ```compile_fail
+/// use knnkit_core::simd::{Level, Simd};
+/// let forged = Simd { level: Level::Avx512, avx512bw: true, avx512bf16: true };
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Simd {
     level: Level,
