@@ -14,10 +14,10 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::flat::{self, Base, SearchParams};
-use crate::metric::kernels::{detected_level, SimdLevel};
 use crate::metric::Metric;
 use crate::pool;
 use crate::rng::SplitMix64;
+use crate::simd::{Level, Simd};
 
 /// Parameters of a k-means run.
 #[derive(Clone, Copy, Debug)]
@@ -84,7 +84,7 @@ pub fn assign_small(data: &[f32], centroids: &[f32], d: usize, threads: usize) -
     let k = centroids.len() / d;
     let t = transpose(centroids, d);
     let mut labels = vec![0u32; data.len() / d];
-    let level = detected_level();
+    let simd = Simd::get();
     pool::install(threads, || {
         labels
             .par_chunks_mut(1024)
@@ -92,7 +92,7 @@ pub fn assign_small(data: &[f32], centroids: &[f32], d: usize, threads: usize) -
             .for_each(|(b, out)| {
                 let rows = &data[b * 1024 * d..(b * 1024 + out.len()) * d];
                 nearest_rows(
-                    level,
+                    simd,
                     Strided {
                         data: rows,
                         stride: d,
@@ -132,15 +132,8 @@ pub struct Strided<'a> {
 const BLOCK: usize = 32;
 
 /// The nearest of `k` transposed centroids `t` (d × k) for each sub-vector of `rows`, compiled
-/// for the CPU's vector width (the same arithmetic on every path: no fused multiply-adds).
-pub fn nearest_rows(
-    level: SimdLevel,
-    rows: Strided<'_>,
-    t: &[f32],
-    d: usize,
-    k: usize,
-    out: &mut [u32],
-) {
+/// for the token's vector width (the same arithmetic on every path: no fused multiply-adds).
+pub fn nearest_rows(simd: Simd, rows: Strided<'_>, t: &[f32], d: usize, k: usize, out: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f")]
@@ -151,14 +144,14 @@ pub fn nearest_rows(
         unsafe fn avx2(rows: Strided<'_>, t: &[f32], d: usize, k: usize, out: &mut [u32]) {
             nearest_rows_body(rows, t, d, k, out)
         }
-        // SAFETY: the level was detected on this CPU.
-        match level {
-            SimdLevel::Avx512 => return unsafe { avx512(rows, t, d, k, out) },
-            SimdLevel::Avx2 => return unsafe { avx2(rows, t, d, k, out) },
+        // SAFETY: the token proves the level's features were detected on this CPU.
+        match simd.level() {
+            Level::Avx512 => return unsafe { avx512(rows, t, d, k, out) },
+            Level::Avx2 => return unsafe { avx2(rows, t, d, k, out) },
             _ => {}
         }
     }
-    let _ = level;
+    let _ = simd;
     nearest_rows_body(rows, t, d, k, out)
 }
 
@@ -372,15 +365,15 @@ mod tests {
             assert_eq!(a, assign_small(&data, &cents, d, 1));
             // every SIMD level computes the same labels
             let t = transpose(&cents, d);
-            for level in crate::metric::kernels::available_levels() {
+            for simd in Simd::available_levels() {
                 let mut out = vec![0u32; 3000];
                 let rows = Strided {
                     data: &data,
                     stride: d,
                     offset: 0,
                 };
-                nearest_rows(level, rows, &t, d, 37, &mut out);
-                assert_eq!(out, a, "{level:?}");
+                nearest_rows(simd, rows, &t, d, 37, &mut out);
+                assert_eq!(out, a, "{simd:?}");
             }
         }
     }

@@ -31,6 +31,7 @@ pub mod pool;
 pub mod quant;
 pub mod rng;
 pub mod sigbus;
+pub mod simd;
 pub mod store;
 pub mod topk;
 pub mod tree;

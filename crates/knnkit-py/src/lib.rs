@@ -15,7 +15,31 @@ mod tree;
 /// The SIMD instruction set the kernels dispatched to on this CPU.
 #[pyfunction]
 fn simd_level() -> &'static str {
-    knnkit_core::metric::kernels::detected_level().name()
+    knnkit_core::simd::Simd::get().name()
+}
+
+/// The metric registry: `{name: {"aliases", "engines", "similarity", "dot_based", "uses_p",
+/// "exact_key", "index_key"}}` in the registry's order (see `knnkit_core::metric::registry`).
+#[pyfunction]
+fn metrics(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    use knnkit_core::metric::registry::REGISTRY;
+    use pyo3::types::PyDict;
+    let out = PyDict::new(py);
+    for m in REGISTRY {
+        let info = PyDict::new(py);
+        info.set_item("aliases", m.aliases.to_vec())?;
+        info.set_item(
+            "engines",
+            m.engines.iter().map(|e| e.name()).collect::<Vec<_>>(),
+        )?;
+        info.set_item("similarity", m.similarity)?;
+        info.set_item("dot_based", m.dot_based)?;
+        info.set_item("uses_p", m.uses_p)?;
+        info.set_item("exact_key", m.exact_key.name())?;
+        info.set_item("index_key", m.index_key.map(|k| k.name()))?;
+        out.set_item(m.name, info)?;
+    }
+    Ok(out)
 }
 
 #[pymodule]
@@ -31,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tree::tree_two_point_correlation, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_class::<flat_index::Flat>()?;
+    m.add_function(wrap_pyfunction!(metrics, m)?)?;
     m.add_class::<hnsw::Hnsw>()?;
     m.add_class::<ivf::Ivf>()?;
     m.add_class::<io::IndexFile>()?;

@@ -52,21 +52,15 @@ from typing import Any
 
 import numpy as np
 
+from knnkit import _metrics
 from knnkit._validation import check_positive_int
 from knnkit.errors import DimensionMismatchError
 
-#: Metric names the backend accepts (aliases resolve as in :class:`knnkit.FlatIndex`).
-METRICS = (
-    "euclidean",
-    "sqeuclidean",
-    "inner_product",
-    "cosine",
-    "manhattan",
-    "chebyshev",
-    "minkowski",
-)
-_ALIASES = {"l2": "euclidean", "ip": "inner_product", "cityblock": "manhattan", "l1": "manhattan"}
-_DOT = {"euclidean", "sqeuclidean", "inner_product", "cosine"}
+#: Metric names the backend accepts (from :mod:`knnkit._metrics`; aliases resolve as in
+#: :class:`knnkit.FlatIndex`).
+METRICS = _metrics.names("torch")
+#: The metrics computed from dot products and norms.
+_DOT = frozenset(m for m in METRICS if _metrics.info(m)["dot_based"])
 _FAST_MODES = (False, True, "tf32", "bf16")
 #: Default working-memory budget per call, in bytes (CUDA: at most a quarter of free memory).
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
@@ -133,9 +127,7 @@ def resolve_device(device: Any) -> Any:
 
 
 def _metric(metric: Any, p: Any) -> tuple[str, float]:
-    name = _ALIASES.get(metric, metric) if isinstance(metric, str) else metric
-    if name not in METRICS:
-        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    name = _metrics.resolve(metric, "torch")
     if name == "minkowski":
         if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
             raise ValueError(f"p: expected a number >= 1 for minkowski, got {p!r}")

@@ -9,22 +9,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from knnkit import _metrics
 from knnkit import io as _io
 from knnkit._validation import as_matrix, check_positive_int
 from knnkit.errors import CorruptIndexError
 from knnkit.index._common import allowed_mask, as_ids, empty_result, new_ids
 from knnkit.index._result import SearchResult
 
-#: Metric names the approximate indexes accept (aliases resolve to the first of each group).
-METRICS = ("euclidean", "sqeuclidean", "inner_product", "cosine")
-_ALIASES = {"l2": "euclidean", "ip": "inner_product"}
+#: Metric names the approximate indexes accept (from :mod:`knnkit._metrics`; the aliases ``l2``
+#: and ``ip`` resolve to ``euclidean`` and ``inner_product``).
+METRICS = _metrics.names("approximate")
 
 
 def metric_name(metric: Any) -> str:
-    name = _ALIASES.get(metric, metric) if isinstance(metric, str) else metric
-    if name not in METRICS:
-        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-    return name
+    """The canonical name of a metric the approximate indexes serve (``ValueError`` otherwise)."""
+    return _metrics.resolve(metric, "approximate")
 
 
 def check_seed(seed: Any) -> int:

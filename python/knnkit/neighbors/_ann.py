@@ -34,16 +34,21 @@ from typing import Any
 import numpy as np
 from sklearn import get_config
 
+from knnkit import _metrics
 from knnkit.neighbors._metrics import MetricPlan, effective_metric
 from knnkit.neighbors._search import ExactSearch, float_dtype
 
+#: The engine metrics the index itself computes for the estimators: the registry's approximate
+#: metrics that are distances (scikit-learn has no similarity metric): euclidean, sqeuclidean,
+#: cosine.
+_INDEX_METRICS = frozenset(
+    m for m in _metrics.names("approximate") if not _metrics.info(m)["similarity"]
+)
 #: Metric names (scikit-learn's, after ``effective_metric``) the approximate algorithms accept
-#: when no metric parameter is given.
-_PLAIN_METRICS = frozenset({"euclidean", "l2", "sqeuclidean", "cosine"})
+#: when no metric parameter is given: those metrics and their aliases (``l2``).
+_PLAIN_METRICS = _INDEX_METRICS | {a for a, m in _metrics.ALIASES.items() if m in _INDEX_METRICS}
 #: Metrics served after the exact engine's linear map onto euclidean (parameters needed).
 _MAPPED_METRICS = frozenset({"seuclidean", "mahalanobis"})
-#: The engine metrics the index itself computes.
-_INDEX_METRICS = frozenset({"euclidean", "sqeuclidean", "cosine"})
 #: What error messages list as supported.
 SUPPORTED_METRICS_TEXT = (
     "'euclidean' (also 'l2' and 'minkowski' with p=2, with or without weights w), "

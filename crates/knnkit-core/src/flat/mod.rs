@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::metric::{squared_norms, Metric};
 use crate::pool;
+use crate::simd::Simd;
 use crate::topk::{sort_candidates, Candidate, TopK};
 
 pub mod index;
@@ -381,9 +382,9 @@ impl<'a, T: Float> Plan<'a, T> {
             } else {
                 Pass::Direct
             }
-        } else if T::is_f32() && params.bf16 && tile::available() {
+        } else if T::is_f32() && params.bf16 && tile::Kind::Bf16.enabled(Simd::get()) {
             Pass::Bf16
-        } else if T::is_f32() && tile::f32_available() {
+        } else if T::is_f32() && tile::Kind::F32.enabled(Simd::get()) {
             Pass::Tile32
         } else {
             Pass::Gemm
@@ -597,7 +598,7 @@ impl<'a, T: Float> Plan<'a, T> {
         let d = self.base.d;
         let copy = self.base.bf16.expect("stream pass needs the bf16 copy");
         let queries = T::as_f32(self.queries).expect("stream pass is float32 only");
-        let dot = crate::metric::kernels::dot_bf16();
+        let dot = crate::metric::kernels::dot_bf16(Simd::get());
         let mut buf = [T::ZERO; BB_DIRECT];
         let mut j0 = t.b0;
         while j0 < t.b1 {
@@ -639,7 +640,7 @@ impl<'a, T: Float> Plan<'a, T> {
                 Some(kind) => {
                     tile::pack_base(kind, T::as_f32(rhs).expect("float32"), d, &mut bpack);
                     let out = T::as_f32_mut(&mut buf[..m * nb]).expect("float32");
-                    tile::dots(kind, &qpack, m, &bpack, nb, d, out, nb);
+                    tile::dots(Simd::get(), kind, &qpack, m, &bpack, nb, d, out, nb);
                 }
                 None => gemm_nt(m, nb, d, lhs, rhs, &mut buf[..m * nb]),
             }

@@ -1,5 +1,5 @@
-//! Packed float32 tiles of dot products for the exact search (x86-64 with AVX-512, chosen at run
-//! time), in two precisions:
+//! Packed float32 tiles of dot products for the exact search (x86-64 with AVX-512, allowed by a
+//! [`Simd`] token), in two precisions:
 //!
 //! - [`Kind::F32`]: f32 FMAs; the usual rounding of an f32 dot product.
 //! - [`Kind::Bf16`] (AVX-512 BF16): products of bf16-rounded copies with `vdpbf16ps`, accumulated
@@ -16,6 +16,8 @@
 //! values side by side, so one step's broadcasts come from one 32-byte line. The micro-kernel
 //! keeps an MR × NR tile of f32 accumulators (16 zmm registers) over all features; odd feature
 //! counts (bf16) and partial groups and panels are padded with zeros.
+
+use crate::simd::{Level, Simd};
 
 /// Queries per micro-kernel call.
 pub const MR: usize = 8;
@@ -54,37 +56,25 @@ impl Kind {
         }
     }
 
-    /// True when this CPU can run this kind's kernel.
-    pub fn available(self) -> bool {
+    /// True when the token's level runs this kind's kernel (AVX-512F; BF16 as well for bf16).
+    pub fn runs_on(self, simd: Simd) -> bool {
         match self {
-            Kind::F32 => f32_available(),
-            Kind::Bf16 => available(),
+            Kind::F32 => simd.level() == Level::Avx512,
+            Kind::Bf16 => simd.level() == Level::Avx512 && simd.avx512bf16(),
         }
+    }
+
+    /// True when the exact search may use this kind at the token's level: it runs there and,
+    /// for bf16, `KNNKIT_BF16=0` (read once per process) does not turn the bf16 passes off.
+    pub fn enabled(self, simd: Simd) -> bool {
+        self.runs_on(simd) && (self == Kind::F32 || bf16_allowed())
     }
 }
 
-/// True when this CPU can run the f32 tile kernel (AVX-512F).
-pub fn f32_available() -> bool {
-    crate::metric::kernels::detected_level() == crate::metric::kernels::SimdLevel::Avx512
-}
-
-/// True when this CPU can run the bf16 kernel (and `KNNKIT_BF16=0` does not forbid it).
-pub fn available() -> bool {
+/// False when `KNNKIT_BF16=0` turns the bf16 tile off (read once).
+fn bf16_allowed() -> bool {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OK.get_or_init(|| {
-        if std::env::var("KNNKIT_BF16").is_ok_and(|v| v == "0") {
-            return false;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            crate::metric::kernels::detected_level() == crate::metric::kernels::SimdLevel::Avx512
-                && std::is_x86_feature_detected!("avx512bf16")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
+    *OK.get_or_init(|| std::env::var("KNNKIT_BF16").map_or(true, |v| v != "0"))
 }
 
 /// Relative error bound of a float32 query against a bf16-stored row (only the row is rounded),
@@ -166,9 +156,10 @@ fn pack_panel(
 }
 
 /// `out[i * ldo + j]` = ⟨query i, base row j⟩ (approximate) for the packed queries (m rows) and
-/// packed base (n rows).
+/// packed base (n rows), with the kernel `simd` allows (panics when it does not run `kind`).
 #[allow(clippy::too_many_arguments)]
 pub fn dots(
+    simd: Simd,
     kind: Kind,
     qp: &[u32],
     m: usize,
@@ -182,8 +173,9 @@ pub fn dots(
     assert!(qp.len() >= m.div_ceil(MR) * st * MR && bp.len() >= n.div_ceil(NR) * st * NR);
     assert!(m == 0 || out.len() >= (m - 1) * ldo + n);
     assert!(
-        kind.available(),
-        "{kind:?} tile kernel used on a CPU without it"
+        kind.runs_on(simd),
+        "{kind:?} tile kernel used at level {}",
+        simd.name()
     );
     let mut tile = [0f32; MR * NR];
     for p in 0..n.div_ceil(NR) {
@@ -191,7 +183,8 @@ pub fn dots(
         let cols = (n - p * NR).min(NR);
         for g in 0..m.div_ceil(MR) {
             let group = &qp[g * st * MR..(g + 1) * st * MR];
-            // SAFETY: `available()` checked the CPU features; the slices hold `st` steps.
+            // SAFETY: `runs_on` checked the token, which proves the CPU features; the slices
+            // hold `st` steps.
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 match kind {
@@ -266,9 +259,9 @@ mod tests {
         #[test]
         fn dots_within_bound(m in 1usize..20, n in 1usize..70, d in 1usize..40, seed in 0u64..1000, f32_kind: bool) {
             let kind = if f32_kind { Kind::F32 } else { Kind::Bf16 };
-            if !kind.available() {
+            let Some(simd) = Simd::available_levels().into_iter().find(|s| kind.runs_on(*s)) else {
                 return Ok(());
-            }
+            };
             let bound = if f32_kind { (d as f64 + 4.0) * f32::EPSILON as f64 } else { dot_error(d) };
             let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
             let mut rnd = || {
@@ -281,7 +274,7 @@ mod tests {
             pack_queries(kind, &q, d, &mut qp);
             pack_base(kind, &b, d, &mut bp);
             let mut out = vec![0f32; m * n];
-            dots(kind, &qp, m, &bp, n, d, &mut out, n);
+            dots(simd, kind, &qp, m, &bp, n, d, &mut out, n);
             for i in 0..m {
                 for j in 0..n {
                     let (x, y) = (&q[i * d..(i + 1) * d], &b[j * d..(j + 1) * d]);

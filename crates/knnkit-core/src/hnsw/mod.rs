@@ -54,6 +54,7 @@ use crate::error::{Error, Result};
 use crate::mem::reserve_huge;
 use crate::metric::kernels::{select, Kernels};
 use crate::metric::Metric;
+pub(crate) use crate::metric::Space;
 use crate::quant::sq4::{self, dot_u4_i16};
 use crate::quant::sq8::{dot_u8_i16, I16Kernel};
 use crate::quant::{Sq4, Sq8};
@@ -69,14 +70,6 @@ pub const CONSOLIDATE_FRACTION: f64 = 0.1;
 pub const MAX_LEVEL: u8 = 16;
 /// Slot value meaning "none".
 pub(crate) const NONE: u32 = u32::MAX;
-
-/// What distance the graph ranks by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Space {
-    L2,
-    Ip,
-    Cosine,
-}
 
 /// Construction parameters, with the paper's names.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -312,18 +305,7 @@ impl Hnsw {
                 params.ef_construction,
             ));
         }
-        let space = match metric {
-            Metric::SqEuclidean | Metric::Euclidean => Space::L2,
-            Metric::InnerProduct => Space::Ip,
-            Metric::Cosine => Space::Cosine,
-            other => {
-                return Err(Error::param(
-                    "metric",
-                    "one of euclidean, sqeuclidean, inner_product, cosine",
-                    other.name(),
-                ))
-            }
-        };
+        let space = Space::of(metric)?;
         Ok(Hnsw {
             d,
             metric,
@@ -545,12 +527,7 @@ impl Hnsw {
     /// Maps a key back to the metric's units.
     #[inline]
     pub fn key_to_distance(&self, key: f32) -> f32 {
-        match self.metric {
-            Metric::SqEuclidean => key.max(0.0),
-            Metric::Euclidean => key.max(0.0).sqrt(),
-            Metric::InnerProduct => -key,
-            _ => (1.0 + key).max(0.0),
-        }
+        self.metric.index_key_to_distance(key)
     }
 
     /// Writes the prepared form of query `q` into `out`: normalised for cosine, as is otherwise.

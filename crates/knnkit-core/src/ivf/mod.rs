@@ -34,7 +34,7 @@ use crate::filter::Allowed;
 use crate::flat::{self, Base, SearchParams};
 use crate::kmeans::{self, kmeans, KMeansParams};
 use crate::metric::kernels::{select, Kernels};
-use crate::metric::Metric;
+use crate::metric::{Metric, Space};
 use crate::pool;
 use crate::quant::sq8::{dot_u8_i16, I16Kernel};
 use crate::quant::{Pq, Sq8};
@@ -61,13 +61,6 @@ pub struct IvfParams {
     /// Keep the float32 vectors of code lists and re-rank with them.
     pub refine: bool,
     pub seed: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Space {
-    L2,
-    Ip,
-    Cosine,
 }
 
 /// One inverted list.
@@ -158,18 +151,7 @@ impl Ivf {
         if let CodeKind::Pq { m, nbits } = params.codes {
             Pq::check(d, m, nbits)?;
         }
-        let space = match metric {
-            Metric::SqEuclidean | Metric::Euclidean => Space::L2,
-            Metric::InnerProduct => Space::Ip,
-            Metric::Cosine => Space::Cosine,
-            other => {
-                return Err(Error::param(
-                    "metric",
-                    "one of euclidean, sqeuclidean, inner_product, cosine",
-                    other.name(),
-                ))
-            }
-        };
+        let space = Space::of(metric)?;
         Ok(Ivf {
             d,
             metric,
@@ -659,12 +641,7 @@ impl Ivf {
     }
 
     fn key_to_distance(&self, key: f32) -> f32 {
-        match self.metric {
-            Metric::SqEuclidean => key.max(0.0),
-            Metric::Euclidean => key.max(0.0).sqrt(),
-            Metric::InnerProduct => -key,
-            _ => (1.0 + key).max(0.0),
-        }
+        self.metric.index_key_to_distance(key)
     }
 
     /// The best `k` of one (oriented) query over the `nprobe` nearest lists (all lists when

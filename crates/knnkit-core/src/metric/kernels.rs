@@ -6,36 +6,18 @@
 //! AVX2+FMA (x86-64) or NEON (aarch64, always on) code for it. No intrinsics, no `unsafe` beyond the
 //! call into a feature-gated function, and the summation order is fixed by `L`, so results are
 //! reproducible on one machine. `*_naive` are the reference twins the property tests pin the SIMD
-//! versions to. The dispatched set is picked once per process ([`select`]).
+//! versions to. The set is chosen by a [`Simd`] token (see [`crate::simd`]): the per-level builds
+//! are private, so only a level this CPU supports can be selected.
 
 use crate::float::Float;
-
-/// The instruction set a kernel set was compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimdLevel {
-    Scalar,
-    Avx2,
-    Avx512,
-    Neon,
-}
-
-impl SimdLevel {
-    pub fn name(self) -> &'static str {
-        match self {
-            SimdLevel::Scalar => "scalar",
-            SimdLevel::Avx2 => "avx2+fma",
-            SimdLevel::Avx512 => "avx512f",
-            SimdLevel::Neon => "neon",
-        }
-    }
-}
+use crate::simd::{Level, Simd};
 
 /// A kernel: reduces two equal-length slices to one number.
 pub type Kernel<T> = fn(&[T], &[T]) -> T;
 
 /// The dispatched kernels for one element type.
 pub struct Kernels<T> {
-    pub level: SimdLevel,
+    pub level: Level,
     /// Σ aᵢbᵢ
     pub dot: Kernel<T>,
     /// Σ (aᵢ − bᵢ)²
@@ -216,22 +198,21 @@ pub fn dot_bf16_naive(a: &[f32], b: &[u16]) -> f32 {
 /// A float32 × bf16-row dot-product kernel.
 pub type Bf16Kernel = fn(&[f32], &[u16]) -> f32;
 
-/// The bf16 row kernel for this CPU.
-pub fn dot_bf16() -> Bf16Kernel {
-    static K: std::sync::OnceLock<Bf16Kernel> = std::sync::OnceLock::new();
-    *K.get_or_init(|| match detected_level() {
+/// The bf16 row kernel of a level (the process's is `dot_bf16(Simd::get())`).
+pub fn dot_bf16(simd: Simd) -> Bf16Kernel {
+    match simd.level() {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => avx512::dot_bf16,
+        Level::Avx512 => avx512::dot_bf16,
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => avx2::dot_bf16,
+        Level::Avx2 => avx2::dot_bf16,
         _ => portable::dot_bf16,
-    })
+    }
 }
 
 macro_rules! kernel_set {
     ($modname:ident, $level:expr, [$($feat:literal),*], f32 = $l32:literal, f64 = $l64:literal, $fma:literal) => {
-        #[allow(clippy::missing_safety_doc)]
-        pub mod $modname {
+        // Private: reachable only through a `Simd` token ([`KernelSets::set`], [`dot_bf16`]).
+        mod $modname {
             use super::*;
             macro_rules! one {
                 ($fname:ident, $step:ident, $t:ty, $l:literal) => {
@@ -254,13 +235,14 @@ macro_rules! kernel_set {
             unsafe fn dot_bf16_inner(a: &[f32], b: &[u16]) -> f32 {
                 dot_bf16_lanes::<$l32, $fma>(a, b)
             }
-            // SAFETY: handed out by `dot_bf16` only after detecting the features.
-            pub fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
+            // SAFETY: handed out by `dot_bf16` only for a token of this level (features detected).
+            pub(super) fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
                 unsafe { dot_bf16_inner(a, b) }
             }
 
-            // SAFETY (all wrappers): `select` hands these out only after detecting the features.
-            pub fn kernels_f32() -> Kernels<f32> {
+            // SAFETY (all wrappers): `KernelSets::set` hands these out only for a token of this
+            // level, which proves the features were detected.
+            pub(super) fn kernels_f32() -> Kernels<f32> {
                 Kernels {
                     level: $level,
                     dot: |a, b| unsafe { dot32(a, b) },
@@ -269,7 +251,7 @@ macro_rules! kernel_set {
                     chebyshev: |a, b| unsafe { linf32(a, b) },
                 }
             }
-            pub fn kernels_f64() -> Kernels<f64> {
+            pub(super) fn kernels_f64() -> Kernels<f64> {
                 Kernels {
                     level: $level,
                     dot: |a, b| unsafe { dot64(a, b) },
@@ -283,102 +265,51 @@ macro_rules! kernel_set {
 }
 
 // Portable lanes build: vectorised for the baseline target (SSE2 on x86-64, NEON on aarch64).
-kernel_set!(portable, portable_level(), [], f32 = 16, f64 = 8, false);
-#[cfg(target_arch = "x86_64")]
 kernel_set!(
-    avx2,
-    SimdLevel::Avx2,
-    ["avx2", "fma"],
-    f32 = 32,
-    f64 = 16,
-    true
+    portable,
+    Simd::scalar().level(),
+    [],
+    f32 = 16,
+    f64 = 8,
+    false
 );
 #[cfg(target_arch = "x86_64")]
-kernel_set!(
-    avx512,
-    SimdLevel::Avx512,
-    ["avx512f"],
-    f32 = 64,
-    f64 = 32,
-    true
-);
+kernel_set!(avx2, Level::Avx2, ["avx2", "fma"], f32 = 32, f64 = 16, true);
+#[cfg(target_arch = "x86_64")]
+kernel_set!(avx512, Level::Avx512, ["avx512f"], f32 = 64, f64 = 32, true);
 
-const fn portable_level() -> SimdLevel {
-    if cfg!(target_arch = "aarch64") {
-        SimdLevel::Neon
-    } else {
-        SimdLevel::Scalar
-    }
-}
-
-/// The best instruction set this CPU supports (honours `KNNKIT_SIMD=scalar|avx2|avx512` to force a
-/// lower level, for tests and benchmarks).
-pub fn detected_level() -> SimdLevel {
-    let forced = std::env::var("KNNKIT_SIMD").ok();
-    #[cfg(target_arch = "x86_64")]
-    {
-        let want = forced.as_deref();
-        if want.is_none_or(|w| w == "avx512") && std::is_x86_feature_detected!("avx512f") {
-            return SimdLevel::Avx512;
-        }
-        if want.is_none_or(|w| w == "avx512" || w == "avx2")
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-        {
-            return SimdLevel::Avx2;
-        }
-    }
-    let _ = forced;
-    portable_level()
-}
-
-/// Per-type hook so `select` can build the right set.
+/// Per-type hook: the kernel set of a level for this element type.
 pub trait KernelSets: Sized {
-    fn set(level: SimdLevel) -> Kernels<Self>;
+    fn set(simd: Simd) -> Kernels<Self>;
 }
 
 impl KernelSets for f32 {
-    fn set(level: SimdLevel) -> Kernels<f32> {
-        match level {
+    fn set(simd: Simd) -> Kernels<f32> {
+        match simd.level() {
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => avx512::kernels_f32(),
+            Level::Avx512 => avx512::kernels_f32(),
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => avx2::kernels_f32(),
+            Level::Avx2 => avx2::kernels_f32(),
             _ => portable::kernels_f32(),
         }
     }
 }
 
 impl KernelSets for f64 {
-    fn set(level: SimdLevel) -> Kernels<f64> {
-        match level {
+    fn set(simd: Simd) -> Kernels<f64> {
+        match simd.level() {
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => avx512::kernels_f64(),
+            Level::Avx512 => avx512::kernels_f64(),
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => avx2::kernels_f64(),
+            Level::Avx2 => avx2::kernels_f64(),
             _ => portable::kernels_f64(),
         }
     }
 }
 
-/// Picks the kernels for this CPU.
+/// The kernels of this process's level ([`Simd::get`]).
 pub fn select<T: KernelSets>() -> Kernels<T> {
-    T::set(detected_level())
-}
-
-/// Every kernel set this CPU can run (for the property tests).
-pub fn available_levels() -> Vec<SimdLevel> {
-    let mut v = vec![portable_level()];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            v.push(SimdLevel::Avx2);
-        }
-        if std::is_x86_feature_detected!("avx512f") {
-            v.push(SimdLevel::Avx512);
-        }
-    }
-    v
+    T::set(Simd::get())
 }
 
 #[cfg(test)]
@@ -398,9 +329,9 @@ mod tests {
             .sum();
         let sq_scale: f64 = sqeuclidean_naive(a, b).to_f64();
         let l1_scale: f64 = manhattan_naive(a, b).to_f64();
-        for level in available_levels() {
-            let k = T::set(level);
-            let name = level.name();
+        for simd in Simd::available_levels() {
+            let k = T::set(simd);
+            let name = simd.name();
             assert!(
                 close(
                     (k.dot)(a, b).to_f64(),
@@ -449,7 +380,9 @@ mod tests {
             b.iter_mut().for_each(|x| *x &= 0xBFFF);
             let naive = dot_bf16_naive(&a, &b) as f64;
             let scale: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 * f32::from_bits((*y as u32) << 16) as f64).abs()).sum();
-            prop_assert!((dot_bf16()(&a, &b) as f64 - naive).abs() <= 1e-4 * scale.max(1.0));
+            for simd in Simd::available_levels() {
+                prop_assert!((dot_bf16(simd)(&a, &b) as f64 - naive).abs() <= 1e-4 * scale.max(1.0), "{}", simd.name());
+            }
         }
     }
 

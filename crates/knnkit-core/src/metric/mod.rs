@@ -3,9 +3,12 @@
 //! Every search ranks candidates by a *key* where smaller is better, cheaper than the distance but
 //! monotone in it: squared L2 for `euclidean`, Σ|d|ᵖ for `minkowski`, −⟨x,y⟩ for `inner_product`
 //! (a similarity, returned largest first). [`Metric::key_to_distance`] maps a key back to the
-//! metric's own units once per returned neighbour.
+//! metric's own units once per returned neighbour. Names, aliases and which engine serves which
+//! metric live in one table, [`registry`]; the approximate indexes rank by their [`Space`]'s key
+//! ([`Metric::index_key_to_distance`]).
 
 pub mod kernels;
+pub mod registry;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -32,33 +35,22 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// Names accepted by [`Metric::parse`].
-    pub const NAMES: &'static [&'static str] = &[
-        "sqeuclidean",
-        "euclidean",
-        "l2",
-        "inner_product",
-        "ip",
-        "cosine",
-        "manhattan",
-        "cityblock",
-        "l1",
-        "chebyshev",
-        "infinity",
-        "minkowski",
-        "hamming",
-    ];
+    /// Names accepted by [`Metric::parse`] (the registry's names and aliases).
+    pub const NAMES: &'static [&'static str] = registry::NAMES;
 
     /// Parses a metric name; `p` is used by `minkowski` only, and p = 1, 2, ∞ are rewritten to
     /// manhattan, euclidean and chebyshev as scikit-learn does.
     pub fn parse(name: &str, p: f64) -> Result<Self> {
-        Ok(match name {
+        let canonical = registry::lookup(name)
+            .ok_or_else(|| Error::UnknownMetric(name.to_string()))?
+            .name;
+        Ok(match canonical {
             "sqeuclidean" => Metric::SqEuclidean,
-            "euclidean" | "l2" => Metric::Euclidean,
-            "inner_product" | "ip" => Metric::InnerProduct,
+            "euclidean" => Metric::Euclidean,
+            "inner_product" => Metric::InnerProduct,
             "cosine" => Metric::Cosine,
-            "manhattan" | "cityblock" | "l1" => Metric::Manhattan,
-            "chebyshev" | "infinity" => Metric::Chebyshev,
+            "manhattan" => Metric::Manhattan,
+            "chebyshev" => Metric::Chebyshev,
             "hamming" => Metric::Hamming,
             "minkowski" => {
                 if p.is_nan() || p < 1.0 {
@@ -158,6 +150,18 @@ impl Metric {
         }
     }
 
+    /// Maps a key of the approximate indexes ([`Space`]: −cos for cosine, where the exact key is
+    /// 1 − cos) back to the metric's units; rounding below zero is clamped.
+    #[inline]
+    pub fn index_key_to_distance(&self, key: f32) -> f32 {
+        match self {
+            Metric::SqEuclidean => key.max(0.0),
+            Metric::Euclidean => key.max(0.0).sqrt(),
+            Metric::InnerProduct => -key,
+            _ => (1.0 + key).max(0.0),
+        }
+    }
+
     /// Maps a distance (or similarity, for inner product) threshold to the key space, for
     /// pre-filtering; the final test is always made on the distance itself.
     pub fn distance_to_key<T: Float>(&self, d: T) -> T {
@@ -176,6 +180,38 @@ impl Metric {
         } else {
             T::INFINITY
         }
+    }
+}
+
+/// What distance the approximate indexes (HNSW, IVF) rank by; the key is ‖q − x‖² (L2),
+/// −⟨q, x⟩ (Ip) or −⟨q, x⟩/(‖q‖‖x‖) (Cosine, on normalised queries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    L2,
+    Ip,
+    Cosine,
+}
+
+impl Space {
+    /// The space of a metric the approximate indexes serve (an error naming them otherwise).
+    pub fn of(metric: Metric) -> Result<Space> {
+        Ok(match metric {
+            Metric::SqEuclidean | Metric::Euclidean => Space::L2,
+            Metric::InnerProduct => Space::Ip,
+            Metric::Cosine => Space::Cosine,
+            other => {
+                let served: Vec<&str> = registry::REGISTRY
+                    .iter()
+                    .filter(|m| m.engines.contains(&registry::Engine::Approximate))
+                    .map(|m| m.name)
+                    .collect();
+                return Err(Error::param(
+                    "metric",
+                    format!("one of {}", served.join(", ")),
+                    other.name(),
+                ));
+            }
+        })
     }
 }
 

@@ -141,14 +141,13 @@ impl Pq {
     /// Each sub-space is a register-blocked nearest-centroid scan over the transposed codebook.
     pub fn encode_batch(&self, x: &[f32], threads: usize) -> Vec<u8> {
         use crate::kmeans::{nearest_rows, Strided};
-        use crate::metric::kernels::detected_level;
         use rayon::prelude::*;
 
         const ROWS: usize = 1024;
         let (m, d, dsub, ksub) = (self.m, self.d, self.dsub(), self.ksub());
         let n = x.len() / d;
         let mut codes = vec![0u8; n * m];
-        let level = detected_level();
+        let simd = crate::simd::Simd::get();
         crate::pool::install(threads, || {
             codes
                 .par_chunks_mut(ROWS * m)
@@ -164,7 +163,7 @@ impl Pq {
                             stride: d,
                             offset: j * dsub,
                         };
-                        nearest_rows(level, view, t, dsub, ksub, &mut labels);
+                        nearest_rows(simd, view, t, dsub, ksub, &mut labels);
                         for (i, &l) in labels.iter().enumerate() {
                             out[i * m + j] = l as u8;
                         }
@@ -202,11 +201,11 @@ impl Pq {
         lut.resize(self.m * self.ksub(), 0.0);
         #[cfg(target_arch = "x86_64")]
         {
-            use crate::metric::kernels::{detected_level, SimdLevel};
-            match detected_level() {
-                // SAFETY: the features were detected.
-                SimdLevel::Avx512 => return unsafe { self.lut_dot_avx512(q, lut) },
-                SimdLevel::Avx2 => return unsafe { self.lut_dot_avx2(q, lut) },
+            use crate::simd::{Level, Simd};
+            match Simd::get().level() {
+                // SAFETY: the process's token proves the level's features were detected.
+                Level::Avx512 => return unsafe { self.lut_dot_avx512(q, lut) },
+                Level::Avx2 => return unsafe { self.lut_dot_avx2(q, lut) },
                 _ => {}
             }
         }

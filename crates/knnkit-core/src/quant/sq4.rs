@@ -13,7 +13,6 @@
 //! graph traversal is bound by the memory traffic of codes, not by arithmetic.
 
 use crate::error::{Error, Result};
-use crate::metric::kernels::{detected_level, SimdLevel};
 use crate::quant::sq8::I16Kernel;
 
 /// Standard deviations either side of a dimension's mean covered by its 16 levels.
@@ -225,7 +224,8 @@ mod x86_int {
         lanes.iter().sum()
     }
 
-    // SAFETY (both): handed out by `dot_u4_i16_for` only after detecting the features.
+    // SAFETY (both): handed out by `dot_u4_i16_for` only for a token that proves the
+    // features (AVX-512BW for `avx512bw`, AVX2 for `avx2`).
     pub fn avx512bw(w: &[i16], c: &[u8]) -> i32 {
         unsafe { avx512bw_inner(w, c) }
     }
@@ -234,27 +234,12 @@ mod x86_int {
     }
 }
 
-/// The integer × nibble kernel for a SIMD level (AVX-512 needs BW as well; AVX2 otherwise).
-pub fn dot_u4_i16_for(level: SimdLevel) -> I16Kernel {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if std::is_x86_feature_detected!("avx512bw") => x86_int::avx512bw,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 | SimdLevel::Avx2 => x86_int::avx2,
-        _ => dot_u4_i16_naive,
-    }
-}
-
-/// The integer × nibble kernel for this CPU.
-pub fn dot_u4_i16() -> I16Kernel {
-    static K: std::sync::OnceLock<I16Kernel> = std::sync::OnceLock::new();
-    *K.get_or_init(|| dot_u4_i16_for(detected_level()))
-}
+int_dispatch!("nibble", dot_u4_i16_for, dot_u4_i16, dot_u4_i16_naive);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::kernels::available_levels;
+    use crate::simd::Simd;
     use proptest::prelude::*;
 
     proptest! {
@@ -264,8 +249,8 @@ mod tests {
             let w: Vec<i16> = (0..blocks * BLOCK).map(|_| r.next_u64() as i16).collect();
             let c: Vec<u8> = (0..blocks * BLOCK / 2).map(|_| r.next_u64() as u8).collect();
             let want = dot_u4_i16_naive(&w, &c);
-            for level in available_levels() {
-                prop_assert_eq!(dot_u4_i16_for(level)(&w, &c), want, "{:?}", level);
+            for simd in Simd::available_levels() {
+                prop_assert_eq!(dot_u4_i16_for(simd)(&w, &c), want, "{:?}", simd);
             }
         }
 

@@ -14,7 +14,6 @@
 //! traversal faster.
 
 use crate::error::{Error, Result};
-use crate::metric::kernels::{detected_level, SimdLevel};
 
 /// A trained per-dimension 8-bit quantizer.
 #[derive(Clone, Debug, PartialEq)]
@@ -207,7 +206,8 @@ mod x86_int {
         s
     }
 
-    // SAFETY (both): handed out by `dot_u8_i16_for` only after detecting the features.
+    // SAFETY (both): handed out by `dot_u8_i16_for` only for a token that proves the
+    // features (AVX-512BW for `avx512bw`, AVX2 for `avx2`).
     pub fn avx512bw(w: &[i16], c: &[u8]) -> i32 {
         unsafe { avx512bw_inner(w, c) }
     }
@@ -216,27 +216,12 @@ mod x86_int {
     }
 }
 
-/// The integer × byte kernel for a SIMD level (AVX-512 needs BW as well; AVX2 otherwise).
-pub fn dot_u8_i16_for(level: SimdLevel) -> I16Kernel {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 if std::is_x86_feature_detected!("avx512bw") => x86_int::avx512bw,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 | SimdLevel::Avx2 => x86_int::avx2,
-        _ => dot_u8_i16_naive,
-    }
-}
-
-/// The integer × byte kernel for this CPU.
-pub fn dot_u8_i16() -> I16Kernel {
-    static K: std::sync::OnceLock<I16Kernel> = std::sync::OnceLock::new();
-    *K.get_or_init(|| dot_u8_i16_for(detected_level()))
-}
+int_dispatch!("byte", dot_u8_i16_for, dot_u8_i16, dot_u8_i16_naive);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::kernels::available_levels;
+    use crate::simd::Simd;
     use proptest::prelude::*;
 
     proptest! {
@@ -244,8 +229,8 @@ mod tests {
         fn integer_simd_matches_scalar(pairs in prop::collection::vec((-20000i16..20000, any::<u8>()), 0..300)) {
             let (w, c): (Vec<i16>, Vec<u8>) = pairs.into_iter().unzip();
             let want = dot_u8_i16_naive(&w, &c);
-            for level in available_levels() {
-                prop_assert_eq!(dot_u8_i16_for(level)(&w, &c), want, "{:?}", level);
+            for simd in Simd::available_levels() {
+                prop_assert_eq!(dot_u8_i16_for(simd)(&w, &c), want, "{:?}", simd);
             }
         }
 

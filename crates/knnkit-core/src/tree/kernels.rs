@@ -4,13 +4,14 @@
 //! values per block), so one pass over the query's coordinates updates eight accumulators — one
 //! per row, each summed in coordinate order exactly as the row-at-a-time loop (and scikit-learn)
 //! sums it, with no fused multiply-add. The eight lanes vectorise; the kernels are compiled for
-//! AVX-512 and AVX2 as well as the baseline and picked at run time, like the metric kernels.
+//! AVX-512 and AVX2 as well as the baseline and chosen by the process's [`Simd`] token, like the
+//! metric kernels.
 
 use std::any::Any;
 use std::sync::OnceLock;
 
 use crate::float::Float;
-use crate::metric::kernels::{detected_level, SimdLevel};
+use crate::simd::{Level, Simd};
 
 /// Rows per block.
 pub const LANES: usize = 8;
@@ -90,15 +91,16 @@ macro_rules! block_set {
             one!(sq64, sq, f64);
             one!(l164, l1, f64);
             one!(linf64, linf, f64);
-            // SAFETY (all wrappers): `kernels` hands these out only after detecting the features.
-            pub fn f32s() -> BlockKernels<f32> {
+            // SAFETY (all wrappers): `BlockSets::set` hands these out only for a token of this
+            // level, which proves the features were detected.
+            pub(super) fn f32s() -> BlockKernels<f32> {
                 BlockKernels {
                     sq: |q, b| unsafe { sq32(q, b) },
                     l1: |q, b| unsafe { l132(q, b) },
                     linf: |q, b| unsafe { linf32(q, b) },
                 }
             }
-            pub fn f64s() -> BlockKernels<f64> {
+            pub(super) fn f64s() -> BlockKernels<f64> {
                 BlockKernels {
                     sq: |q, b| unsafe { sq64(q, b) },
                     l1: |q, b| unsafe { l164(q, b) },
@@ -115,34 +117,37 @@ block_set!(avx2, ["avx2", "fma"]);
 #[cfg(target_arch = "x86_64")]
 block_set!(avx512, ["avx512f"]);
 
-fn pick32() -> BlockKernels<f32> {
-    match detected_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => avx512::f32s(),
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => avx2::f32s(),
-        _ => portable::f32s(),
-    }
+/// Per-type hook: the block kernels of a level for this element type.
+pub(crate) trait BlockSets: Sized {
+    fn set(simd: Simd) -> BlockKernels<Self>;
 }
 
-fn pick64() -> BlockKernels<f64> {
-    match detected_level() {
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => avx512::f64s(),
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => avx2::f64s(),
-        _ => portable::f64s(),
-    }
+macro_rules! block_sets {
+    ($t:ty, $get:ident) => {
+        impl BlockSets for $t {
+            fn set(simd: Simd) -> BlockKernels<$t> {
+                match simd.level() {
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx512 => avx512::$get(),
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx2 => avx2::$get(),
+                    _ => portable::$get(),
+                }
+            }
+        }
+    };
 }
+block_sets!(f32, f32s);
+block_sets!(f64, f64s);
 
-/// The block kernels for `T` on this CPU (chosen once).
+/// The block kernels for `T` at the process's level ([`Simd::get`]; built once).
 pub(crate) fn kernels<T: Float>() -> &'static BlockKernels<T> {
     static F32: OnceLock<BlockKernels<f32>> = OnceLock::new();
     static F64: OnceLock<BlockKernels<f64>> = OnceLock::new();
     let any: &dyn Any = if T::is_f32() {
-        F32.get_or_init(pick32)
+        F32.get_or_init(|| f32::set(Simd::get()))
     } else {
-        F64.get_or_init(pick64)
+        F64.get_or_init(|| f64::set(Simd::get()))
     };
     any.downcast_ref::<BlockKernels<T>>()
         .expect("Float is implemented for f32 and f64 only")
@@ -177,30 +182,32 @@ mod tests {
             let q = &vals[..d];
             let rows: Vec<f64> = vals[d..d + 8 * d].to_vec();
             let blk = pack_blocks(&rows, d);
-            let k = kernels::<f64>();
-            let (s, a, m) = ((k.sq)(q, &blk), (k.l1)(q, &blk), (k.linf)(q, &blk));
-            for (l, row) in rows.chunks_exact(d).enumerate() {
-                let (mut s0, mut a0, mut m0) = (0.0f64, 0.0f64, 0.0f64);
-                for j in 0..d {
-                    let t = q[j] - row[j];
-                    s0 += t * t;
-                    a0 += t.abs();
-                    m0 = m0.max(t.abs());
+            for simd in Simd::available_levels() {
+                let k = f64::set(simd);
+                let (s, a, m) = ((k.sq)(q, &blk), (k.l1)(q, &blk), (k.linf)(q, &blk));
+                for (l, row) in rows.chunks_exact(d).enumerate() {
+                    let (mut s0, mut a0, mut m0) = (0.0f64, 0.0f64, 0.0f64);
+                    for j in 0..d {
+                        let t = q[j] - row[j];
+                        s0 += t * t;
+                        a0 += t.abs();
+                        m0 = m0.max(t.abs());
+                    }
+                    prop_assert_eq!(s[l], s0);
+                    prop_assert_eq!(a[l], a0);
+                    prop_assert_eq!(m[l], m0);
                 }
-                prop_assert_eq!(s[l], s0);
-                prop_assert_eq!(a[l], a0);
-                prop_assert_eq!(m[l], m0);
-            }
-            let q32: Vec<f32> = q.iter().map(|&x| x as f32).collect();
-            let r32: Vec<f32> = rows.iter().map(|&x| x as f32).collect();
-            let s32 = (kernels::<f32>().sq)(&q32, &pack_blocks(&r32, d));
-            for (l, row) in r32.chunks_exact(d).enumerate() {
-                let mut s0 = 0.0f32;
-                for j in 0..d {
-                    let t = q32[j] - row[j];
-                    s0 += t * t;
+                let q32: Vec<f32> = q.iter().map(|&x| x as f32).collect();
+                let r32: Vec<f32> = rows.iter().map(|&x| x as f32).collect();
+                let s32 = (f32::set(simd).sq)(&q32, &pack_blocks(&r32, d));
+                for (l, row) in r32.chunks_exact(d).enumerate() {
+                    let mut s0 = 0.0f32;
+                    for j in 0..d {
+                        let t = q32[j] - row[j];
+                        s0 += t * t;
+                    }
+                    prop_assert_eq!(s32[l], s0);
                 }
-                prop_assert_eq!(s32[l], s0);
             }
         }
     }
