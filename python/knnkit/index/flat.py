@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from knnkit import _core
+from knnkit import _core, _metrics
 from knnkit import io as _io
 from knnkit._validation import as_matrix, check_dtype, check_positive_int
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
@@ -35,19 +35,9 @@ from knnkit.index._common import (
 )
 from knnkit.index._result import SearchResult
 
-#: Metric names the flat index accepts (aliases resolve to the first of each group).
-METRICS = (
-    "euclidean",
-    "sqeuclidean",
-    "inner_product",
-    "cosine",
-    "manhattan",
-    "chebyshev",
-    "minkowski",
-    "hamming",
-)
-_ALIASES = {"l2": "euclidean", "ip": "inner_product", "cityblock": "manhattan", "l1": "manhattan"}
-_NORM_METRICS = {"euclidean", "sqeuclidean", "cosine", "inner_product"}
+#: Metric names the flat index accepts (from the core's registry; aliases resolve to these).
+METRICS = _metrics.names("exact")
+_NORM_METRICS = frozenset(m for m in METRICS if _metrics.info(m)["dot_based"])
 
 
 class FlatIndex:
@@ -99,9 +89,7 @@ class FlatIndex:
         device: Any = None,
     ) -> None:
         self.dim = check_positive_int(dim, "dim")
-        name = _ALIASES.get(metric, metric) if isinstance(metric, str) else metric
-        if name not in METRICS:
-            raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+        name = _metrics.resolve(metric, "exact")
         if name == "minkowski" and not (isinstance(p, (int, float)) and p >= 1):
             raise ValueError(f"p: expected a number >= 1 for minkowski, got {p!r}")
         self.metric: str = name
