@@ -31,6 +31,7 @@ pub mod rng;
 pub mod store;
 pub mod topk;
 pub mod tree;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use float::Float;

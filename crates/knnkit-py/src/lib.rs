@@ -8,6 +8,7 @@ mod error;
 mod flat;
 mod hnsw;
 mod ivf;
+mod locked;
 mod tree;
 
 /// The SIMD instruction set the kernels dispatched to on this CPU.
@@ -30,6 +31,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_class::<hnsw::Hnsw>()?;
     m.add_class::<ivf::Ivf>()?;
+    m.add("InternalError", m.py().get_type::<error::InternalError>())?;
+    m.add_function(wrap_pyfunction!(error::_gate_at_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(error::_gate_before_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(error::_gate_after_fork_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(error::_gate_after_fork_child, m)?)?;
+    m.add_function(wrap_pyfunction!(error::_gate_in_flight, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
