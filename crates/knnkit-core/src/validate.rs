@@ -15,9 +15,11 @@ pub const MAX_NLIST: usize = 1 << 22;
 /// Largest beam width (`ef_search`, `ef_construction`); the work is capped at the index size
 /// anyway.
 pub const MAX_EF: usize = 1 << 31;
-/// Largest number of values (nq × k) a search result may hold: 2^31 entries are 24 GiB of ids
-/// and distances. Larger requests are refused before anything is allocated.
-pub const MAX_RESULT_VALUES: usize = 1 << 31;
+/// Largest number of values (nq × k) a search result may hold: 2^28 entries are 3 GiB of ids
+/// and distances (a million queries × 268 neighbours). Larger requests are refused before
+/// anything is allocated: a `k` far above what an index holds would otherwise spend gigabytes
+/// on padding.
+pub const MAX_RESULT_VALUES: usize = 1 << 28;
 /// Largest number of slots an index can hold: slots are `u32`, and `u32::MAX` means "none".
 pub const MAX_SLOTS: usize = u32::MAX as usize - 1;
 
