@@ -105,3 +105,17 @@ pub fn run_interruptible<R: Send>(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_capped_at_the_cores() {
+        let cores = resolve_threads(None);
+        assert!(cores >= 1);
+        assert_eq!(resolve_threads(Some(10_000)), cores);
+        assert_eq!(resolve_threads(Some(i64::MIN)), 1);
+        assert_eq!(resolve_threads(Some(1)), 1);
+    }
+}

@@ -119,6 +119,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn nan_keys_sort_last_without_panicking() {
+        let mut v: Vec<(f32, usize)> = (0..200)
+            .map(|i| (if i % 3 == 0 { f32::NAN } else { (i % 7) as f32 }, i))
+            .collect();
+        sort_candidates(&mut v);
+        assert!(v[..133].iter().all(|c| !c.0.is_nan()));
+        assert!(v[133..].iter().all(|c| c.0.is_nan()));
+    }
+
     proptest! {
         #[test]
         fn keeps_the_k_smallest(keys in prop::collection::vec(0u8..20, 0..200), k in 0usize..30) {

@@ -84,8 +84,17 @@ impl Hnsw {
 
     /// Puts the graph back as it was before the `add` that recorded `u`.
     fn roll_back(&mut self, u: Undo) {
-        for ((slot, level), list) in u.lists {
-            self.set_neighbors(slot, level, &list);
+        for ((slot, level), raw) in u.lists {
+            let cap = self.cap(level);
+            let (list, start) = if level == 0 {
+                (self.links0.to_mut(), slot as usize * (self.m0 + 1))
+            } else {
+                (
+                    &mut self.upper[slot as usize],
+                    (level - 1) * (self.params.m + 1),
+                )
+            };
+            list[start..start + cap + 1].copy_from_slice(&raw);
         }
         self.truncate(u.start);
         self.entry = u.entry;
@@ -100,9 +109,12 @@ impl Hnsw {
             return;
         };
         if (target as usize) < u.start {
-            u.lists
-                .entry((target, level))
-                .or_insert_with(|| self.neighbors(target, level).to_vec());
+            // The whole slot (count and capacity), so a rolled-back index is bit for bit the
+            // one before.
+            u.lists.entry((target, level)).or_insert_with(|| {
+                let (list, start) = self.list_of(target, level);
+                list[start..start + self.cap(level) + 1].to_vec()
+            });
         }
         self.undo = Some(u);
     }

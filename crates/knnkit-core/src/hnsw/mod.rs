@@ -502,7 +502,7 @@ impl Hnsw {
     }
 
     #[inline(always)]
-    fn list_of(&self, slot: u32, level: usize) -> (&[u32], usize) {
+    pub(crate) fn list_of(&self, slot: u32, level: usize) -> (&[u32], usize) {
         if level == 0 {
             (&self.links0, slot as usize * (self.m0 + 1))
         } else {
