@@ -183,7 +183,7 @@ def test_hnsw_loader_rejects_unsearchable_values(key):
 
 
 def test_internal_error_is_a_runtime_error():
-    assert issubclass(_core.InternalError, RuntimeError)
+    assert issubclass(_core._InternalError, RuntimeError)
 
 
 # -- 4. the gate: interpreter exit and fork while a thread is inside a native call -----------

@@ -29,7 +29,7 @@
 //! # Panics
 //!
 //! No panic may reach Python: a panic in a core call is caught here and raised as
-//! `knnkit._core.InternalError` (a `RuntimeError`), never as pyo3's `PanicException`. An index
+//! `knnkit._core._InternalError` (a `RuntimeError` named `InternalError`), never as pyo3's `PanicException`. An index
 //! whose lock was held by the panicking call reports itself unusable (a poisoned lock is an
 //! error, never reused).
 

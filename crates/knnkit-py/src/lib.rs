@@ -31,7 +31,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_class::<hnsw::Hnsw>()?;
     m.add_class::<ivf::Ivf>()?;
-    m.add("InternalError", m.py().get_type::<error::InternalError>())?;
+    // Private name: the stubs list public exports; users catch it as RuntimeError.
+    m.add("_InternalError", m.py().get_type::<error::InternalError>())?;
     m.add_function(wrap_pyfunction!(error::_gate_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(error::_gate_before_fork, m)?)?;
     m.add_function(wrap_pyfunction!(error::_gate_after_fork_parent, m)?)?;
