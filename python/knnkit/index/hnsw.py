@@ -139,7 +139,9 @@ class HNSWIndex(NativeIndex):
         self, X: Any, ids: Any = None, n_jobs: int | None = None, progress: bool | None = None
     ) -> None:
         """Adds the rows of ``X`` (n, dim) and links them into the graph (parallel over
-        ``n_jobs`` threads; the graph is the same whatever the thread count). ``ids`` (int64,
+        ``n_jobs`` threads, at most the available cores; the graph is the same whatever the
+        thread count). Rows with a non-finite value, or whose squared norm overflows float32,
+        are refused (the error names the row). ``ids`` (int64,
         unique, not already present) defaults to consecutive numbers continuing after the
         largest id so far. ``progress`` draws a progress line on stderr (``None``: when stderr
         is a terminal). Ctrl-C stops between batches and leaves the index as it was before the

@@ -1164,6 +1164,10 @@ impl Hnsw {
                 h.i16k = q.kernel();
             }
             if p.codes.len() == n * h.cb && p.code_norms.len() == n {
+                check(
+                    p.code_norms.iter().all(|v| v.is_finite() && *v >= 0.0),
+                    "code norms must be finite and non-negative",
+                )?;
                 h.codes = p.codes.into_huge();
                 h.code_norms = p.code_norms;
                 h.refresh_code_inv(0);
