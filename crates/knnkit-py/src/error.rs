@@ -14,7 +14,7 @@
 //!   will ever release it.
 //!
 //! Both hooks (registered by `knnkit/__init__.py`) *close* the gate and wait, GIL released and
-//! bounded by [`GATE_WAIT`], until no call is in flight; calls that start meanwhile wait at the
+//! bounded by [`GATE_WAIT`] ([`GATE_WAIT_EXIT`] at exit), until no call is in flight; calls that start meanwhile wait at the
 //! gate, and no call returns to Python while the gate is closed. Calls that can run again from
 //! the start ([`detach_restartable`]: HNSW and IVF searches, HNSW `add`, which leaves the index
 //! as it was when stopped) are asked to stop at their next interrupt check (every 16 queries,
@@ -71,8 +71,13 @@ pub fn to_py(err: Error) -> PyErr {
     }
 }
 
-/// How long a closing gate waits for the calls in flight.
+/// How long a fork waits for the calls in flight (a lock held across the fork would stay held
+/// in the child).
 pub const GATE_WAIT: Duration = Duration::from_secs(30);
+/// How long interpreter exit waits for them: a call that outlives the wait never returns to
+/// Python (the gate stays closed) and never polls it again, so this only bounds how long exit
+/// lets calls finish cleanly.
+pub const GATE_WAIT_EXIT: Duration = Duration::from_secs(5);
 
 /// Whether new calls may start.
 static OPEN: AtomicBool = AtomicBool::new(true);
@@ -129,7 +134,7 @@ fn close(py: Python<'_>, wait: Duration) -> usize {
 #[pyfunction]
 pub fn _gate_at_exit(py: Python<'_>) -> usize {
     EXITING.store(true, Ordering::SeqCst);
-    close(py, GATE_WAIT)
+    close(py, GATE_WAIT_EXIT)
 }
 
 /// `os.register_at_fork(before=...)` hook: no call may be in flight across a fork.
