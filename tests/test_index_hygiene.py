@@ -457,3 +457,41 @@ def test_default_ids_refuse_when_exhausted(make):
     with pytest.raises(ValueError, match="exhausted"):
         ix.add(X[:2])
     assert len(ix) == 100
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_a_thread_adds_to_hnsw():
+    code = """
+    import os, threading, warnings, numpy as np, knnkit
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+    X = np.random.default_rng(0).standard_normal((24000, 16)).astype(np.float32)
+    ix = knnkit.HNSWIndex(16, m=8, ef_construction=64)
+    ix.add(X[:1000])
+    started = threading.Event()
+    errors = []
+    def adder():
+        try:
+            for s in range(1000, 24000, 4000):
+                started.set()
+                ix.add(X[s : s + 4000], n_jobs=2)
+        except BaseException as e:
+            errors.append(repr(e))
+    t = threading.Thread(target=adder)
+    t.start()
+    started.wait()
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            ix.add(X[:5] + 100.0, ids=np.arange(10**6, 10**6 + 5))
+            ix.search(X[:3], 2)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+    t.join()
+    assert not errors, errors
+    assert len(ix) == 24000, len(ix)
+    assert ix.search(X[:3], 1).ids.ravel().tolist() == [0, 1, 2]
+    print("ok")
+    """
+    r = run_python(code)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
