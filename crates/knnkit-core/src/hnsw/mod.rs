@@ -716,7 +716,10 @@ impl Hnsw {
         if self.params.codes != Codes::Flat {
             match self.retrain_from(start) {
                 Some(from) => {
-                    let rows: Vec<u32> = if self.ids.len() - from <= CODE_RETRAIN_SAMPLE {
+                    // The first training sees every row of the first batch (as it always
+                    // has); a retraining sees an even sample.
+                    let first = self.sq.is_none();
+                    let rows: Vec<u32> = if first || self.ids.len() - from <= CODE_RETRAIN_SAMPLE {
                         (from as u32..self.ids.len() as u32).collect()
                     } else {
                         let n = self.ids.len() - from;
