@@ -24,6 +24,9 @@
 //! exit. After a fork the gate reopens in the parent and in the child; at exit it never
 //! reopens, and the threads still inside wait, GIL released, until the process ends.
 //!
+//! A call stays counted in flight until it holds the GIL again, so a gate that sees none in
+//! flight knows no thread is about to take the GIL back during finalisation.
+//!
 //! The gate is made of atomics only (no mutex that a fork could copy held).
 //!
 //! # Panics
@@ -239,22 +242,27 @@ fn run_gated<R: Send>(
             }
         })
     };
-    let out = py.detach(|| loop {
-        let pass = enter();
+    // The pass is given back only once this thread holds the GIL again: a closing gate that
+    // sees no call in flight knows none is about to take the GIL back.
+    let (pass, out) = py.detach(|| loop {
+        let mut pass = enter();
         let closings = CLOSINGS.load(Ordering::SeqCst);
         let r = catch_unwind(AssertUnwindSafe(|| call(&check)));
-        drop(pass);
         let gate_stopped = matches!(r, Ok(Err(Error::Interrupted)))
             && CLOSINGS.load(Ordering::SeqCst) != closings
             && pending.lock().map(|p| p.is_none()).unwrap_or(false);
         if restartable && gate_stopped {
+            drop(pass);
             continue; // `enter` waits for the gate to reopen
         }
-        while !OPEN.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
+        if !OPEN.load(Ordering::SeqCst) {
+            // Not in flight while waiting (at exit: until the process ends).
+            drop(pass);
+            pass = enter();
         }
-        return r;
+        return (pass, r);
     });
+    drop(pass);
     match out {
         Ok(r) => r.map_err(|e| {
             pending
