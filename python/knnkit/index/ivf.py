@@ -33,7 +33,8 @@ class IVFIndex(NativeIndex):
         similarity, largest first).
     nlist : int, default=1024
         Number of k-means cells. About ``sqrt(n)`` to ``4 * sqrt(n)``; training needs at least
-        ``nlist`` vectors (``39 * nlist`` or more trains well).
+        ``nlist`` vectors (``39 * nlist`` or more trains well). At most ``2**22`` (checked
+        before anything is allocated).
     nprobe : int, default=8
         Cells scanned per query (per call: ``search(..., nprobe=)``). Larger: higher recall,
         fewer queries per second; ``nprobe = nlist`` scans everything.
