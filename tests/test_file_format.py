@@ -146,7 +146,7 @@ else:
 """
 
 
-@pytest.mark.parametrize("kind", ["flat"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_mapped_file_truncated_in_place_is_reported_not_fatal(tmp_path, kind):
     """Reading a page past the new end of a truncated mapped file raises SIGBUS; knnkit turns
     it into CorruptIndexError (run in a child process: a regression would kill it)."""

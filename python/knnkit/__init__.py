@@ -18,6 +18,26 @@ from knnkit.index._result import SearchResult
 __version__: str = _core.__version__
 
 
+def _register_gate_hooks() -> None:
+    """No native call may be in flight when the interpreter exits (a daemon thread would take
+    the GIL back during finalisation and abort the process) or across ``os.fork()`` (a lock it
+    holds would stay held in the child): these hooks close the native core's gate and wait,
+    bounded, for the calls in flight (see ``crates/knnkit-py/src/error.rs``)."""
+    import atexit
+    import os
+
+    atexit.register(_core._gate_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(
+            before=_core._gate_before_fork,
+            after_in_parent=_core._gate_after_fork_parent,
+            after_in_child=_core._gate_after_fork_child,
+        )
+
+
+_register_gate_hooks()
+
+
 def simd_level() -> str:
     """The SIMD instruction set the distance kernels use on this CPU (e.g. ``"avx512f"``)."""
     return _core.simd_level()

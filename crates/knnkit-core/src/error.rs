@@ -51,6 +51,11 @@ pub enum Error {
     /// The caller asked the computation to stop (Ctrl-C in Python).
     #[error("interrupted")]
     Interrupted,
+
+    /// An object cannot be used any more: an earlier operation on it failed midway (a panic
+    /// while it was locked). Not a user error; reported instead of reusing half-changed state.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Result alias used across the crate.

@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::filter::Allowed;
 
-/// The largest slot count an index can address (slots are `u32` in the graph and the lists).
-pub const MAX_SLOTS: usize = u32::MAX as usize;
+use crate::validate::MAX_SLOTS;
 
 /// `slot → id` and `id → slot`.
 #[derive(Clone, Debug, Default)]

@@ -35,6 +35,7 @@ pub mod simd;
 pub mod store;
 pub mod topk;
 pub mod tree;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use float::Float;

@@ -51,21 +51,3 @@ pub fn physical_memory() -> usize {
     }
     1 << 40
 }
-
-/// Refuses, before anything is allocated, a search result of `rows × k` entries of `bytes`
-/// each larger than a quarter of this machine's memory (an absurd `k` is an error, never an
-/// abort or a machine-wide swap storm).
-pub fn check_result_size(rows: usize, k: usize, bytes: usize) -> crate::Result<()> {
-    let total = rows.checked_mul(k).and_then(|v| v.checked_mul(bytes));
-    match total {
-        Some(t) if t <= physical_memory() / 4 => Ok(()),
-        _ => Err(crate::Error::param(
-            "k",
-            format!(
-                "a k whose {rows} × k results fit in a quarter of this machine's memory ({} bytes)",
-                physical_memory() / 4
-            ),
-            k,
-        )),
-    }
-}

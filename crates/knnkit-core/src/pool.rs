@@ -14,7 +14,9 @@ use rayon::ThreadPool;
 use crate::error::{Error, Result};
 
 /// Number of threads for `n_jobs` (scikit-learn's convention): None, 0 or -1 mean all cores,
-/// -2 all but one, and so on.
+/// -2 all but one, and so on. The result is capped at the available cores: more threads than
+/// cores only add start-up cost and contention (`n_jobs=10000` would otherwise start 10,000
+/// threads), and never less than one.
 pub fn resolve_threads(n_jobs: Option<i64>) -> usize {
     // available_parallelism reads cgroup files: ask once.
     static CORES: OnceLock<i64> = OnceLock::new();
@@ -22,10 +24,10 @@ pub fn resolve_threads(n_jobs: Option<i64>) -> usize {
         *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as i64);
     let n = match n_jobs {
         None | Some(0) => cores,
-        Some(j) if j < 0 => cores + 1 + j,
+        Some(j) if j < 0 => cores.saturating_add(1).saturating_add(j),
         Some(j) => j,
     };
-    n.max(1) as usize
+    n.clamp(1, cores.max(1)) as usize
 }
 
 /// Pools by (thread count, process id).
@@ -101,5 +103,19 @@ pub fn run_interruptible<R: Send>(
             "a finished search",
             "a worker that stopped early",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_capped_at_the_cores() {
+        let cores = resolve_threads(None);
+        assert!(cores >= 1);
+        assert_eq!(resolve_threads(Some(10_000)), cores);
+        assert_eq!(resolve_threads(Some(i64::MIN)), 1);
+        assert_eq!(resolve_threads(Some(1)), 1);
     }
 }

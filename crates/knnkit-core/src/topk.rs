@@ -101,9 +101,15 @@ impl<T: Float> TopK<T> {
 
 /// Sorts candidates best first (key, then index).
 pub fn sort_candidates<T: Float>(v: &mut [Candidate<T>]) {
+    // A total order even with NaN keys (NaN sorts last): a comparison that is not total makes
+    // the standard sorts panic.
     v.sort_unstable_by(|a, b| {
         a.0.partial_cmp(&b.0)
-            .unwrap_or(std::cmp::Ordering::Equal)
+            .unwrap_or_else(|| {
+                #[allow(clippy::eq_op)] // x != x: NaN
+                let (na, nb) = (a.0 != a.0, b.0 != b.0);
+                na.cmp(&nb)
+            })
             .then(a.1.cmp(&b.1))
     });
 }
@@ -112,6 +118,16 @@ pub fn sort_candidates<T: Float>(v: &mut [Candidate<T>]) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn nan_keys_sort_last_without_panicking() {
+        let mut v: Vec<(f32, usize)> = (0..200)
+            .map(|i| (if i % 3 == 0 { f32::NAN } else { (i % 7) as f32 }, i))
+            .collect();
+        sort_candidates(&mut v);
+        assert!(v[..133].iter().all(|c| !c.0.is_nan()));
+        assert!(v[133..].iter().all(|c| c.0.is_nan()));
+    }
 
     proptest! {
         #[test]

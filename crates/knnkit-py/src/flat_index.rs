@@ -93,7 +93,7 @@ impl Flat {
         py: Python<'_>,
         f: impl FnOnce(&FlatIndex<T>) -> knnkit_core::Result<R> + Send,
     ) -> PyResult<R> {
-        py.detach(|| f(T::of(&*self.read()?))).map_err(to_py)
+        detach_interruptible(py, |_| f(T::of(&*self.read()?)))
     }
 }
 
@@ -169,17 +169,16 @@ impl Flat {
         typed!(self, T => {
             let v = rows_of::<T>(vectors, "vectors")?;
             let data = v.as_slice()?;
-            py.detach(|| T::of_mut(&mut *self.write()?).add(data, ids))
-                .map_err(to_py)
+            detach_interruptible(py, |_| T::of_mut(&mut *self.write()?).add(data, ids))
         })
     }
 
     /// Deletes ids (unknown ones are skipped); returns how many were present.
     fn remove(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, i64>) -> PyResult<usize> {
         let ids = ids_slice(&ids)?;
-        typed!(self, T => py
-            .detach(|| Ok(T::of_mut(&mut *self.write()?).remove(ids)))
-            .map_err(to_py))
+        typed!(self, T => detach_interruptible(py, |_| {
+            Ok(T::of_mut(&mut *self.write()?).remove(ids))
+        }))
     }
 
     /// The stored vectors of ``ids`` in the order given (KeyError for an id not present).
@@ -339,17 +338,15 @@ impl Flat {
         let core = match dtype {
             "float32" => {
                 let v: Store<f32> = store(parts, "vectors", file)?;
-                Core::F32(
-                    py.detach(|| FlatIndex::from_parts(dim, metric, bf16, v, ids, next_id))
-                        .map_err(to_py)?,
-                )
+                Core::F32(detach_interruptible(py, |_| {
+                    FlatIndex::from_parts(dim, metric, bf16, v, ids, next_id)
+                })?)
             }
             "float64" => {
                 let v: Store<f64> = store(parts, "vectors", file)?;
-                Core::F64(
-                    py.detach(|| FlatIndex::from_parts(dim, metric, bf16, v, ids, next_id))
-                        .map_err(to_py)?,
-                )
+                Core::F64(detach_interruptible(py, |_| {
+                    FlatIndex::from_parts(dim, metric, bf16, v, ids, next_id)
+                })?)
             }
             other => {
                 return Err(to_py(knnkit_core::Error::Corrupt(format!(

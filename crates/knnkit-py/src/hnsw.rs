@@ -1,36 +1,35 @@
 //! `Hnsw`: the graph index as a Python object (the `knnkit.HNSWIndex` façade wraps it).
 //!
-//! The core index sits behind a read-write lock: searches share it (many Python threads at once,
-//! GIL released), `add`/`remove` take it exclusively, so a search sees the index either before or
-//! after a concurrent write, never half of one.
+//! The core index sits behind the bindings' shared lock ([`crate::locked::Locked`]): searches
+//! share it, `add`/`remove` take it exclusively; every GIL-released call goes through the gate
+//! of [`crate::error`].
 
 use std::sync::atomic::Ordering;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use knnkit_core::hnsw::{self, Codes, HnswParams, HnswParts, SearchOptions};
 use knnkit_core::{pool, Metric};
 
-use crate::conversion::{ids_slice, matrix, part, part_array, rows, vector};
-use crate::error::{detach_interruptible, detach_polling, to_py};
+use crate::conversion::{ids_slice, part, part_array, rows, vector};
+use crate::error::{detach_gated, detach_polling, detach_restartable, to_py};
 use crate::io::{store, IndexFile};
+use crate::locked::{result_arrays, stats_dict, Locked};
 
 /// HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``).
 #[pyclass(module = "knnkit._core", frozen)]
 pub struct Hnsw {
-    inner: RwLock<hnsw::Hnsw>,
+    inner: Locked<hnsw::Hnsw>,
 }
 
 impl Hnsw {
-    fn read(&self) -> RwLockReadGuard<'_, hnsw::Hnsw> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
-    }
-    fn write(&self) -> RwLockWriteGuard<'_, hnsw::Hnsw> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    fn wrap(h: hnsw::Hnsw) -> Self {
+        Hnsw {
+            inner: Locked::new(h, "HNSW"),
+        }
     }
 }
 
@@ -63,9 +62,9 @@ impl Hnsw {
             seed,
             codes,
         };
-        Ok(Hnsw {
-            inner: RwLock::new(hnsw::Hnsw::new(dim, metric, params).map_err(to_py)?),
-        })
+        Ok(Hnsw::wrap(
+            hnsw::Hnsw::new(dim, metric, params).map_err(to_py)?,
+        ))
     }
 
     /// Adds vectors (float32, C order) with their int64 ids; ``progress(done, total)`` is
@@ -81,7 +80,7 @@ impl Hnsw {
     ) -> PyResult<()> {
         let (data, ids) = (rows(&vectors, "vectors")?, ids_slice(&ids)?);
         let threads = pool::resolve_threads(n_jobs);
-        let counter = self.read().progress_counter();
+        let counter = self.inner.read()?.progress_counter();
         let total = ids.len();
         let poll = |py: Python<'_>| {
             if let Some(cb) = &progress {
@@ -90,7 +89,9 @@ impl Hnsw {
             }
         };
         detach_polling(py, poll, |check| {
-            self.write().add(data, ids, threads, Some(check))
+            self.inner
+                .write_core()?
+                .add(data, ids, threads, Some(check))
         })
     }
 
@@ -110,8 +111,8 @@ impl Hnsw {
         let q = rows(&queries, "queries")?;
         let allowed_ids = allowed.as_ref().map(ids_slice).transpose()?;
         let threads = pool::resolve_threads(n_jobs);
-        let res = detach_interruptible(py, |check| {
-            let h = self.read();
+        let res = detach_restartable(py, |check| {
+            let h = self.inner.read_core()?;
             let allowed = allowed_ids.map(|ids| h.allowed_from_ids(ids));
             let opts = SearchOptions {
                 ef_search,
@@ -120,15 +121,16 @@ impl Hnsw {
             };
             h.search(q, k, &opts, allowed.as_ref())
         })?;
-        let stats = PyDict::new(py);
-        stats.set_item("distance_computations", res.stats.distance_computations)?;
-        stats.set_item("visited_nodes", res.stats.visited_nodes)?;
-        stats.set_item("exact_fallbacks", res.stats.exact_fallbacks)?;
-        Ok((
-            matrix(py, res.distances, nq, k)?.into_any().unbind(),
-            matrix(py, res.ids, nq, k)?.into_any().unbind(),
-            stats.into_any().unbind(),
-        ))
+        let stats = stats_dict(
+            py,
+            &[
+                ("distance_computations", res.stats.distance_computations),
+                ("visited_nodes", res.stats.visited_nodes),
+                ("exact_fallbacks", res.stats.exact_fallbacks),
+            ],
+        )?;
+        let (d, i) = result_arrays(py, res.distances, res.ids, nq, k)?;
+        Ok((d, i, stats.into_any().unbind()))
     }
 
     /// Deletes ids (unknown ones are skipped); returns how many were present.
@@ -141,53 +143,50 @@ impl Hnsw {
     ) -> PyResult<usize> {
         let ids = ids_slice(&ids)?;
         let threads = pool::resolve_threads(n_jobs);
-        Ok(py.detach(|| self.write().remove(ids, threads)))
+        self.inner
+            .write_detached(py, |h| Ok(h.remove(ids, threads)))
     }
 
     /// Repairs the graph around deleted nodes and gives their memory back.
     #[pyo3(signature = (n_jobs=None))]
-    fn consolidate(&self, py: Python<'_>, n_jobs: Option<i64>) {
+    fn consolidate(&self, py: Python<'_>, n_jobs: Option<i64>) -> PyResult<()> {
         let threads = pool::resolve_threads(n_jobs);
-        py.detach(|| self.write().consolidate(threads))
+        self.inner.write_detached(py, |h| {
+            h.consolidate(threads);
+            Ok(())
+        })
     }
 
     /// The stored vectors of ``ids`` (KeyError for an id not in the index).
     fn get<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Py<PyAny>> {
-        let ids = ids_slice(&ids)?;
-        let h = self.read();
-        let d = h.dim();
-        let mut out = Vec::with_capacity(ids.len() * d);
-        for &id in ids {
-            let row = h
-                .get(id)
-                .ok_or_else(|| PyKeyError::new_err(format!("id {id} is not in the index")))?;
-            out.extend_from_slice(row);
-        }
-        Ok(matrix(py, out, ids.len(), d)?.into_any().unbind())
+        self.inner
+            .get_rows(py, ids, |h| h.dim(), |h, id| h.get(id).map(<[f32]>::to_vec))
     }
 
     /// Ids of the live vectors.
-    fn ids<'py>(&self, py: Python<'py>) -> Py<PyAny> {
-        vector(py, self.read().live_ids()).into_any().unbind()
+    fn ids<'py>(&self, py: Python<'py>) -> PyResult<Py<PyAny>> {
+        Ok(vector(py, self.inner.read()?.live_ids())
+            .into_any()
+            .unbind())
     }
 
-    fn __len__(&self) -> usize {
-        self.read().len()
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.inner.read()?.len())
     }
 
     /// Deleted slots waiting for consolidation.
-    fn n_deleted(&self) -> usize {
-        self.read().n_deleted()
+    fn n_deleted(&self) -> PyResult<usize> {
+        Ok(self.inner.read()?.n_deleted())
     }
 
     /// Bytes held by the index.
-    fn memory_usage(&self) -> usize {
-        self.read().memory_usage()
+    fn memory_usage(&self) -> PyResult<usize> {
+        Ok(self.inner.read()?.memory_usage())
     }
 
     /// Everything the index holds, as a dict of scalars and numpy arrays (for saving).
     fn to_parts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let p = self.read().to_parts();
+        let p = self.inner.read()?.to_parts();
         let out = PyDict::new(py);
         out.set_item("dim", p.d)?;
         out.set_item("metric", p.metric)?;
@@ -244,9 +243,7 @@ impl Hnsw {
             codes: store(parts, "codes", file)?,
             code_norms: store(parts, "code_norms", file)?,
         };
-        let h = py.detach(|| hnsw::Hnsw::from_parts(p)).map_err(to_py)?;
-        Ok(Hnsw {
-            inner: RwLock::new(h),
-        })
+        let h = detach_gated(py, move || hnsw::Hnsw::from_parts(p))?.map_err(to_py)?;
+        Ok(Hnsw::wrap(h))
     }
 }

@@ -14,7 +14,7 @@ use knnkit_core::io::{self, Dtype, Element, SectionData};
 use knnkit_core::store::{MappedFile, Store};
 use knnkit_core::Error;
 
-use crate::error::to_py;
+use crate::error::{detach_interruptible, to_py};
 
 /// A validated index file (internal; see ``knnkit.io``).
 #[pyclass(module = "knnkit._core", frozen)]
@@ -49,9 +49,7 @@ impl IndexFile {
     #[staticmethod]
     #[pyo3(signature = (path, mmap=true))]
     fn open(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
-        let inner = py
-            .detach(|| io::IndexFile::open(&path, mmap))
-            .map_err(to_py)?;
+        let inner = detach_interruptible(py, |_| io::IndexFile::open(&path, mmap))?;
         Ok(IndexFile { inner })
     }
 
@@ -143,8 +141,7 @@ pub fn write_index_file(
             bytes,
         });
     }
-    py.detach(|| io::write(&path, &header, &data))
-        .map_err(to_py)
+    detach_interruptible(py, |_| io::write(&path, &header, &data))
 }
 
 /// A large array of a parts dict: `(offset, length)` in the mapped file, or a numpy array

@@ -1,31 +1,29 @@
 //! `Ivf`: the inverted-file index as a Python object (the `knnkit.IVFIndex` façade wraps it).
-//! Same locking as `Hnsw`: searches share a read lock, writes take it exclusively.
-
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+//! Same locking and gate as `Hnsw` ([`crate::locked::Locked`]).
 
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use knnkit_core::ivf::{self, CodeKind, IvfParams, IvfParts};
 use knnkit_core::{pool, Error, Metric};
 
-use crate::conversion::{ids_slice, matrix, part, part_array, rows, vector};
-use crate::error::to_py;
+use crate::conversion::{ids_slice, part, part_array, rows, vector};
+use crate::error::{detach_gated, detach_restartable, to_py};
+use crate::locked::{result_arrays, Locked};
 
 /// Inverted-file index over float32 vectors (internal; use ``knnkit.IVFIndex``).
 #[pyclass(module = "knnkit._core", frozen)]
 pub struct Ivf {
-    inner: RwLock<ivf::Ivf>,
+    inner: Locked<ivf::Ivf>,
 }
 
 impl Ivf {
-    fn read(&self) -> RwLockReadGuard<'_, ivf::Ivf> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
-    }
-    fn write(&self) -> RwLockWriteGuard<'_, ivf::Ivf> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    fn wrap(ix: ivf::Ivf) -> Self {
+        Ivf {
+            inner: Locked::new(ix, "IVF"),
+        }
     }
 }
 
@@ -64,9 +62,9 @@ impl Ivf {
             refine,
             seed,
         };
-        Ok(Ivf {
-            inner: RwLock::new(ivf::Ivf::new(dim, metric, params).map_err(to_py)?),
-        })
+        Ok(Ivf::wrap(
+            ivf::Ivf::new(dim, metric, params).map_err(to_py)?,
+        ))
     }
 
     /// Trains the coarse quantizer (and SQ8/PQ codebooks) on float32 rows; with ``centroids``
@@ -83,7 +81,7 @@ impl Ivf {
         let threads = pool::resolve_threads(n_jobs);
         let given = match &centroids {
             Some(c) => {
-                let d = self.read().dim();
+                let d = self.inner.read()?.dim();
                 if c.shape()[1] != d {
                     return Err(to_py(Error::DimensionMismatch {
                         expected: d,
@@ -94,15 +92,14 @@ impl Ivf {
             }
             None => None,
         };
-        py.detach(|| match given {
-            Some(c) => self.write().train_with_centroids(data, c, threads),
-            None => self.write().train(data, threads),
+        self.inner.write_detached(py, |ix| match given {
+            Some(c) => ix.train_with_centroids(data, c, threads),
+            None => ix.train(data, threads),
         })
-        .map_err(to_py)
     }
 
-    fn is_trained(&self) -> bool {
-        self.read().is_trained()
+    fn is_trained(&self) -> PyResult<bool> {
+        Ok(self.inner.read()?.is_trained())
     }
 
     /// Adds vectors (float32, C order) with their int64 ids.
@@ -116,8 +113,8 @@ impl Ivf {
     ) -> PyResult<()> {
         let (data, ids) = (rows(&vectors, "vectors")?, ids_slice(&ids)?);
         let threads = pool::resolve_threads(n_jobs);
-        py.detach(|| self.write().add(data, ids, threads))
-            .map_err(to_py)
+        self.inner
+            .write_detached(py, |ix| ix.add(data, ids, threads))
     }
 
     /// ``(distances, ids, distance_computations)`` of the ``k`` nearest vectors of each query
@@ -136,64 +133,58 @@ impl Ivf {
         let q = rows(&queries, "queries")?;
         let allowed_ids = allowed.as_ref().map(ids_slice).transpose()?;
         let threads = pool::resolve_threads(n_jobs);
-        let res = py
-            .detach(|| {
-                let ix = self.read();
-                let allowed = allowed_ids.map(|ids| ix.allowed_from_ids(ids));
-                ix.search(q, k, nprobe, threads, allowed.as_ref())
-            })
-            .map_err(to_py)?;
-        Ok((
-            matrix(py, res.distances, nq, k)?.into_any().unbind(),
-            matrix(py, res.ids, nq, k)?.into_any().unbind(),
-            res.distance_computations,
-        ))
+        let res = detach_restartable(py, |check| {
+            let ix = self.inner.read_core()?;
+            let allowed = allowed_ids.map(|ids| ix.allowed_from_ids(ids));
+            ix.search_with(q, k, nprobe, threads, allowed.as_ref(), Some(check))
+        })?;
+        let (d, i) = result_arrays(py, res.distances, res.ids, nq, k)?;
+        Ok((d, i, res.distance_computations))
     }
 
     /// Deletes ids (unknown ones are skipped); returns how many were present.
     fn remove(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, i64>) -> PyResult<usize> {
         let ids = ids_slice(&ids)?;
-        Ok(py.detach(|| self.write().remove(ids)))
+        self.inner.write_detached(py, |ix| Ok(ix.remove(ids)))
     }
 
     /// The stored vectors of ``ids`` (decoded codes when the vectors are not kept).
     fn get<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Py<PyAny>> {
-        let ids = ids_slice(&ids)?;
-        let ix = self.read();
-        let d = ix.dim();
-        let mut out = Vec::with_capacity(ids.len() * d);
-        for &id in ids {
-            let row = ix
-                .get(id)
-                .ok_or_else(|| PyKeyError::new_err(format!("id {id} is not in the index")))?;
-            out.extend_from_slice(&row);
-        }
-        Ok(matrix(py, out, ids.len(), d)?.into_any().unbind())
+        self.inner
+            .get_rows(py, ids, |ix| ix.dim(), |ix, id| ix.get(id))
     }
 
     /// Ids of the stored vectors.
-    fn ids<'py>(&self, py: Python<'py>) -> Py<PyAny> {
-        vector(py, self.read().ids().to_vec()).into_any().unbind()
+    fn ids<'py>(&self, py: Python<'py>) -> PyResult<Py<PyAny>> {
+        Ok(vector(py, self.inner.read()?.ids().to_vec())
+            .into_any()
+            .unbind())
     }
 
     /// Number of vectors in each list.
-    fn list_sizes<'py>(&self, py: Python<'py>) -> Py<PyAny> {
-        let sizes: Vec<u64> = self.read().list_sizes().iter().map(|&s| s as u64).collect();
-        vector(py, sizes).into_any().unbind()
+    fn list_sizes<'py>(&self, py: Python<'py>) -> PyResult<Py<PyAny>> {
+        let sizes: Vec<u64> = self
+            .inner
+            .read()?
+            .list_sizes()
+            .iter()
+            .map(|&s| s as u64)
+            .collect();
+        Ok(vector(py, sizes).into_any().unbind())
     }
 
-    fn __len__(&self) -> usize {
-        self.read().len()
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.inner.read()?.len())
     }
 
     /// Bytes held by the index.
-    fn memory_usage(&self) -> usize {
-        self.read().memory_usage()
+    fn memory_usage(&self) -> PyResult<usize> {
+        Ok(self.inner.read()?.memory_usage())
     }
 
     /// Everything the index holds, as a dict of scalars and numpy arrays (for saving).
     fn to_parts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let p = self.read().to_parts();
+        let p = self.inner.read()?.to_parts();
         let out = PyDict::new(py);
         out.set_item("dim", p.d)?;
         out.set_item("metric", p.metric)?;
@@ -240,9 +231,7 @@ impl Ivf {
             sq_step: part_array(parts, "sq_step")?,
             pq_centroids: part_array(parts, "pq_centroids")?,
         };
-        let ix = py.detach(|| ivf::Ivf::from_parts(p)).map_err(to_py)?;
-        Ok(Ivf {
-            inner: RwLock::new(ix),
-        })
+        let ix = detach_gated(py, move || ivf::Ivf::from_parts(p))?.map_err(to_py)?;
+        Ok(Ivf::wrap(ix))
     }
 }

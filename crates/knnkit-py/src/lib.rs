@@ -10,6 +10,7 @@ mod flat_index;
 mod hnsw;
 mod io;
 mod ivf;
+mod locked;
 mod tree;
 
 /// The SIMD instruction set the kernels dispatched to on this CPU.
@@ -60,6 +61,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ivf::Ivf>()?;
     m.add_class::<io::IndexFile>()?;
     m.add_function(wrap_pyfunction!(io::write_index_file, m)?)?;
+    // Private name: the stubs list public exports; users catch it as RuntimeError.
+    m.add("_InternalError", m.py().get_type::<error::InternalError>())?;
+    m.add_function(wrap_pyfunction!(error::_gate_at_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(error::_gate_before_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(error::_gate_after_fork_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(error::_gate_after_fork_child, m)?)?;
+    m.add_function(wrap_pyfunction!(error::_gate_in_flight, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -14,6 +14,14 @@ def new_ids(ids: Any, n: int, next_id: int, present: np.ndarray) -> np.ndarray:
     """The int64 ids of ``n`` new vectors: ``ids`` validated (integers, non-negative, unique, not
     in ``present``), or consecutive numbers from ``next_id``."""
     if ids is None:
+        last = int(np.iinfo(np.int64).max)
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        if next_id > last - n + 1:
+            raise ValueError(
+                f"ids: default ids are exhausted (the next would be {next_id}, and {n} are needed "
+                f"below 2**63): pass ids explicitly"
+            )
         return np.arange(next_id, next_id + n, dtype=np.int64)
     new = np.asarray(ids)
     if new.dtype.kind not in "iu" or new.shape != (n,):

@@ -26,6 +26,20 @@ def metric_name(metric: Any) -> str:
     return _metrics.resolve(metric, "approximate")
 
 
+#: Largest count a native call takes (a signed 64-bit integer); the core applies its own,
+#: tighter limits with a clear message.
+MAX_COUNT = 2**63 - 1
+
+
+def check_count(value: Any, name: str, limit: int = MAX_COUNT) -> int:
+    """``value`` as a positive integer no larger than ``limit`` (``ValueError`` naming
+    ``name`` and the expected range otherwise; ``TypeError`` for a non-integer)."""
+    n = check_positive_int(value, name)
+    if n > limit:
+        raise ValueError(f"{name}: expected {name} >= 1 and at most {limit}, got {value}")
+    return n
+
+
 def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
@@ -126,11 +140,12 @@ class NativeIndex:
 
         ``filter`` restricts results to some ids (a boolean mask indexed by id, or an array of
         allowed ids) and still returns ``min(k, allowed)`` of them. Missing places (fewer than
-        ``k`` vectors) hold id -1 and distance +inf (-inf for inner product). ``result.stats``
-        reports the work done.
+        ``k`` vectors) hold id -1 and distance +inf (-inf for inner product): the work is
+        capped at what the index holds, only the result has ``k`` columns (a result too large
+        to allocate raises ``ValueError`` first). ``result.stats`` reports the work done.
         """
-        if type(k) is not int or k < 1:
-            k = check_positive_int(k, "k")
+        if type(k) is not int or not 1 <= k <= MAX_COUNT:
+            k = check_count(k, "k")
         Q = as_matrix(Q, "queries", self.dtype, self.dim, check_finite=False)
         if Q.shape[0] == 0:
             return empty_result(0, k, self.metric, self.dtype)

@@ -15,9 +15,8 @@ import numpy as np
 from knnkit import _core
 from knnkit._progress import reporter
 from knnkit._validation import check_positive_int
-from knnkit.errors import CorruptIndexError
 from knnkit.index._common import as_ids
-from knnkit.index._native import METRICS, NativeIndex, check_seed, metric_name
+from knnkit.index._native import METRICS, NativeIndex, check_count, check_seed, metric_name
 from knnkit.index._result import SearchResult
 
 #: Storage options for traversal: float32 plus 8-bit or 4-bit codes, or exact float32 only.
@@ -105,13 +104,13 @@ class HNSWIndex(NativeIndex):
         codes: str = "sq8",
         seed: int = 0,
     ) -> None:
-        self.dim = check_positive_int(dim, "dim")
+        self.dim = check_count(dim, "dim")
         self.metric: str = metric_name(metric)
         self.m = check_positive_int(m, "m")
         if not 2 <= self.m <= 256:
             raise ValueError(f"m: expected an integer in [2, 256], got {m}")
-        self.ef_construction = check_positive_int(ef_construction, "ef_construction")
-        self.ef_search = check_positive_int(ef_search, "ef_search")
+        self.ef_construction = check_count(ef_construction, "ef_construction")
+        self.ef_search = check_count(ef_search, "ef_search")
         if codes not in CODES:
             raise ValueError(f"codes: expected one of {CODES}, got {codes!r}")
         self.codes = codes
@@ -133,16 +132,20 @@ class HNSWIndex(NativeIndex):
         }
 
     def train(self, X: Any = None) -> None:
-        """No-op: the graph needs no training (SQ8 ranges are learnt from the first ``add``)."""
+        """No-op: the graph needs no training (code ranges are learnt from the first ``add``
+        and relearnt when later adds, at least doubling the index, fall outside them)."""
 
     def add(
         self, X: Any, ids: Any = None, n_jobs: int | None = None, progress: bool | None = None
     ) -> None:
         """Adds the rows of ``X`` (n, dim) and links them into the graph (parallel over
-        ``n_jobs`` threads; the graph is the same whatever the thread count). ``ids`` (int64,
+        ``n_jobs`` threads, at most the available cores; the graph is the same whatever the
+        thread count). Rows with a non-finite value, or whose squared norm overflows float32,
+        are refused (the error names the row). ``ids`` (int64,
         unique, not already present) defaults to consecutive numbers continuing after the
         largest id so far. ``progress`` draws a progress line on stderr (``None``: when stderr
-        is a terminal). Ctrl-C stops between batches; the rows linked so far stay."""
+        is a terminal). Ctrl-C stops between batches and leaves the index as it was before the
+        call."""
         super().add(X, ids, n_jobs, progress=progress)
 
     def _add_native(
@@ -189,7 +192,7 @@ class HNSWIndex(NativeIndex):
         n_jobs: int | None,
         ef_search: int | None = None,
     ) -> SearchResult:
-        ef = self.ef_search if ef_search is None else check_positive_int(ef_search, "ef_search")
+        ef = self.ef_search if ef_search is None else check_count(ef_search, "ef_search")
         D, I, stats = self._native.search(Q, k, ef, n_jobs, allowed)
         return SearchResult(D, I, stats)
 
@@ -198,8 +201,8 @@ class HNSWIndex(NativeIndex):
         return {**search_params, "ef_search": max(k, ef)}
 
     def _load_native(self, parts: dict[str, Any], file: Any = None) -> Any:
-        if (self.codes != "flat") != (parts["sq_lo"].size > 0):
-            raise CorruptIndexError("hnsw index: codes setting does not match the sections")
+        # The core checks that the code ranges match the codes setting (none without codes;
+        # none only while the index has never held a vector).
         parts = {**parts, "code_bits": _CODE_BITS[self.codes]}
         return _core.Hnsw.from_parts(parts, file)
 

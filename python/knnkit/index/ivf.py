@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from knnkit import _core
-from knnkit._validation import as_matrix, check_positive_int
+from knnkit._validation import as_matrix
 from knnkit.index._common import as_ids
-from knnkit.index._native import METRICS, NativeIndex, check_seed, metric_name
+from knnkit.index._native import METRICS, NativeIndex, check_count, check_seed, metric_name
 from knnkit.index._result import SearchResult
 
 #: What the inverted lists store.
@@ -33,7 +33,8 @@ class IVFIndex(NativeIndex):
         similarity, largest first).
     nlist : int, default=1024
         Number of k-means cells. About ``sqrt(n)`` to ``4 * sqrt(n)``; training needs at least
-        ``nlist`` vectors (``39 * nlist`` or more trains well).
+        ``nlist`` vectors (``39 * nlist`` or more trains well). At most ``2**22`` (checked
+        before anything is allocated).
     nprobe : int, default=8
         Cells scanned per query (per call: ``search(..., nprobe=)``). Larger: higher recall,
         fewer queries per second; ``nprobe = nlist`` scans everything.
@@ -107,15 +108,15 @@ class IVFIndex(NativeIndex):
         seed: int = 0,
         device: Any = None,
     ) -> None:
-        self.dim = check_positive_int(dim, "dim")
+        self.dim = check_count(dim, "dim")
         self.metric: str = metric_name(metric)
-        self.nlist = check_positive_int(nlist, "nlist")
-        self.nprobe = check_positive_int(nprobe, "nprobe")
+        self.nlist = check_count(nlist, "nlist")
+        self.nprobe = check_count(nprobe, "nprobe")
         if codes not in CODES:
             raise ValueError(f"codes: expected one of {CODES}, got {codes!r}")
         self.codes = codes
-        self.pq_m = check_positive_int(pq_m, "pq_m")
-        self.nbits = check_positive_int(nbits, "nbits")
+        self.pq_m = check_count(pq_m, "pq_m")
+        self.nbits = check_count(nbits, "nbits")
         if codes == "pq" and self.dim % self.pq_m:
             raise ValueError(f"pq_m: expected a divisor of dim={self.dim}, got {pq_m}")
         if codes == "pq" and not 1 <= self.nbits <= 8:
@@ -230,7 +231,7 @@ class IVFIndex(NativeIndex):
         n_jobs: int | None,
         nprobe: int | None = None,
     ) -> SearchResult:
-        probe = self.nprobe if nprobe is None else check_positive_int(nprobe, "nprobe")
+        probe = self.nprobe if nprobe is None else check_count(nprobe, "nprobe")
         D, I, work = self._native.search(Q, k, probe, n_jobs, allowed)
         return SearchResult(D, I, {"distance_computations": work})
 

@@ -279,7 +279,7 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
             });
         }
         let nq = queries.len() / d;
-        crate::mem::check_result_size(nq, k, std::mem::size_of::<T>() + 8)?;
+        crate::validate::result_size(nq, k)?;
         let mut buf = Default::default();
         let base = self.base(allowed, nq, &mut buf);
         let n = base.n();

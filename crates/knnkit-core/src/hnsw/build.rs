@@ -1,6 +1,7 @@
 //! Insertion (deterministic batches, see the module comment) and the repair of lists that point
 //! to deleted nodes.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
@@ -16,11 +17,24 @@ use crate::pool;
 /// Neighbour lists planned for one new node: `lists[l]` for levels `0..=min(level, top)`.
 type Plan = Vec<Vec<u32>>;
 
+/// What a running `add` changed in the graph that existed before it: the old lists of the
+/// pre-existing nodes it rewrote (reverse edges), the entry point and the insert counter.
+/// Restoring them and dropping the new slots puts the index back as it was.
+pub(crate) struct Undo {
+    start: usize,
+    entry: u32,
+    max_level: usize,
+    inserted: u64,
+    lists: HashMap<(u32, usize), Vec<u32>>,
+}
+
 impl Hnsw {
     /// Adds `data` (row-major, `dim` columns) with `ids` and links the new vectors into the
-    /// graph. Validates everything first (dimension, finite values, new and unique ids), so an
-    /// error leaves the index unchanged. An interrupt stops between batches: the vectors linked
-    /// so far stay, the rest are dropped, and [`Error::Interrupted`] is returned.
+    /// graph. Validates everything first (dimension, searchable values — see
+    /// [`crate::validate::check_searchable`] —, new and unique ids, slot capacity), so an error
+    /// leaves the index unchanged. An interrupt stops between batches and undoes the batches
+    /// linked so far (the old lists of the nodes they changed are restored, the new slots
+    /// dropped): the index is as it was before the call, and [`Error::Interrupted`] is returned.
     pub fn add(
         &mut self,
         data: &[f32],
@@ -34,12 +48,24 @@ impl Hnsw {
                 got: data.len(),
             });
         }
+        if ids.is_empty() && data.is_empty() {
+            return Ok(());
+        }
+        let (entry, max_level, inserted) = (self.entry, self.max_level, self.inserted);
         let start = self.append(data, ids)?;
         let end = self.ids.len();
+        self.undo = Some(Undo {
+            start,
+            entry,
+            max_level,
+            inserted,
+            lists: HashMap::new(),
+        });
         self.progress.store(0, Ordering::Relaxed);
         let done = pool::run_interruptible(threads, interrupt, |stop| {
             self.insert_range(start, end, threads, stop)
         });
+        let undo = self.undo.take();
         match done {
             Ok(linked) if linked == end => {
                 if self.ids.len() >= REORDER_MIN && self.ids.len() >= 2 * self.ordered {
@@ -47,17 +73,50 @@ impl Hnsw {
                 }
                 Ok(())
             }
-            Ok(linked) => {
-                self.truncate(linked);
-                Err(Error::Interrupted)
-            }
-            Err(e) => {
-                // The worker stopped without reporting: the graph may be inconsistent past
-                // `start`, which was linked before; keep only what existed.
-                self.truncate(start);
-                Err(e)
+            other => {
+                if let Some(u) = undo {
+                    self.roll_back(u);
+                }
+                Err(other.err().unwrap_or(Error::Interrupted))
             }
         }
+    }
+
+    /// Puts the graph back as it was before the `add` that recorded `u`.
+    fn roll_back(&mut self, u: Undo) {
+        for ((slot, level), raw) in u.lists {
+            let cap = self.cap(level);
+            let (list, start) = if level == 0 {
+                (self.links0.to_mut(), slot as usize * (self.m0 + 1))
+            } else {
+                (
+                    &mut self.upper[slot as usize],
+                    (level - 1) * (self.params.m + 1),
+                )
+            };
+            list[start..start + cap + 1].copy_from_slice(&raw);
+        }
+        self.truncate(u.start);
+        self.entry = u.entry;
+        self.max_level = u.max_level;
+        self.inserted = u.inserted;
+    }
+
+    /// Records the list of `target` on `level` before an `add` rewrites it (pre-existing nodes
+    /// only, first change only).
+    fn remember(&mut self, target: u32, level: usize) {
+        let Some(mut u) = self.undo.take() else {
+            return;
+        };
+        if (target as usize) < u.start {
+            // The whole slot (count and capacity), so a rolled-back index is bit for bit the
+            // one before.
+            u.lists.entry((target, level)).or_insert_with(|| {
+                let (list, start) = self.list_of(target, level);
+                list[start..start + self.cap(level) + 1].to_vec()
+            });
+        }
+        self.undo = Some(u);
     }
 
     /// Links slots `start..end`; returns the end of the linked prefix (less than `end` only if
@@ -164,6 +223,7 @@ impl Hnsw {
             })
             .collect();
         for (level, target, list) in updates {
+            self.remember(target, level);
             self.set_neighbors(target, level, &list);
         }
         for &p in slots {

@@ -14,6 +14,10 @@
 //!   Cosine scores a code as the cosine of the decoded vector, ⟨q, x̂⟩/‖x̂‖ (`code_inv` holds
 //!   1/‖x̂‖, derived, not saved): coarse codes change the decoded norm, and an inner product
 //!   alone would favour the codes that happen to decode longer.
+//! - The code ranges are learnt from the first `add` and relearnt (every code re-encoded) when a
+//!   later `add` at least doubles the slots since the last training and more than
+//!   [`CODE_OUTSIDE_SHARE`] of its coded values fall outside the ranges: a first batch of one
+//!   row does not freeze the ranges, and the cost stays amortised O(n·d).
 //!
 //! # Keys
 //!
@@ -34,12 +38,21 @@
 //! `remove` marks slots deleted: they leave results at once but still route searches. When the
 //! deleted share passes [`CONSOLIDATE_FRACTION`] (or on `consolidate`), every list that points
 //! to a deleted node is rebuilt from its live neighbours and theirs (one hop through the deleted
-//! node) with the heuristic, and the arrays are compacted: memory is given back.
+//! node) with the heuristic, and the arrays are compacted: memory is given back. A removed id
+//! may be added again before that: `id_map` then points to the new live slot, and the deleted
+//! slot keeps the id until it is compacted away (a saved file may hold it twice, once live).
+//!
+//! # Failure
+//!
+//! `add` validates before changing anything; once linking has started, an interrupt (or a
+//! failure) restores every list the new nodes changed (an undo log of the old lists) and drops
+//! the new slots: the index is as it was before the call.
 //!
 //! # Invariants (checked by `from_parts` for loaded files)
 //!
 //! Every neighbour slot is `< n`; a slot in a level-`l` list has level ≥ `l`; the entry point
-//! has the top level; counts never exceed the capacities.
+//! has the top level; counts never exceed the capacities; `n` ≤ [`MAX_SLOTS`]; an id is on at
+//! most one live slot.
 
 mod build;
 mod search;
@@ -59,6 +72,7 @@ use crate::quant::sq4::{self, dot_u4_i16};
 use crate::quant::sq8::{dot_u8_i16, I16Kernel};
 use crate::quant::{Sq4, Sq8};
 use crate::store::Store;
+use crate::validate::{self, check_range, check_searchable, MAX_DIM, MAX_EF, MAX_SLOTS};
 
 pub use search::{SearchOptions, SearchStats};
 
@@ -70,6 +84,11 @@ pub const CONSOLIDATE_FRACTION: f64 = 0.1;
 pub const MAX_LEVEL: u8 = 16;
 /// Slot value meaning "none".
 pub(crate) const NONE: u32 = u32::MAX;
+/// Share of a new batch's coded values outside the code ranges above which the ranges are
+/// relearnt (when the index has also doubled since they were learnt).
+pub const CODE_OUTSIDE_SHARE: f64 = 0.03;
+/// At most this many rows (evenly strided) train relearnt code ranges.
+pub const CODE_RETRAIN_SAMPLE: usize = 1 << 17;
 
 /// Construction parameters, with the paper's names.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -157,6 +176,26 @@ impl Quant {
             Codes::Sq8 => Some(Quant::Sq8(Sq8::from_parts(lo, step)?)),
             Codes::Sq4 => Some(Quant::Sq4(Sq4::from_parts(lo, step)?)),
         })
+    }
+
+    /// How many values of `x` (rows of the quantizer's dimension) fall outside the ranges.
+    fn outside(&self, x: &[f32]) -> usize {
+        let (lo, step, levels) = match self {
+            Quant::Sq8(q) => (&q.lo, &q.step, 255.0),
+            Quant::Sq4(q) => (&q.lo, &q.step, 15.0),
+        };
+        let d = lo.len();
+        x.chunks_exact(d)
+            .map(|r| {
+                r.iter()
+                    .zip(lo.iter().zip(step))
+                    .filter(|(&v, (&l, &s))| {
+                        // Half a step of slack: rounding to the nearest level.
+                        v < l - 0.5 * s || v > l + (levels + 0.5) * s
+                    })
+                    .count()
+            })
+            .sum()
     }
 
     fn ranges(&self) -> (&[f32], &[f32]) {
@@ -254,6 +293,10 @@ pub struct Hnsw {
     pub(crate) inserted: u64,
     /// Slots at the last [`Hnsw::reorder`]; `add` reorders again once the index has doubled.
     pub(crate) ordered: usize,
+    /// Slots when the code ranges were last learnt (see [`CODE_OUTSIDE_SHARE`]).
+    pub(crate) coded_at: usize,
+    /// While an `add` links: the lists of pre-existing nodes it changed, as they were.
+    pub(crate) undo: Option<build::Undo>,
     /// Vectors linked so far by the running `add` (read from another thread for progress).
     pub(crate) progress: Arc<AtomicUsize>,
     pub(crate) scratch: Mutex<Vec<search::Scratch>>,
@@ -292,19 +335,9 @@ pub struct HnswParts {
 impl Hnsw {
     /// An empty index. `metric`: euclidean, sqeuclidean, inner_product or cosine.
     pub fn new(d: usize, metric: Metric, params: HnswParams) -> Result<Self> {
-        if d == 0 {
-            return Err(Error::param("dim", "a positive number", 0));
-        }
-        if params.m < 2 || params.m > 256 {
-            return Err(Error::param("m", "an integer in [2, 256]", params.m));
-        }
-        if params.ef_construction < 1 {
-            return Err(Error::param(
-                "ef_construction",
-                "a positive integer",
-                params.ef_construction,
-            ));
-        }
+        check_range("dim", d, 1, MAX_DIM)?;
+        check_range("m", params.m, 2, 256)?;
+        check_range("ef_construction", params.ef_construction, 1, MAX_EF)?;
         let space = Space::of(metric)?;
         Ok(Hnsw {
             d,
@@ -330,6 +363,8 @@ impl Hnsw {
             code_inv: Vec::new(),
             inserted: 0,
             ordered: 0,
+            coded_at: 0,
+            undo: None,
             progress: Arc::new(AtomicUsize::new(0)),
             scratch: Mutex::new(Vec::new()),
             k: select::<f32>(),
@@ -449,7 +484,7 @@ impl Hnsw {
     }
 
     #[inline(always)]
-    fn list_of(&self, slot: u32, level: usize) -> (&[u32], usize) {
+    pub(crate) fn list_of(&self, slot: u32, level: usize) -> (&[u32], usize) {
         if level == 0 {
             (&self.links0, slot as usize * (self.m0 + 1))
         } else {
@@ -597,19 +632,29 @@ impl Hnsw {
                 got: data.len(),
             });
         }
-        if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
+        check_searchable(data, self.d, "vectors")?;
+        let start = self.ids.len();
+        if n_new > MAX_SLOTS - start.min(MAX_SLOTS) {
             return Err(Error::param(
                 "vectors",
-                "finite values",
-                format!("{} in row {}", data[bad], bad / self.d),
+                format!("at most {MAX_SLOTS} slots in one HNSW index (slots are u32)"),
+                format!("{start} slots in use and {n_new} more"),
             ));
         }
-        let mut seen = std::collections::HashSet::with_capacity(n_new);
+        let mut seen = std::collections::HashSet::new();
+        seen.try_reserve(n_new).map_err(|_| {
+            Error::param(
+                "ids",
+                "a batch that can be allocated",
+                format!("{n_new} ids"),
+            )
+        })?;
         for &id in ids {
             if id < 0 {
                 return Err(Error::param("ids", "non-negative integers", id));
             }
-            if self.id_map.contains_key(&id) || !seen.insert(id) {
+            // A removed id (deleted slot not yet compacted) may be added again.
+            if self.live_slot(id).is_some() || !seen.insert(id) {
                 return Err(Error::param(
                     "ids",
                     "ids not already in the index and no repeats",
@@ -617,7 +662,7 @@ impl Hnsw {
                 ));
             }
         }
-        let start = self.ids.len();
+        validate::try_grow(&mut self.ids, n_new, "ids")?;
         reserve_huge(self.vectors.to_mut(), data.len());
         self.vectors.to_mut().extend_from_slice(data);
         if self.space == Space::Cosine {
@@ -646,21 +691,58 @@ impl Hnsw {
             .resize((start + n_new) * (self.m0 + 1), 0);
         self.inserted += n_new as u64;
         if self.params.codes != Codes::Flat {
-            if self.sq.is_none() {
-                let mut sample = Vec::with_capacity(data.len());
-                let mut buf = Vec::new();
-                for slot in start..start + n_new {
-                    self.coded_vector(slot as u32, &mut buf);
-                    sample.extend_from_slice(&buf);
+            match self.retrain_from(start) {
+                Some(from) => {
+                    // The first training sees every row of the first batch (as it always
+                    // has); a retraining sees an even sample.
+                    let first = self.sq.is_none();
+                    let rows: Vec<u32> = if first || self.ids.len() - from <= CODE_RETRAIN_SAMPLE {
+                        (from as u32..self.ids.len() as u32).collect()
+                    } else {
+                        let n = self.ids.len() - from;
+                        (0..CODE_RETRAIN_SAMPLE)
+                            .map(|i| (from + i * n / CODE_RETRAIN_SAMPLE) as u32)
+                            .collect()
+                    };
+                    let mut sample = Vec::with_capacity(rows.len() * self.d);
+                    let mut buf = Vec::new();
+                    for &slot in &rows {
+                        self.coded_vector(slot, &mut buf);
+                        sample.extend_from_slice(&buf);
+                    }
+                    self.sq = Quant::train(self.params.codes, &sample, self.d)?;
+                    if let Some(q) = &self.sq {
+                        self.i16k = q.kernel();
+                    }
+                    self.coded_at = self.ids.len();
+                    self.encode_from(0);
                 }
-                self.sq = Quant::train(self.params.codes, &sample, self.d)?;
-                if let Some(q) = &self.sq {
-                    self.i16k = q.kernel();
-                }
+                None => self.encode_from(start),
             }
-            self.encode_from(start);
         }
         Ok(start)
+    }
+
+    /// Whether the code ranges are (re)learnt for an add whose new slots start at `start`:
+    /// `Some(first slot of the training rows)` — the new rows on the first add, every row
+    /// when the index has doubled since the last training and the new rows fall outside the
+    /// ranges (see [`CODE_OUTSIDE_SHARE`]).
+    fn retrain_from(&self, start: usize) -> Option<usize> {
+        let Some(q) = &self.sq else {
+            return Some(start);
+        };
+        let n = self.ids.len();
+        if n < 2 * self.coded_at.max(1) {
+            return None;
+        }
+        let mut buf = Vec::new();
+        let mut outside = 0usize;
+        for slot in start..n {
+            self.coded_vector(slot as u32, &mut buf);
+            outside += q.outside(&buf);
+        }
+        let share = outside as f64 / ((n - start) * self.d) as f64;
+        (share > CODE_OUTSIDE_SHARE).then_some(0)
     }
 
     /// Drops slots `from..` that were appended but never linked.
@@ -913,6 +995,11 @@ impl Hnsw {
                 Err(corrupt(what.to_string()))
             }
         };
+        check(n <= MAX_SLOTS, "more slots than a u32 slot can number")?;
+        check(
+            params.codes != Codes::Flat || (p.sq_lo.is_empty() && p.sq_step.is_empty()),
+            "code ranges in an index without codes",
+        )?;
         check(
             n.checked_mul(d) == Some(p.vectors.len()),
             "vectors do not match ids × dim",
@@ -983,15 +1070,32 @@ impl Hnsw {
             )?;
             h.max_level = top as usize;
         }
-        let mut id_map = HashMap::with_capacity(n);
+        let mut id_map: HashMap<i64, u32> = HashMap::new();
+        id_map
+            .try_reserve(n)
+            .map_err(|_| corrupt(format!("{n} ids cannot be allocated")))?;
         for (i, &id) in p.ids.iter().enumerate() {
             check(id >= 0, "negative id")?;
-            check(id_map.insert(id, i as u32).is_none(), "repeated id")?;
+            // An id may repeat on deleted slots (removed, then added again); at most one of its
+            // slots is live, and the map points to that one.
+            let live = p.deleted[i] == 0;
+            match id_map.insert(id, i as u32) {
+                None => {}
+                Some(prev) => {
+                    let prev_live = p.deleted[prev as usize] == 0;
+                    check(!(live && prev_live), "repeated id")?;
+                    if !live {
+                        id_map.insert(id, prev);
+                    }
+                }
+            }
         }
         check(
             p.inserted >= n as u64,
             "insert counter below the number of slots",
         )?;
+        check_searchable(&p.vectors, d, "the stored vectors")
+            .map_err(|e| corrupt(e.to_string()))?;
         h.vectors = p.vectors.into_huge();
         h.ids = p.ids;
         h.id_map = id_map;
@@ -1003,6 +1107,7 @@ impl Hnsw {
         h.entry = p.entry;
         h.inserted = p.inserted;
         h.ordered = n;
+        h.coded_at = n;
         if h.space == Space::Cosine {
             let dot = h.k.dot;
             h.inv_norms = h
@@ -1018,7 +1123,17 @@ impl Hnsw {
                 })
                 .collect();
         }
-        if params.codes != Codes::Flat {
+        let untrained = params.codes != Codes::Flat && p.sq_lo.is_empty() && p.sq_step.is_empty();
+        if untrained {
+            // An index with codes that never held a vector (or lost them all) has no ranges yet:
+            // the first add learns them.
+            check(n == 0, "codes setting does not match the sections")?;
+            check(
+                p.codes.is_empty() && p.code_norms.is_empty(),
+                "codes without code ranges",
+            )?;
+        }
+        if params.codes != Codes::Flat && !untrained {
             h.sq = Quant::from_parts(params.codes, p.sq_lo, p.sq_step)
                 .map_err(|e| corrupt(e.to_string()))?;
             check(
@@ -1029,6 +1144,10 @@ impl Hnsw {
                 h.i16k = q.kernel();
             }
             if p.codes.len() == n * h.cb && p.code_norms.len() == n {
+                check(
+                    p.code_norms.iter().all(|v| v.is_finite() && *v >= 0.0),
+                    "code norms must be finite and non-negative",
+                )?;
                 h.codes = p.codes.into_huge();
                 h.code_norms = p.code_norms;
                 h.refresh_code_inv(0);

@@ -20,6 +20,7 @@ use super::{Cand, CodeQuery, Hnsw, Space, NONE};
 use crate::error::{Error, Result};
 pub use crate::filter::Allowed;
 use crate::pool;
+use crate::validate::{check_searchable, result_size, try_filled};
 
 /// Filters allowing fewer than this share of the index are served by an exact scan.
 pub const FILTER_EXACT_FRACTION: f64 = 0.02;
@@ -481,7 +482,29 @@ impl Hnsw {
     }
 
     /// Searches `queries` (row-major, `dim` columns) for their `k` nearest live vectors.
+    ///
+    /// The work (beam width, heaps, re-rank) is sized by `min(k, live vectors)`; only the
+    /// result has `k` places per query (padded with id −1), and a result of more than
+    /// [`crate::validate::max_result_values`] values, or one that cannot be allocated, is
+    /// refused before anything is allocated. The interrupt is polled between queries (and
+    /// between chunks of queries when threaded). An index mapped from a file that another
+    /// program truncated meanwhile reports `Corrupt` (see [`crate::sigbus`]).
     pub fn search(
+        &self,
+        queries: &[f32],
+        k: usize,
+        opts: &SearchOptions,
+        allowed: Option<&Allowed>,
+    ) -> Result<HnswResult> {
+        let out = self.search_unchecked(queries, k, opts, allowed)?;
+        self.vectors.check()?;
+        self.links0.check()?;
+        self.codes.check()?;
+        self.code_norms.check()?;
+        Ok(out)
+    }
+
+    fn search_unchecked(
         &self,
         queries: &[f32],
         k: usize,
@@ -498,28 +521,26 @@ impl Hnsw {
         if k == 0 {
             return Err(Error::param("k", "a positive integer", 0));
         }
-        if let Some(bad) = queries.iter().position(|v| !v.is_finite()) {
-            return Err(Error::param(
-                "queries",
-                "finite values",
-                format!("{} in row {}", queries[bad], bad / d),
-            ));
-        }
+        check_searchable(queries, d, "queries")?;
         if opts.ef_search == 0 {
             return Err(Error::param("ef_search", "a positive integer", 0));
         }
         let nq = queries.len() / d;
+        let total = result_size(nq, k)?;
         let mut out = HnswResult {
-            distances: vec![f32::INFINITY; nq * k],
-            ids: vec![-1; nq * k],
+            distances: try_filled("k", total, f32::INFINITY)?,
+            ids: try_filled("k", total, -1)?,
             stats: SearchStats::default(),
         };
+        // Work is capped at what the index holds; `k` only sizes the (padded) result rows.
+        let (k_row, k) = (k, k.min(self.len()).max(1));
+        let ef = opts.ef_search.min(self.ids.len().max(1));
         if self.metric.is_similarity() {
             out.distances.fill(f32::NEG_INFINITY);
         }
         let run_one = |s: &mut Scratch, q: &[f32], dist: &mut [f32], ids: &mut [i64]| {
             self.prepare_query(q, &mut s.q);
-            let found = self.search_one(s, k, opts.ef_search, allowed);
+            let found = self.search_one(s, k, ef, allowed);
             for (j, c) in s.v.out[..found].iter().enumerate() {
                 dist[j] = self.key_to_distance(c.key);
                 ids[j] = self.ids[c.id as usize];
@@ -528,17 +549,28 @@ impl Hnsw {
         if nq <= 1 || opts.threads <= 1 {
             let mut s = self.take_scratch();
             s.v.stats = SearchStats::default();
-            for ((q, dist), ids) in queries
+            let mut stopped = false;
+            for (i, ((q, dist), ids)) in queries
                 .chunks_exact(d)
-                .zip(out.distances.chunks_exact_mut(k))
-                .zip(out.ids.chunks_exact_mut(k))
+                .zip(out.distances.chunks_exact_mut(k_row))
+                .zip(out.ids.chunks_exact_mut(k_row))
+                .enumerate()
             {
+                if i % 16 == 15 && opts.interrupt.is_some_and(|f| f()) {
+                    stopped = true;
+                    break;
+                }
                 run_one(&mut s, q, dist, ids);
             }
             out.stats = s.v.stats;
             self.give_scratch(s);
-            return Ok(out);
+            return if stopped {
+                Err(Error::Interrupted)
+            } else {
+                Ok(out)
+            };
         }
+        let k = k_row;
         let chunk = nq.div_ceil(opts.threads * 8).clamp(1, 256);
         let (dists, idss) = (&mut out.distances, &mut out.ids);
         let stats = pool::run_interruptible(opts.threads, opts.interrupt, |stop: &AtomicBool| {

@@ -317,3 +317,139 @@ fn sq4_codes_survive_parts_round_trip() {
     short.codes = short.codes.to_vec()[..100].to_vec().into();
     assert!(Hnsw::from_parts(short).is_err());
 }
+
+fn small(codes: Codes) -> Hnsw {
+    Hnsw::new(
+        8,
+        Metric::Euclidean,
+        HnswParams {
+            m: 8,
+            ef_construction: 40,
+            seed: 1,
+            codes,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn interrupted_add_restores_the_graph() {
+    for codes in [Codes::Flat, Codes::Sq8] {
+        let mut h = small(codes);
+        let x = data(500, 8, 3);
+        h.add(&x, &(0..500).collect::<Vec<_>>(), 1, None).unwrap();
+        let before = h.to_parts();
+        let more = data(30_000, 8, 4);
+        let ids: Vec<i64> = (1000..31_000).collect();
+        // Polled every 50 ms: the first poll stops the add, batches are linked by then.
+        let stop = || true;
+        let r = h.add(&more, &ids, 1, Some(&stop));
+        assert_eq!(r.unwrap_err(), Error::Interrupted);
+        let after = h.to_parts();
+        assert_eq!(after.ids, before.ids);
+        assert_eq!(after.links0.to_vec(), before.links0.to_vec());
+        assert_eq!(after.upper, before.upper);
+        assert_eq!(after.entry, before.entry);
+        assert_eq!(after.inserted, before.inserted);
+        assert!(h.get(1000).is_none());
+        h.add(&more[..800], &ids[..100], 1, None).unwrap();
+        assert_eq!(h.len(), 600);
+    }
+}
+
+#[test]
+fn search_work_is_capped_and_the_result_padded() {
+    let mut h = small(Codes::Sq8);
+    let x = data(20, 8, 5);
+    h.add(&x, &(0..20).collect::<Vec<_>>(), 1, None).unwrap();
+    let res = h
+        .search(&x[..8], 1000, &SearchOptions::default(), None)
+        .unwrap();
+    assert_eq!(res.ids.len(), 1000);
+    assert_eq!(res.ids.iter().filter(|&&i| i >= 0).count(), 20);
+    assert_eq!(res.ids[0], 0);
+    assert!(h
+        .search(&x[..8], 1 << 40, &SearchOptions::default(), None)
+        .is_err());
+}
+
+#[test]
+fn removed_ids_can_come_back_and_round_trip() {
+    let mut h = small(Codes::Sq8);
+    let x = data(100, 8, 6);
+    h.add(&x, &(0..100).collect::<Vec<_>>(), 1, None).unwrap();
+    h.remove(&[7], 1);
+    let y: Vec<f32> = x[..8].iter().map(|v| v + 3.0).collect();
+    h.add(&y, &[7], 1, None).unwrap();
+    assert_eq!(h.get(7).unwrap(), &y[..]);
+    let back = Hnsw::from_parts(h.to_parts()).unwrap();
+    assert_eq!(back.get(7).unwrap(), &y[..]);
+    assert_eq!(back.len(), 100);
+    let mut twice = h.to_parts();
+    twice.deleted.iter_mut().for_each(|f| *f = 0);
+    assert!(matches!(Hnsw::from_parts(twice), Err(Error::Corrupt(_))));
+}
+
+#[test]
+fn empty_index_with_codes_round_trips() {
+    for codes in [Codes::Sq8, Codes::Sq4] {
+        let h = small(codes);
+        let mut back = Hnsw::from_parts(h.to_parts()).unwrap();
+        let x = data(50, 8, 7);
+        back.add(&x, &(0..50).collect::<Vec<_>>(), 1, None).unwrap();
+        assert_eq!(back.len(), 50);
+    }
+}
+
+#[test]
+fn code_ranges_follow_later_batches() {
+    let x = data(3000, 24, 8);
+    let q = data(50, 24, 9);
+    for first in [1, 2, 10] {
+        let mut h = Hnsw::new(
+            24,
+            Metric::Euclidean,
+            HnswParams {
+                m: 12,
+                ef_construction: 80,
+                seed: 7,
+                codes: Codes::Sq8,
+            },
+        )
+        .unwrap();
+        h.add(
+            &x[..first * 24],
+            &(0..first as i64).collect::<Vec<_>>(),
+            1,
+            None,
+        )
+        .unwrap();
+        h.add(
+            &x[first * 24..],
+            &(first as i64..3000).collect::<Vec<_>>(),
+            1,
+            None,
+        )
+        .unwrap();
+        let r = recall(&h, &q, 10, 64);
+        assert!(
+            r >= MIN_RECALL,
+            "recall {r} < {MIN_RECALL} (first batch {first})"
+        );
+    }
+}
+
+#[test]
+fn limits_are_checked_before_allocating() {
+    let p = HnswParams::default();
+    assert!(Hnsw::new(1 << 40, Metric::Euclidean, p).is_err());
+    let mut big = p;
+    big.ef_construction = usize::MAX;
+    assert!(Hnsw::new(8, Metric::Euclidean, big).is_err());
+    let mut h = small(Codes::Flat);
+    let mut x = data(3, 8, 1);
+    x[9] = 1e30;
+    let e = h.add(&x, &[0, 1, 2], 1, None).unwrap_err();
+    assert!(e.to_string().contains("row 1"), "{e}");
+    assert_eq!(h.len(), 0);
+}

@@ -21,6 +21,12 @@
 //!
 //! `remove` swaps the last entry of the list (and the last slot) into the hole: memory is given
 //! back at once and no tombstones exist.
+//!
+//! # Limits
+//!
+//! `nlist` ≤ [`MAX_NLIST`], `dim` ≤ [`MAX_DIM`], slots ≤ [`MAX_SLOTS`] (they are `u32`), checked
+//! before anything is allocated; a loader checks every count and every stored value (finite
+//! centroids, codebooks and vectors) before use.
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +45,9 @@ use crate::pool;
 use crate::quant::sq8::{dot_u8_i16, I16Kernel};
 use crate::quant::{Pq, Sq8};
 use crate::topk::TopK;
+use crate::validate::{
+    check_range, check_searchable, result_size, try_filled, MAX_DIM, MAX_NLIST, MAX_SLOTS,
+};
 
 /// With codes and `refine`, this many × k code candidates are re-ranked exactly.
 pub const REFINE_FACTOR: usize = 4;
@@ -142,12 +151,8 @@ fn inv_norm(dot: fn(&[f32], &[f32]) -> f32, x: &[f32]) -> f32 {
 impl Ivf {
     /// An untrained index. `metric`: euclidean, sqeuclidean, inner_product or cosine.
     pub fn new(d: usize, metric: Metric, params: IvfParams) -> Result<Self> {
-        if d == 0 {
-            return Err(Error::param("dim", "a positive number", 0));
-        }
-        if params.nlist == 0 {
-            return Err(Error::param("nlist", "a positive integer", 0));
-        }
+        check_range("dim", d, 1, MAX_DIM)?;
+        check_range("nlist", params.nlist, 1, MAX_NLIST)?;
         if let CodeKind::Pq { m, nbits } = params.codes {
             Pq::check(d, m, nbits)?;
         }
@@ -160,7 +165,7 @@ impl Ivf {
             centroids: Vec::new(),
             sq: None,
             pq: None,
-            lists: vec![List::default(); params.nlist],
+            lists: try_filled("nlist", params.nlist, List::default())?,
             ids: Vec::new(),
             id_map: HashMap::new(),
             place: Vec::new(),
@@ -271,7 +276,7 @@ impl Ivf {
         if self.is_trained() {
             return Err(Error::param("train", "an untrained index", "a trained one"));
         }
-        check_rows(data, self.d)?;
+        check_searchable(data, self.d, "training vectors")?;
         let d = self.d;
         if let Some(c) = given {
             let want = self.params.nlist * d;
@@ -282,13 +287,7 @@ impl Ivf {
                     format!("{} values", c.len()),
                 ));
             }
-            if let Some(bad) = c.iter().position(|v| !v.is_finite()) {
-                return Err(Error::param(
-                    "centroids",
-                    "finite values",
-                    format!("{} in row {}", c[bad], bad / d),
-                ));
-            }
+            check_searchable(c, d, "centroids")?;
         }
         let mut buf = Vec::with_capacity(d);
         let oriented: Vec<f32> = data
@@ -416,13 +415,20 @@ impl Ivf {
                 "untrained",
             ));
         }
-        check_rows(data, self.d)?;
+        check_searchable(data, self.d, "vectors")?;
         if data.len() != ids.len() * self.d {
             return Err(Error::Shape {
                 name: "ids",
                 expected: data.len() / self.d,
                 got: ids.len(),
             });
+        }
+        if ids.len() > MAX_SLOTS - self.ids.len().min(MAX_SLOTS) {
+            return Err(Error::param(
+                "vectors",
+                format!("at most {MAX_SLOTS} vectors in one IVF index (slots are u32)"),
+                format!("{} stored and {} more", self.ids.len(), ids.len()),
+            ));
         }
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         for &id in ids {
@@ -757,6 +763,26 @@ impl Ivf {
         threads: usize,
         allowed: Option<&Allowed>,
     ) -> Result<IvfResult> {
+        self.search_with(queries, k, nprobe, threads, allowed, None)
+    }
+
+    /// [`Ivf::search`], polling `interrupt` between queries (from the calling thread every
+    /// 50 ms when threaded): when it returns true the search stops with
+    /// [`Error::Interrupted`].
+    ///
+    /// The work (candidate heaps, re-rank) is sized by `min(k, stored vectors)`; only the
+    /// result has `k` places per query (padded with id −1), and a result of more than
+    /// [`crate::validate::max_result_values`] values, or one that cannot be allocated, is
+    /// refused before anything is allocated.
+    pub fn search_with(
+        &self,
+        queries: &[f32],
+        k: usize,
+        nprobe: usize,
+        threads: usize,
+        allowed: Option<&Allowed>,
+        interrupt: Option<&(dyn Fn() -> bool + Sync)>,
+    ) -> Result<IvfResult> {
         let d = self.d;
         if !queries.len().is_multiple_of(d) {
             return Err(Error::DimensionMismatch {
@@ -764,25 +790,27 @@ impl Ivf {
                 got: queries.len(),
             });
         }
-        check_rows(queries, d)
-            .map_err(|_| Error::param("queries", "finite values", "NaN or infinity"))?;
+        check_searchable(queries, d, "queries")?;
         if k == 0 || nprobe == 0 {
             return Err(Error::param("k and nprobe", "positive integers", 0));
         }
         let nq = queries.len() / d;
+        let total_values = result_size(nq, k)?;
         let missing = if self.space == Space::Ip && self.metric.is_similarity() {
             f32::NEG_INFINITY
         } else {
             f32::INFINITY
         };
         let mut out = IvfResult {
-            distances: vec![missing; nq * k],
-            ids: vec![-1; nq * k],
+            distances: try_filled("k", total_values, missing)?,
+            ids: try_filled("k", total_values, -1)?,
             distance_computations: 0,
         };
         if !self.is_trained() || self.ids.is_empty() {
             return Ok(out);
         }
+        // Work is capped at what the index holds; `k` only sizes the (padded) result rows.
+        let (k_row, k) = (k, k.min(self.ids.len()));
         let total = self.ids.len();
         let wanted = allowed.map_or(total, |a| a.count()).min(k);
         let small =
@@ -807,33 +835,41 @@ impl Ivf {
             let mut scratch = (Vec::new(), Vec::new(), Vec::new());
             let mut buf = Vec::new();
             let mut work = 0;
-            for ((q, dd), ii) in queries
+            for (i, ((q, dd), ii)) in queries
                 .chunks_exact(d)
-                .zip(out.distances.chunks_exact_mut(k))
-                .zip(out.ids.chunks_exact_mut(k))
+                .zip(out.distances.chunks_exact_mut(k_row))
+                .zip(out.ids.chunks_exact_mut(k_row))
+                .enumerate()
             {
+                if i % 16 == 15 && interrupt.is_some_and(|f| f()) {
+                    return Err(Error::Interrupted);
+                }
                 work += one(q, dd, ii, &mut scratch, &mut buf);
             }
             out.distance_computations = work;
             return Ok(out);
         }
         let chunk = nq.div_ceil(threads.max(1) * 8).clamp(1, 64);
-        let work: u64 = pool::install(threads, || {
+        let (dists, idss) = (&mut out.distances, &mut out.ids);
+        let work: u64 = pool::run_interruptible(threads, interrupt, |stop| {
             queries
                 .par_chunks(chunk * d)
-                .zip(out.distances.par_chunks_mut(chunk * k))
-                .zip(out.ids.par_chunks_mut(chunk * k))
+                .zip(dists.par_chunks_mut(chunk * k_row))
+                .zip(idss.par_chunks_mut(chunk * k_row))
                 .map(|((qs, ds), is)| {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return 0;
+                    }
                     let mut scratch = (Vec::new(), Vec::new(), Vec::new());
                     let mut buf = Vec::new();
                     qs.chunks_exact(d)
-                        .zip(ds.chunks_exact_mut(k))
-                        .zip(is.chunks_exact_mut(k))
+                        .zip(ds.chunks_exact_mut(k_row))
+                        .zip(is.chunks_exact_mut(k_row))
                         .map(|((q, dd), ii)| one(q, dd, ii, &mut scratch, &mut buf))
                         .sum::<u64>()
                 })
                 .sum()
-        });
+        })?;
         out.distance_computations = work;
         Ok(out)
     }
@@ -897,19 +933,31 @@ impl Ivf {
             refine: p.refine,
             seed: p.seed,
         };
+        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(corrupt(what)) };
+        // Counts from the header are checked against the sections (data that exists) before
+        // anything is sized by them.
+        check(
+            p.list_offsets.len() == p.nlist.saturating_add(1),
+            "list offsets do not match nlist",
+        )?;
+        check(
+            p.ids.len() <= MAX_SLOTS,
+            "more vectors than u32 slots can number",
+        )?;
         let mut ix = Ivf::new(p.d, metric, params).map_err(wrap)?;
         let (d, n, nlist) = (ix.d, p.ids.len(), p.nlist);
-        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(corrupt(what)) };
+        let searchable = |x: &[f32], dim: usize, what: &str| {
+            check_searchable(x, dim, what).map_err(|e| corrupt(&e.to_string()))
+        };
         let trained = !p.centroids.is_empty();
         check(
             !trained || p.centroids.len() == nlist.saturating_mul(d),
             "centroids do not match nlist × dim",
         )?;
         check(trained || n == 0, "vectors in an untrained index")?;
-        check(
-            p.list_offsets.len() == nlist + 1,
-            "list offsets do not match nlist",
-        )?;
+        searchable(&p.centroids, d, "the centroids")?;
+        searchable(&p.vectors, d, "the stored vectors")?;
+        searchable(&p.list_vecs, d, "the list vectors")?;
         check(
             p.list_offsets.windows(2).all(|w| w[0] <= w[1])
                 && p.list_offsets.first() == Some(&0)
@@ -939,8 +987,19 @@ impl Ivf {
                 CodeKind::Flat => {}
                 CodeKind::Sq8 => ix.sq = Some(Sq8::from_parts(p.sq_lo, p.sq_step).map_err(wrap)?),
                 CodeKind::Pq { m, nbits } => {
+                    searchable(&p.pq_centroids, d / m, "the PQ centroids")?;
                     ix.pq = Some(Pq::from_parts(d, m, nbits, p.pq_centroids).map_err(wrap)?)
                 }
+            }
+            if let Some(sq) = &ix.sq {
+                // Both ends of every range must be searchable values.
+                let ends: Vec<f32> = sq
+                    .lo
+                    .iter()
+                    .copied()
+                    .chain(sq.lo.iter().zip(&sq.step).map(|(&l, &s)| l + 255.0 * s))
+                    .collect();
+                searchable(&ends, sq.lo.len(), "the SQ8 ranges")?;
             }
             check(
                 ix.sq.as_ref().is_none_or(|s| s.dim() == d),
@@ -996,21 +1055,4 @@ impl Ivf {
         ix.vectors = p.vectors;
         Ok(ix)
     }
-}
-
-fn check_rows(data: &[f32], d: usize) -> Result<()> {
-    if !data.len().is_multiple_of(d) {
-        return Err(Error::DimensionMismatch {
-            expected: d,
-            got: data.len() % d,
-        });
-    }
-    if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::param(
-            "vectors",
-            "finite values",
-            format!("{} in row {}", data[bad], bad / d),
-        ));
-    }
-    Ok(())
 }

@@ -254,3 +254,55 @@ fn bulk_adds_leave_no_growth_slack_and_small_adds_stay_amortised() {
         assert!(ix.ids.capacity() <= 2 * (before + 64));
     }
 }
+
+#[test]
+fn limits_are_checked_before_allocating() {
+    let p = |nlist| IvfParams {
+        nlist,
+        codes: CodeKind::Flat,
+        refine: true,
+        seed: 0,
+    };
+    assert!(Ivf::new(8, Metric::Euclidean, p(1 << 40)).is_err());
+    assert!(Ivf::new(8, Metric::Euclidean, p(10_000_000)).is_err());
+    assert!(Ivf::new(1 << 40, Metric::Euclidean, p(4)).is_err());
+    let mut parts = built(Metric::Euclidean, CodeKind::Flat, true).0.to_parts();
+    parts.nlist = 1 << 53;
+    assert!(matches!(
+        Ivf::from_parts(parts.clone()),
+        Err(Error::Corrupt(_))
+    ));
+    parts.nlist = usize::MAX;
+    assert!(matches!(Ivf::from_parts(parts), Err(Error::Corrupt(_))));
+}
+
+#[test]
+fn unsearchable_stored_values_are_corrupt() {
+    for codes in [
+        CodeKind::Flat,
+        CodeKind::Sq8,
+        CodeKind::Pq { m: 4, nbits: 4 },
+    ] {
+        let (ix, _) = built(Metric::Euclidean, codes, true);
+        for bad in [f32::NAN, f32::INFINITY, 3e38] {
+            let mut parts = ix.to_parts();
+            parts.centroids[5] = bad;
+            assert!(matches!(Ivf::from_parts(parts), Err(Error::Corrupt(_))));
+            if !ix.to_parts().pq_centroids.is_empty() {
+                let mut parts = ix.to_parts();
+                parts.pq_centroids[3] = bad;
+                assert!(matches!(Ivf::from_parts(parts), Err(Error::Corrupt(_))));
+            }
+        }
+    }
+}
+
+#[test]
+fn search_work_is_capped_and_the_result_padded() {
+    let (ix, x) = built(Metric::Euclidean, CodeKind::Sq8, true);
+    let n = ix.len();
+    let res = ix.search(&x[..16], n + 500, 4, 1, None).unwrap();
+    assert_eq!(res.ids.len(), n + 500);
+    assert_eq!(res.ids.iter().filter(|&&i| i >= 0).count(), n);
+    assert!(ix.search(&x[..16], 1 << 40, 4, 1, None).is_err());
+}
