@@ -74,6 +74,40 @@ def best(fn, repeats):
     return min(times)
 
 
+def interleaved(f, old, new, repeats):
+    """Best times of ``f(old)`` and ``f(new)``, run alternately."""
+    to, tn = [], []
+    for _ in range(repeats):
+        to.append(best(lambda: f(old), 1))
+        tn.append(best(lambda: f(new), 1))
+    return min(to), min(tn)
+
+
+def run(name, X, metric, Old, repeats, rng) -> None:
+    Q = X[rng.choice(len(X), 200, replace=False)] + 0.01
+    dim = X.shape[1]
+    t_old, t_new = interleaved(lambda cls: cls(dim, metric).add(X), Old, knnkit.FlatIndex, 3)
+    rows = [("add all rows", t_old, t_new)]
+    new, old = knnkit.FlatIndex(dim, metric), Old(dim, metric)
+    new.add(X)
+    old.add(X)
+    allowed = np.arange(0, len(X), 3)
+    cases = {
+        "search 1 query, k=10": lambda ix: ix.search(Q[:1], 10, n_jobs=2),
+        "search 10 queries, k=10": lambda ix: ix.search(Q[:10], 10, n_jobs=2),
+        "search 200 queries, k=10": lambda ix: ix.search(Q, 10, n_jobs=2),
+        "filtered (1/3 of ids), 10 queries": lambda ix: ix.search(
+            Q[:10], 10, filter=allowed, n_jobs=2
+        ),
+    }
+    for label, f in cases.items():
+        np.testing.assert_array_equal(f(old)[1], f(new)[1])
+        rows.append((label, *interleaved(f, old, new, repeats)))
+    for label, to, tn in rows:
+        print(f"| {name} | {label} | {to * 1e3:.2f} | {tn * 1e3:.2f} | {tn / to:.2f} |")
+    sys.stdout.flush()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", default="cbd9b32")
@@ -85,33 +119,7 @@ def main() -> None:
     print("| data | operation | before (ms) | now (ms) | now / before |")
     print("|---|---|---|---|---|")
     for name, (X, metric) in datasets(rng).items():
-        Q = X[rng.choice(len(X), 200, replace=False)] + 0.01
-        new, old = knnkit.FlatIndex(X.shape[1], metric), Old(X.shape[1], metric)
-        t_new = best(lambda: knnkit.FlatIndex(X.shape[1], metric).add(X), 3)
-        t_old = best(lambda: Old(X.shape[1], metric).add(X), 3)
-        rows = [("add all rows", t_old, t_new)]
-        new.add(X)
-        old.add(X)
-        allowed = np.arange(0, len(X), 3)
-        cases = {
-            "search 1 query, k=10": lambda ix: ix.search(Q[:1], 10, n_jobs=2),
-            "search 10 queries, k=10": lambda ix: ix.search(Q[:10], 10, n_jobs=2),
-            "search 200 queries, k=10": lambda ix: ix.search(Q, 10, n_jobs=2),
-            "filtered (1/3 of ids), 10 queries": lambda ix: ix.search(
-                Q[:10], 10, filter=allowed, n_jobs=2
-            ),
-        }
-        for label, f in cases.items():
-            a, b = f(old), f(new)
-            np.testing.assert_array_equal(a[1], b[1])
-            to, tn = [], []
-            for _ in range(args.repeats):  # interleaved
-                to.append(best(lambda: f(old), 1))
-                tn.append(best(lambda: f(new), 1))
-            rows.append((label, min(to), min(tn)))
-        for label, to, tn in rows:
-            print(f"| {name} | {label} | {to * 1e3:.2f} | {tn * 1e3:.2f} | {tn / to:.2f} |")
-    sys.stdout.flush()
+        run(name, X, metric, Old, args.repeats, rng)
 
 
 if __name__ == "__main__":
