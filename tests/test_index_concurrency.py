@@ -12,6 +12,7 @@ fix landed and the mark can go.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -98,7 +99,7 @@ def built(kind: Kind, X: np.ndarray, ids: np.ndarray | None = None):
 
 #: Scenarios (seeds) run per kind; the first that shows a problem fails the test. Races are
 #: probabilistic: several short scenarios catch today's FlatIndex race reliably.
-SCENARIOS = 4
+SCENARIOS = 20 if os.environ.get("KNNKIT_LONG_TESTS") == "1" else 4
 
 
 def writer_scenario(kind: Kind, seed: int) -> tuple[list[BaseException], list[str]]:
