@@ -178,6 +178,7 @@ def machine_for(kind: Kind, avoiding: frozenset[str] = frozenset()) -> type[Rule
             i = data.draw(st.sampled_from(sorted(self.store)))
             assert self.ix.remove(np.array([i])) == 1
             del self.store[i]
+            self.removed_since_load = True
             x = self.vectors(seed, 1, False)
             self.ix.add(x, ids=np.array([i]))
             self.store[i] = x[0].copy()
