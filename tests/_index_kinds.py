@@ -7,7 +7,7 @@ Not a test module (no ``test_`` prefix); the three test files import it from the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,17 +29,6 @@ class Kind:
     exact: bool = False
     #: IVF: rows to train on before the first add (``None``: no training step).
     train: int | None = None
-    #: Known issue 11 defects this configuration hits (keys of :data:`DEFECTS`).
-    defects: tuple[str, ...] = field(default=())
-
-
-#: Issue 11 defects that tests here detect, by key: what goes wrong today.
-DEFECTS = {
-    "flat-empty-save": "saving an empty FlatIndex raises TypeError (memoryview cast)",
-    "flat-bf16-stale": "FlatIndex.remove leaves its bf16 copy stale for searches of < 16 queries",
-    "hnsw-empty-codes-save": "an empty HNSW index with codes saves but cannot be loaded/unpickled",
-    "hnsw-readd-removed": "HNSW refuses to re-add a removed id before consolidate()",
-}
 
 
 def _flat(metric: str, dtype: Any) -> Callable[[int], Any]:
@@ -63,9 +52,6 @@ def _kinds() -> list[Kind]:
     out = []
     for metric in ("euclidean", "cosine", "inner_product", "manhattan"):
         for dtype in (np.float32, np.float64):
-            defects = ["flat-empty-save"]
-            if dtype == np.float32 and metric != "manhattan":
-                defects.append("flat-bf16-stale")
             out.append(
                 Kind(
                     f"flat-{metric}-{np.dtype(dtype).name}",
@@ -73,17 +59,11 @@ def _kinds() -> list[Kind]:
                     metric,
                     dtype,
                     exact=True,
-                    defects=tuple(defects),
                 )
             )
     for codes in ("flat", "sq8", "sq4"):
         for metric in ("euclidean", "cosine"):
-            defects = ["hnsw-readd-removed"]
-            if codes != "flat":
-                defects.append("hnsw-empty-codes-save")
-            out.append(
-                Kind(f"hnsw-{codes}-{metric}", _hnsw(metric, codes), metric, defects=tuple(defects))
-            )
+            out.append(Kind(f"hnsw-{codes}-{metric}", _hnsw(metric, codes), metric))
     for codes, metric in (
         ("flat", "euclidean"),
         ("flat", "cosine"),
@@ -99,10 +79,8 @@ KINDS = {k.name: k for k in _kinds()}
 
 
 def live_ids(ix: Any) -> np.ndarray:
-    """The ids an index holds, sorted (``ix.ids()``; the private arrays of an older FlatIndex)."""
-    if hasattr(ix, "ids"):
-        return np.sort(np.asarray(ix.ids(), dtype=np.int64))
-    return np.sort(np.asarray(ix._ids[: ix._n], dtype=np.int64))
+    """The ids an index holds, sorted."""
+    return np.sort(np.asarray(ix.ids(), dtype=np.int64))
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, centers: np.ndarray) -> np.ndarray:

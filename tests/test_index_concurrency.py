@@ -6,8 +6,9 @@ returned id that was not live at some point during the search call, and every (i
 pair a search returns is that id's true distance. A save must leave one complete version at the
 path; a load that succeeds must be self-consistent (its own vectors find themselves first).
 
-The issue 11 defects these tests detect today are ``xfail(strict=True)``: an XPASS means the
-fix landed and the mark can go.
+Each of these failed before issue 11's index core (FlatIndex with a writer thread returned
+wrong pairs and raised IndexError; saves shared the temporary name ``path.tmp``; a mapped load
+opened every section from the path separately): they are its regression tests.
 """
 
 from __future__ import annotations
@@ -42,15 +43,6 @@ CONCURRENT_KINDS = [
     "ivf-sq8-euclidean",
     "ivf-pq-euclidean",
 ]
-
-_FLAT_WRITER = "issue 11 defect: FlatIndex with a concurrent writer thread raises IndexError / returns wrong (id, distance) pairs"
-_SAVE_TMP = "issue 11 defect: concurrent saves share the temp name path.tmp (FileNotFoundError, unloadable file)"
-_MMAP_RACE = "issue 11 defect: load(mmap=True) racing an atomic re-save opens each section from the path separately (spurious CorruptIndexError / mixed files)"
-
-
-def _param(name: str, reason: str | None) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(name, id=name, marks=marks)
 
 
 def run_threads(targets: list[Callable[[], None]]) -> list[BaseException]:
@@ -192,7 +184,7 @@ def writer_scenario(kind: Kind, seed: int) -> tuple[list[BaseException], list[st
 
 @pytest.mark.parametrize(
     "name",
-    [_param(n, _FLAT_WRITER if n.startswith("flat") else None) for n in CONCURRENT_KINDS],
+    CONCURRENT_KINDS,
 )
 def test_searches_while_another_thread_adds_and_removes(name: str) -> None:
     kind = KINDS[name]
@@ -209,7 +201,7 @@ def test_searches_while_another_thread_adds_and_removes(name: str) -> None:
 # -- concurrent saves to one path ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [_param(n, _SAVE_TMP) for n in CONCURRENT_KINDS])
+@pytest.mark.parametrize("name", CONCURRENT_KINDS)
 def test_concurrent_saves_to_one_path_leave_one_complete_version(tmp_path, name: str) -> None:
     kind = KINDS[name]
     rng = np.random.default_rng(SEED)
@@ -251,7 +243,7 @@ def test_concurrent_saves_to_one_path_leave_one_complete_version(tmp_path, name:
 # -- memory-mapped loads racing an atomic re-save -------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [_param(n, _MMAP_RACE) for n in CONCURRENT_KINDS])
+@pytest.mark.parametrize("name", CONCURRENT_KINDS)
 def test_mmap_loads_while_another_thread_resaves_are_self_consistent(tmp_path, name: str) -> None:
     kind = KINDS[name]
     rng = np.random.default_rng(SEED)

@@ -19,8 +19,9 @@ Time is budgeted by wall clock: ``KNNKIT_FUZZ_SECONDS`` (default 60, shared by t
 is reproduced with ``python tests/test_index_fuzz.py --repro CLASS SEED CASE`` (it writes the
 file and runs it in-process).
 
-Case classes that fail today because of an issue 11 defect are in :data:`KNOWN_FAILING`; their
-tests are ``xfail(strict=True)``: an XPASS means the fix landed, and the entry can go.
+Before issue 11's index core, 14 (class, family) pairs failed here within the fixed cases:
+forged flat ids loaded, a NaN IVF centroid panicked, header edits raised TypeError/ValueError/
+OverflowError, huge header counts aborted the process. They pass now and must keep passing.
 """
 
 from __future__ import annotations
@@ -450,40 +451,6 @@ MUTATIONS: dict[str, Callable[[np.random.Generator, bytes], bytes | None]] = {
     "header-structure": m_header_structure,
 }
 
-_IDS = "forged flat files with negative, duplicate or uint64 ids load (every invariant must be checked on load)"
-_NAN = "a NaN/inf centroid in a valid-checksum IVF file panics in search ('comparison function does not correctly implement a total order')"
-_HEADER = "header edits (next_id='x', kind=[1], a mistyped parameter) raise TypeError/ValueError, not CorruptIndexError"
-_HUGE = "huge values in a header: nlist 2**40/2**53 aborts the process (allocation failure), 2**63 panics (capacity overflow); next_id 2**63-1 or ef_search 2**64 load, then add/search raise OverflowError"
-_SHAPE = "a section shape such as [2**64, 8] raises OverflowError/ValueError instead of CorruptIndexError"
-
-#: (case class, seed family) pairs that fail today because of an issue 11 defect, with the
-#: defect; each fails within the first :data:`MIN_CASES` cases of seed 0, so its test is a
-#: strict xfail. Remove an entry when its test XPASSes.
-KNOWN_FAILING: dict[tuple[str, str], str] = {
-    ("section-bytes", "flat"): _IDS,
-    ("ids-negative", "flat"): _IDS,
-    ("ids-duplicate", "flat"): _IDS,
-    ("ids-uint64", "flat"): _IDS,
-    ("nonfinite", "ivf"): _NAN,
-    ("header-field", "flat"): _HEADER,
-    ("header-field", "ivf"): _HEADER + "; " + _HUGE,
-    ("header-huge", "flat"): _HUGE,
-    ("header-huge", "hnsw"): _HUGE,
-    ("header-huge", "ivf"): _HUGE,
-    ("section-shape", "flat"): _SHAPE,
-    ("section-shape", "hnsw"): _SHAPE,
-    ("section-shape", "ivf"): _SHAPE,
-    ("header-structure", "hnsw"): _HEADER,
-}
-#: Pairs whose known defect shows only in some runs (beyond the first :data:`MIN_CASES`
-#: cases): a non-strict xfail, since the fixed cases do not pin them; the strict entry of the
-#: same defect above is the one that XPASSes.
-KNOWN_FAILING_SOMETIMES: dict[tuple[str, str], str] = {
-    ("header-field", "hnsw"): _HEADER,
-    ("header-structure", "flat"): _HEADER,
-    ("header-structure", "ivf"): _HEADER,
-}
-
 
 def make_case(cls: str, seed: int, case: int, seeds: list[Path]) -> tuple[str, bytes | None]:
     """The mutated bytes of case ``case`` of class ``cls`` (deterministic), and the seed file's
@@ -501,9 +468,7 @@ class CaseFailure(Exception):
 
 
 def _live(ix: Any) -> np.ndarray:
-    if hasattr(ix, "ids"):
-        return np.asarray(ix.ids())
-    return np.asarray(ix._ids[: ix._n])
+    return np.asarray(ix.ids())
 
 
 def _check_ids(ix: Any, I: Any, what: str) -> None:
@@ -712,16 +677,7 @@ def _params() -> list[Any]:
     out = []
     for cls in MUTATIONS:
         for family in FAMILIES:
-            marks = []
-            if (cls, family) in KNOWN_FAILING:
-                reason = f"issue 11 defect: {KNOWN_FAILING[cls, family]}"
-                marks = [pytest.mark.xfail(strict=True, reason=reason)]
-            elif (cls, family) in KNOWN_FAILING_SOMETIMES:
-                reason = (
-                    f"issue 11 defect (not in every run): {KNOWN_FAILING_SOMETIMES[cls, family]}"
-                )
-                marks = [pytest.mark.xfail(strict=False, reason=reason)]
-            out.append(pytest.param(cls, family, id=f"{cls}-{family}", marks=marks))
+            out.append(pytest.param(cls, family, id=f"{cls}-{family}"))
     return out
 
 

@@ -8,9 +8,10 @@ never return a removed or unknown id, must return exactly ``min(k, live or allow
 with the exact distances of the ids they return, and keep recall@k >= :data:`MIN_RECALL` on
 small data with a generous search width.
 
-Each configuration runs twice: as is, and ``avoiding`` the triggers of the issue 11 defects it
-is known to hit today (see ``_index_kinds.DEFECTS``). The first run is an ``xfail(strict=True)``
-while a defect remains: when a fix lands it XPASSes, and the mark (and the avoiding run) can go.
+Before issue 11's index core these sequences found four defects (an empty FlatIndex could not
+be saved; FlatIndex.remove left its bf16 copy stale for searches of fewer than 16 queries; an
+empty HNSW index with codes could not be loaded; HNSW refused to re-add a removed id): they are
+exercised on every run (empty saves, re-added ids, few-query searches after removals).
 
 Hypothesis is derandomised (fixed seed, no example database) and bounded: the whole file runs in
 well under a minute. ``KNNKIT_LONG_TESTS=1`` (``make fuzz``) runs many more, random, sequences.
@@ -25,7 +26,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from _index_kinds import DEFECTS, KINDS, MAX_N, Kind, clustered, distances, key, live_ids, tolerance
+from _index_kinds import KINDS, MAX_N, Kind, clustered, distances, key, live_ids, tolerance
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -47,9 +48,8 @@ LONG = os.environ.get("KNNKIT_LONG_TESTS") == "1"
 EXAMPLES, STEPS = (200, 60) if LONG else (10, 40)
 
 
-def machine_for(kind: Kind, avoiding: frozenset[str] = frozenset()) -> type[RuleBasedStateMachine]:
-    """A state machine over one index configuration that never triggers the known defects in
-    ``avoiding`` (so the rest of its behaviour stays guarded while they are open)."""
+def machine_for(kind: Kind) -> type[RuleBasedStateMachine]:
+    """A state machine over one index configuration."""
 
     class IndexMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -62,7 +62,6 @@ def machine_for(kind: Kind, avoiding: frozenset[str] = frozenset()) -> type[Rule
             self.tmp = tempfile.mkdtemp(prefix="knnkit-sm-")
             self.saves = 0
             self.hits = self.total = 0
-            self.removed_since_load = False
             if kind.train:
                 T = clustered(np.random.default_rng(7), kind.train, DIM, self.centers)
                 self.ix.train(T.astype(np.float32))
@@ -108,15 +107,11 @@ def machine_for(kind: Kind, avoiding: frozenset[str] = frozenset()) -> type[Rule
             n = min(n, MAX_N - len(self.store))
             X = self.vectors(seed, n, dup)
             removed = sorted(self.ever - set(self.store))
-            if ids_mode == "removed" and (not removed or "hnsw-readd-removed" in avoiding):
+            if ids_mode == "removed" and not removed:
                 ids_mode = "fresh"
             if ids_mode == "conflict" and not self.store:
                 ids_mode = "fresh"
             if ids_mode == "auto":
-                if "hnsw-readd-removed" in avoiding and any(
-                    i in self.ever for i in range(self.next_id, self.next_id + n)
-                ):
-                    return
                 self.ix.add(X)
                 ids = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
             else:
@@ -166,19 +161,14 @@ def machine_for(kind: Kind, avoiding: frozenset[str] = frozenset()) -> type[Rule
             assert got == want, f"remove returned {got}, {want} of those ids were present"
             for i in set(ids.tolist()) & set(present):
                 del self.store[i]
-            if want:
-                self.removed_since_load = True
 
         @precondition(lambda self: bool(self.store))
         @rule(seed=st.integers(0, 2**16), data=st.data())
         def upsert(self, seed: int, data: st.DataObject) -> None:
             """Replaces one live vector: remove its id, then add a new vector under that id."""
-            if "hnsw-readd-removed" in avoiding:
-                return
             i = data.draw(st.sampled_from(sorted(self.store)))
             assert self.ix.remove(np.array([i])) == 1
             del self.store[i]
-            self.removed_since_load = True
             x = self.vectors(seed, 1, False)
             self.ix.add(x, ids=np.array([i]))
             self.store[i] = x[0].copy()
@@ -194,13 +184,6 @@ def machine_for(kind: Kind, avoiding: frozenset[str] = frozenset()) -> type[Rule
         def search(
             self, nq: int, k: int, seed: int, stored: bool, filt: str | None, data: st.DataObject
         ) -> None:
-            if (
-                "flat-bf16-stale" in avoiding
-                and nq < 16
-                and filt is None
-                and self.removed_since_load
-            ):
-                nq = 16
             rng = np.random.default_rng(seed)
             ids, X = self.live()
             if stored and len(ids):
@@ -290,26 +273,17 @@ def machine_for(kind: Kind, avoiding: frozenset[str] = frozenset()) -> type[Rule
             with pytest.raises(KeyError):
                 self.ix.get(np.array(present[:2] + [absent], dtype=np.int64))
 
-        def _empty_blocked(self, defects: set[str]) -> bool:
-            return not self.store and bool(avoiding & defects)
-
         @rule(mmap=st.booleans(), slot=st.integers(0, 1))
         def save_load(self, mmap: bool, slot: int) -> None:
-            if self._empty_blocked({"flat-empty-save", "hnsw-empty-codes-save"}):
-                return
             # Two paths, reused: a save may replace the file an earlier load still maps.
             path = os.path.join(self.tmp, f"ix{slot}.knn")
             self.ix.save(path)
             self.ix = knnkit.load(path, mmap=mmap)
-            self.removed_since_load = False
             self.saves += 1
 
         @rule()
         def pickle_round_trip(self) -> None:
-            if self._empty_blocked({"hnsw-empty-codes-save"}):
-                return
             self.ix = pickle.loads(pickle.dumps(self.ix))
-            self.removed_since_load = False
 
         @invariant()
         def same_ids_as_oracle(self) -> None:
@@ -320,25 +294,9 @@ def machine_for(kind: Kind, avoiding: frozenset[str] = frozenset()) -> type[Rule
     return IndexMachine
 
 
-def _params():
-    out = []
-    for kind in KINDS.values():
-        reason = "; ".join(f"issue 11 defect: {DEFECTS[d]}" for d in kind.defects)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if kind.defects else []
-        out.append(pytest.param(kind.name, False, id=f"{kind.name}", marks=marks))
-        if kind.defects:
-            out.append(pytest.param(kind.name, True, id=f"{kind.name}-avoiding-known-defects"))
-    return out
-
-
-@pytest.mark.parametrize(("name", "avoid"), _params())
-def test_index_state_machine(name: str, avoid: bool) -> None:
-    kind = KINDS[name]
-    xfail = bool(kind.defects) and not avoid
-    run_state_machine_as_test(
-        machine_for(kind, frozenset(kind.defects) if avoid else frozenset()),
-        settings=machine_settings(shrink=not xfail),
-    )
+@pytest.mark.parametrize("name", list(KINDS))
+def test_index_state_machine(name: str) -> None:
+    run_state_machine_as_test(machine_for(KINDS[name]), settings=machine_settings())
 
 
 def machine_settings(shrink: bool = True) -> settings:
