@@ -46,6 +46,7 @@ from knnkit.neighbors._device import (
     score_dtype,
     weights_t,
 )
+from knnkit.neighbors._docs import shared_doc
 
 #: Cells of the (queries x classes) vote table built at once by ``predict``.
 _VOTE_CELLS = 1 << 21
@@ -105,6 +106,7 @@ def _vote(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.
     return out
 
 
+@shared_doc
 class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
     """Classifier implementing the k-nearest neighbors vote, on knnkit's exact engine.
 
@@ -152,21 +154,7 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
     n_jobs : int, default=None
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
-    algo_params : dict, default=None
-        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
-        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
-        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
-        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
-        empty) for the exact algorithms.
-
-    device : None, str or torch.device, default=None
-        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
-        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
-        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
-        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
-        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
-        engine (used in place on the device); results are tensors on the input's device when
-        the input was a tensor, numpy otherwise.
+    {extra_params}
         ``KNeighborsClassifier`` votes on the device (scatter-add).
 
     Attributes
@@ -443,6 +431,7 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         return tags
 
 
+@shared_doc
 class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, NeighborsBase):
     """Classifier implementing a vote among neighbors within a given radius, on knnkit's
     exact engine.
@@ -500,21 +489,7 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, Neighbors
     n_jobs : int, default=None
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
-    algo_params : dict, default=None
-        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
-        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
-        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
-        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
-        empty) for the exact algorithms.
-
-    device : None, str or torch.device, default=None
-        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
-        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
-        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
-        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
-        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
-        engine (used in place on the device); results are tensors on the input's device when
-        the input was a tensor, numpy otherwise.
+    {extra_params}
 
     Attributes
     ----------

@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_is_fitted
 
 from knnkit.neighbors._base import KNeighborsMixin, NeighborsBase, RadiusNeighborsMixin
+from knnkit.neighbors._docs import shared_doc
 from knnkit.neighbors._unsupervised import NearestNeighbors
 
 _METRIC_CONSTRAINT = [
@@ -219,6 +220,7 @@ def radius_neighbors_graph(
     return X.radius_neighbors_graph(query, radius, mode)
 
 
+@shared_doc
 class KNeighborsTransformer(
     ClassNamePrefixFeaturesOutMixin, KNeighborsMixin, TransformerMixin, NeighborsBase
 ):
@@ -265,21 +267,7 @@ class KNeighborsTransformer(
     n_jobs : int, default=None
         Threads for the neighbour search (``None`` and ``-1``: every core).
 
-    algo_params : dict, default=None
-        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
-        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
-        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
-        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
-        empty) for the exact algorithms.
-
-    device : None, str or torch.device, default=None
-        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
-        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
-        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
-        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
-        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
-        engine (used in place on the device); results are tensors on the input's device when
-        the input was a tensor, numpy otherwise.
+    {extra_params}
 
     Attributes
     ----------
@@ -402,6 +390,7 @@ class KNeighborsTransformer(
         return self.fit(X).transform(X)
 
 
+@shared_doc
 class RadiusNeighborsTransformer(
     ClassNamePrefixFeaturesOutMixin, RadiusNeighborsMixin, TransformerMixin, NeighborsBase
 ):
@@ -443,21 +432,7 @@ class RadiusNeighborsTransformer(
     n_jobs : int, default=None
         Threads for the neighbour search (``None`` and ``-1``: every core).
 
-    algo_params : dict, default=None
-        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
-        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
-        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
-        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
-        empty) for the exact algorithms.
-
-    device : None, str or torch.device, default=None
-        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
-        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
-        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
-        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
-        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
-        engine (used in place on the device); results are tensors on the input's device when
-        the input was a tensor, numpy otherwise.
+    {extra_params}
 
     Attributes
     ----------

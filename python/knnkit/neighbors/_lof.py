@@ -20,8 +20,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from knnkit.neighbors._base import KNeighborsMixin, NeighborsBase
 from knnkit.neighbors._device import host, is_tensor
+from knnkit.neighbors._docs import shared_doc
 
 
+@shared_doc
 class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
     """Unsupervised Outlier Detection using the Local Outlier Factor (LOF), on knnkit's exact
     engine.
@@ -71,22 +73,9 @@ class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
     n_jobs : int, default=None
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
-    algo_params : dict, default=None
-        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
-        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
-        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
-        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
-        empty) for the exact algorithms.
-
-    device : None, str or torch.device, default=None
-        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
-        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
-        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
-        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
-        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
-        engine (used in place on the device); results are tensors on the input's device when
-        the input was a tensor, numpy otherwise; the scores and labels of LOF are numpy
-        arrays (computed on the host from the neighbours found on the device).
+    {extra_params}
+        The scores and labels of LOF are numpy arrays (computed on the host from the
+        neighbours found on the device).
 
     Attributes
     ----------

@@ -24,8 +24,10 @@ from knnkit.neighbors._base import (
     _get_weights,
 )
 from knnkit.neighbors._device import is_tensor, weights_t
+from knnkit.neighbors._docs import shared_doc
 
 
+@shared_doc
 class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
     """Regression based on k-nearest neighbors, on knnkit's exact engine.
 
@@ -69,21 +71,7 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
     n_jobs : int, default=None
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
-    algo_params : dict, default=None
-        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
-        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
-        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
-        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
-        empty) for the exact algorithms.
-
-    device : None, str or torch.device, default=None
-        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
-        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
-        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
-        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
-        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
-        engine (used in place on the device); results are tensors on the input's device when
-        the input was a tensor, numpy otherwise.
+    {extra_params}
         ``KNeighborsRegressor`` averages on the device.
 
     Attributes
@@ -233,6 +221,7 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
         return y_pred.ravel() if self._y_t.ndim == 1 else y_pred
 
 
+@shared_doc
 class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, NeighborsBase):
     """Regression based on neighbors within a fixed radius, on knnkit's exact engine.
 
@@ -278,21 +267,7 @@ class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, NeighborsBa
     n_jobs : int, default=None
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
-    algo_params : dict, default=None
-        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
-        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
-        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
-        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
-        empty) for the exact algorithms.
-
-    device : None, str or torch.device, default=None
-        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
-        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
-        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
-        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
-        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
-        engine (used in place on the device); results are tensors on the input's device when
-        the input was a tensor, numpy otherwise.
+    {extra_params}
 
     Attributes
     ----------

@@ -5,8 +5,10 @@ from __future__ import annotations
 from sklearn.base import _fit_context
 
 from knnkit.neighbors._base import KNeighborsMixin, NeighborsBase, RadiusNeighborsMixin
+from knnkit.neighbors._docs import shared_doc
 
 
+@shared_doc
 class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
     """Unsupervised learner for implementing neighbor searches, on knnkit's engines.
 
@@ -53,21 +55,7 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
     n_jobs : int, default=None
         Threads for the neighbour search. ``None`` and ``-1`` use every core.
 
-    algo_params : dict, default=None
-        Parameters of 'hnsw' (``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``)
-        or 'ivf' (``nlist``, default about sqrt(n_samples); ``nprobe``, default
-        max(8, nlist / 8); ``codes``, ``pq_m``, ``nbits``, ``refine``, ``seed``), with the
-        meanings of the index classes. Unknown keys raise ``ValueError``; must be None (or
-        empty) for the exact algorithms.
-
-    device : None, str or torch.device, default=None
-        Where the search runs. ``None``: knnkit's native CPU engines. ``"cuda"``, ``"mps"``,
-        ``"cpu"`` or a ``torch.device``: exact brute force on that torch device (needs
-        PyTorch; ``algorithm`` must be ``"auto"`` or ``"brute"``; metrics euclidean,
-        sqeuclidean, cosine, manhattan, chebyshev and minkowski with p >= 1). An unavailable
-        device raises ``ValueError`` naming it. Torch tensors are accepted as input by every
-        engine (used in place on the device); results are tensors on the input's device when
-        the input was a tensor, numpy otherwise.
+    {extra_params}
 
     Attributes
     ----------
