@@ -34,6 +34,23 @@ pub fn reserve_huge<T: Copy>(v: &mut Vec<T>, additional: usize) {
     *v = fresh;
 }
 
+/// [`reserve_huge`] that reports a failed allocation instead of aborting.
+pub fn try_reserve_huge<T: Copy>(
+    v: &mut Vec<T>,
+    additional: usize,
+) -> Result<(), std::collections::TryReserveError> {
+    let need = v.len().saturating_add(additional);
+    if need <= v.capacity() {
+        return Ok(());
+    }
+    let mut fresh: Vec<T> = Vec::new();
+    fresh.try_reserve_exact(need.max(2 * v.capacity()))?;
+    advise_huge_pages(&fresh);
+    fresh.extend_from_slice(v);
+    *v = fresh;
+    Ok(())
+}
+
 /// Bytes of physical memory (Linux), or a generous stand-in elsewhere.
 pub fn physical_memory() -> usize {
     #[cfg(target_os = "linux")]

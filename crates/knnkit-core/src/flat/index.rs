@@ -43,14 +43,22 @@ fn is_f32<T: 'static>() -> bool {
     TypeId::of::<T>() == TypeId::of::<f32>()
 }
 
-/// The bf16 copy of `rows` when `T` is f32.
-fn bf16_of<T: Float>(rows: &[T]) -> Vec<u16> {
+/// Appends the bf16 copy of `rows` to `out` when `T` is f32.
+fn extend_bf16<T: Float>(out: &mut Vec<u16>, rows: &[T]) {
     if !is_f32::<T>() {
-        return Vec::new();
+        return;
     }
     // SAFETY: T is f32 (checked through TypeId above), so the slice is a slice of f32.
     let rows = unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<f32>(), rows.len()) };
-    tile::to_bf16(rows)
+    tile::extend_bf16(out, rows);
+}
+
+/// Appends `values` to `v` in memory advised for huge pages (the search streams these arrays).
+fn append<V: Copy>(v: &mut Vec<V>, values: &[V], n: usize) -> Result<()> {
+    crate::mem::try_reserve_huge(v, values.len())
+        .map_err(|_| Error::param("vectors", "rows that fit in memory", n))?;
+    v.extend_from_slice(values);
+    Ok(())
 }
 
 /// The squared norms of rows that can be stored and searched, or an error naming the first
@@ -174,15 +182,14 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
         if n == 0 {
             return Ok(());
         }
-        let oom = || Error::param("vectors", "rows that fit in memory", n);
-        let v = self.data.to_mut();
-        v.try_reserve(data.len()).map_err(|_| oom())?;
-        v.extend_from_slice(data);
+        append(self.data.to_mut(), data, n)?;
         if self.metric.is_dot_based() {
-            self.norms.extend(norms);
+            append(&mut self.norms, &norms, n)?;
         }
         if self.bf16 {
-            self.copy16.extend(bf16_of(data));
+            crate::mem::try_reserve_huge(&mut self.copy16, data.len())
+                .map_err(|_| Error::param("vectors", "rows that fit in memory", n))?;
+            extend_bf16(&mut self.copy16, data);
         }
         self.ids.push(&new);
         let top = new.iter().max().map_or(0, |&m| m.saturating_add(1));
@@ -202,7 +209,8 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
         }
         let d = self.dim;
         let rows = std::mem::take(&mut self.data).into_vec();
-        let mut data = Vec::with_capacity(rows.len() - slots.len() * d);
+        let mut data = Vec::new();
+        crate::mem::reserve_huge(&mut data, rows.len() - slots.len() * d);
         for (row, &k) in rows.chunks_exact(d).zip(&keep) {
             if k {
                 data.extend_from_slice(row);
@@ -246,7 +254,8 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
         };
         let (rows, norms, slots) = buf;
         slots.extend((0..self.len()).filter(|&s| allowed.contains(s as u32)));
-        rows.reserve(slots.len() * d);
+        // A fresh buffer per search: advised for huge pages, it faults in far fewer pages.
+        crate::mem::reserve_huge(rows, slots.len() * d);
         for &s in slots.iter() {
             rows.extend_from_slice(&self.data[s * d..(s + 1) * d]);
             if !self.norms.is_empty() {
@@ -386,12 +395,14 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
         }
         ix.next_id = next_id.max(ix.ids.next_after_max());
         if metric.is_dot_based() {
-            ix.norms = norms;
+            append(&mut ix.norms, &norms, ix.ids.len()).map_err(corrupt)?;
         }
         if bf16 {
-            ix.copy16 = bf16_of(&vectors);
+            crate::mem::try_reserve_huge(&mut ix.copy16, vectors.len())
+                .map_err(|_| Error::Corrupt("flat index: too large for memory".into()))?;
+            extend_bf16(&mut ix.copy16, &vectors);
         }
-        ix.data = vectors;
+        ix.data = vectors.into_huge();
         Ok(ix)
     }
 }

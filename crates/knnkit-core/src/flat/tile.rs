@@ -87,7 +87,14 @@ pub fn stream_dot_error(d: usize) -> f64 {
 /// bf16 copy of float32 data (round to nearest even), for the streaming pass of few-query
 /// searches: half the bytes to read per query.
 pub fn to_bf16(data: &[f32]) -> Vec<u16> {
-    data.iter().map(|&x| bf16(x) as u16).collect()
+    let mut out = Vec::with_capacity(data.len());
+    extend_bf16(&mut out, data);
+    out
+}
+
+/// Appends the bf16 copy of `data` to `out` (see [`to_bf16`]).
+pub fn extend_bf16(out: &mut Vec<u16>, data: &[f32]) {
+    out.extend(data.iter().map(|&x| bf16(x) as u16));
 }
 
 /// Round-to-nearest-even f32 → bf16 bits (inputs are finite).
