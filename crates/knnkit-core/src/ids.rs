@@ -39,6 +39,36 @@ impl Hasher for IdHasher {
 /// A map keyed by id.
 pub type IdHashMap<V> = HashMap<i64, V, BuildHasherDefault<IdHasher>>;
 
+/// Checks the ids of a batch to add, for every index kind: non-negative, no repeats within the
+/// batch, and none for which `live` says it is already in the index (capacity is the caller's).
+pub fn check_new_ids(new: &[i64], live: impl Fn(i64) -> bool) -> Result<()> {
+    if let Some(&bad) = new.iter().find(|&&id| id < 0) {
+        return Err(Error::param(
+            "ids",
+            "non-negative integers (-1 marks a missing result)",
+            bad,
+        ));
+    }
+    let twice = |id: i64| {
+        Error::param(
+            "ids",
+            "ids not already in the index and no repeats",
+            format!("{id} twice"),
+        )
+    };
+    if let Some(&id) = new.iter().find(|&&id| live(id)) {
+        return Err(twice(id));
+    }
+    if !new.windows(2).all(|w| w[0] < w[1]) {
+        let mut sorted = new.to_vec();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(twice(w[0]));
+        }
+    }
+    Ok(())
+}
+
 /// `slot → id` and `id → slot`.
 #[derive(Clone, Debug, Default)]
 pub struct IdMap {
@@ -106,31 +136,7 @@ impl IdMap {
 
     pub fn check_new(&self, new: &[i64]) -> Result<()> {
         self.check_capacity(new.len())?;
-        if let Some(&bad) = new.iter().find(|&&id| id < 0) {
-            return Err(Error::param(
-                "ids",
-                "non-negative integers (-1 marks a missing result)",
-                bad,
-            ));
-        }
-        let twice = |id: i64| {
-            Error::param(
-                "ids",
-                "ids not already in the index and no repeats",
-                format!("{id} twice"),
-            )
-        };
-        if let Some(&id) = new.iter().find(|id| self.slot_of.contains_key(id)) {
-            return Err(twice(id));
-        }
-        if !new.windows(2).all(|w| w[0] < w[1]) {
-            let mut sorted = new.to_vec();
-            sorted.sort_unstable();
-            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-                return Err(twice(w[0]));
-            }
-        }
-        Ok(())
+        check_new_ids(new, |id| self.slot_of.contains_key(&id))
     }
 
     /// `n` consecutive ids from `next` (the default ids of an add), checked.

@@ -59,7 +59,7 @@ mod search;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use crate::ids::IdHashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
@@ -274,7 +274,7 @@ pub struct Hnsw {
     pub(crate) vectors: Store<f32>,
     pub(crate) inv_norms: Vec<f32>,
     pub(crate) ids: Vec<i64>,
-    pub(crate) id_map: HashMap<i64, u32>,
+    pub(crate) id_map: IdHashMap<u32>,
     pub(crate) levels: Vec<u8>,
     pub(crate) links0: Store<u32>,
     pub(crate) upper: Vec<Vec<u32>>,
@@ -348,7 +348,7 @@ impl Hnsw {
             vectors: Store::default(),
             inv_norms: Vec::new(),
             ids: Vec::new(),
-            id_map: HashMap::new(),
+            id_map: IdHashMap::default(),
             levels: Vec::new(),
             links0: Store::default(),
             upper: Vec::new(),
@@ -641,27 +641,8 @@ impl Hnsw {
                 format!("{start} slots in use and {n_new} more"),
             ));
         }
-        let mut seen = std::collections::HashSet::new();
-        seen.try_reserve(n_new).map_err(|_| {
-            Error::param(
-                "ids",
-                "a batch that can be allocated",
-                format!("{n_new} ids"),
-            )
-        })?;
-        for &id in ids {
-            if id < 0 {
-                return Err(Error::param("ids", "non-negative integers", id));
-            }
-            // A removed id (deleted slot not yet compacted) may be added again.
-            if self.live_slot(id).is_some() || !seen.insert(id) {
-                return Err(Error::param(
-                    "ids",
-                    "ids not already in the index and no repeats",
-                    id,
-                ));
-            }
-        }
+        // A removed id (deleted slot not yet compacted) may be added again.
+        crate::ids::check_new_ids(ids, |id| self.live_slot(id).is_some())?;
         validate::try_grow(&mut self.ids, n_new, "ids")?;
         reserve_huge(self.vectors.to_mut(), data.len());
         self.vectors.to_mut().extend_from_slice(data);
@@ -1070,7 +1051,7 @@ impl Hnsw {
             )?;
             h.max_level = top as usize;
         }
-        let mut id_map: HashMap<i64, u32> = HashMap::new();
+        let mut id_map: IdHashMap<u32> = IdHashMap::default();
         id_map
             .try_reserve(n)
             .map_err(|_| corrupt(format!("{n} ids cannot be allocated")))?;

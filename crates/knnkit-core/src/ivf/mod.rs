@@ -31,7 +31,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use crate::ids::IdHashMap;
 
 use rayon::prelude::*;
 
@@ -105,7 +105,7 @@ pub struct Ivf {
     pq: Option<Pq>,
     lists: Vec<List>,
     ids: Vec<i64>,
-    id_map: HashMap<i64, u32>,
+    id_map: IdHashMap<u32>,
     place: Vec<(u32, u32)>,
     /// Slot-order float32 vectors (code lists with `refine`).
     vectors: Vec<f32>,
@@ -167,7 +167,7 @@ impl Ivf {
             pq: None,
             lists: try_filled("nlist", params.nlist, List::default())?,
             ids: Vec::new(),
-            id_map: HashMap::new(),
+            id_map: IdHashMap::default(),
             place: Vec::new(),
             vectors: Vec::new(),
             inv_norms: Vec::new(),
@@ -430,16 +430,7 @@ impl Ivf {
                 format!("{} stored and {} more", self.ids.len(), ids.len()),
             ));
         }
-        let mut seen = std::collections::HashSet::with_capacity(ids.len());
-        for &id in ids {
-            if id < 0 || self.id_map.contains_key(&id) || !seen.insert(id) {
-                return Err(Error::param(
-                    "ids",
-                    "non-negative ids not already in the index and no repeats",
-                    id,
-                ));
-            }
-        }
+        crate::ids::check_new_ids(ids, |id| self.id_map.contains_key(&id))?;
         let d = self.d;
         let mut buf = Vec::with_capacity(d);
         let oriented: Vec<f32> = data
@@ -1036,7 +1027,7 @@ impl Ivf {
                 }
             }
         }
-        let mut id_map = HashMap::with_capacity(n);
+        let mut id_map = IdHashMap::with_capacity_and_hasher(n, Default::default());
         for (i, &id) in p.ids.iter().enumerate() {
             check(id >= 0, "negative id")?;
             check(id_map.insert(id, i as u32).is_none(), "repeated id")?;
