@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import numpy as np
 import knnkit
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_exact import cpu_description  # noqa: E402
 
 
 def old_flat(commit: str):
@@ -39,16 +40,6 @@ def old_flat(commit: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.FlatIndex
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def datasets(rng):
@@ -115,7 +106,7 @@ def main() -> None:
     args = ap.parse_args()
     Old = old_flat(args.before)
     rng = np.random.default_rng(0)
-    print(f"CPU: {cpu_name()}; SIMD level {knnkit.simd_level()}; threads 2")
+    print(f"CPU: {cpu_description()}; SIMD level {knnkit.simd_level()}; threads 2")
     print("| data | operation | before (ms) | now (ms) | now / before |")
     print("|---|---|---|---|---|")
     for name, (X, metric) in datasets(rng).items():

@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_exact import cpu_description  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 CHILD = r"""
 import json, sys, time
@@ -80,16 +83,6 @@ print(json.dumps(out))
 """
 
 
-def cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", required=True)
@@ -115,7 +108,7 @@ def main() -> None:
                 b["one_qps"] = max(b["one_qps"], m["one_qps"])
                 b["batch_qps"] = max(b["batch_qps"], m["batch_qps"])
     print(
-        f"CPU: {cpu()}; words_minilm first {args.n} x 384, cosine, 500 queries, k=10; "
+        f"CPU: {cpu_description()}; words_minilm first {args.n} x 384, cosine, 500 queries, k=10; "
         f"build 2 threads, one-query 1 thread, batch 2 threads; best of {args.rounds}"
     )
     print(

@@ -7,6 +7,8 @@
 //! allocated before a refusal. Arrays sized from input are reserved with `try_reserve`.
 
 use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::metric::squared_norms;
 
 /// Largest dimension of an index.
 pub const MAX_DIM: usize = 1 << 20;
@@ -26,8 +28,9 @@ pub fn max_result_values() -> usize {
 pub const MAX_SLOTS: usize = u32::MAX as usize - 1;
 
 /// Refuses rows that a search cannot rank: non-finite values, and rows whose squared norm
-/// overflows float32 (every distance to them would be infinite or NaN). `data` holds rows of
-/// `dim` values; `what` names the array in the error, which also names the first bad row.
+/// exceeds a quarter of float32's largest value (some distance to them would overflow). `data`
+/// holds rows of `dim` values; `what` names the array in the error, which also names the first
+/// bad row. See [`checked_norms`].
 pub fn check_searchable(data: &[f32], dim: usize, what: &str) -> Result<()> {
     if dim == 0 || !data.len().is_multiple_of(dim) {
         return Err(Error::DimensionMismatch {
@@ -39,31 +42,42 @@ pub fn check_searchable(data: &[f32], dim: usize, what: &str) -> Result<()> {
             },
         });
     }
-    for (row, x) in data.chunks_exact(dim).enumerate() {
-        // Accumulate in f64: the question is whether the f32 norm overflows, not its exact value.
-        let mut sq = 0f64;
-        for &v in x {
-            if !v.is_finite() {
-                return Err(Error::InvalidParameter {
-                    name: "vectors",
-                    expected: format!("finite values in {what}"),
-                    got: format!("{v} in row {row}"),
-                });
-            }
-            sq += f64::from(v) * f64::from(v);
-        }
-        if sq > f64::from(f32::MAX) / 4.0 {
-            return Err(Error::InvalidParameter {
-                name: "vectors",
-                expected: format!(
-                    "rows of {what} whose squared norm fits in float32 with room for a distance \
-                     (below about 8.5e37)"
-                ),
-                got: format!("a squared norm of {sq:.3e} in row {row}"),
-            });
-        }
+    checked_norms(data, dim, what).map(|_| ())
+}
+
+/// The squared norms of rows that can be stored and searched, or an error naming the first
+/// row that cannot: rows must hold finite values whose squared norm is at most a quarter of
+/// `T`'s largest value, so that no distance between two such rows overflows to infinity. One
+/// SIMD pass; the norms are what the dot-based metrics keep anyway.
+pub fn checked_norms<T: Float>(data: &[T], dim: usize, what: &str) -> Result<Vec<T>> {
+    if dim == 0 || !data.len().is_multiple_of(dim) {
+        return Err(Error::Shape {
+            name: "vectors",
+            expected: data.len().div_ceil(dim.max(1)) * dim,
+            got: data.len(),
+        });
     }
-    Ok(())
+    let norms = squared_norms(data, dim);
+    let limit = if T::NAME == "float32" {
+        f64::from(f32::MAX)
+    } else {
+        f64::MAX
+    } / 4.0;
+    // NaN or infinite values give a NaN or infinite norm.
+    if let Some(i) = norms
+        .iter()
+        .position(|n| !n.to_f64().is_finite() || n.to_f64() > limit)
+    {
+        return Err(Error::InvalidParameter {
+            name: "vectors",
+            expected: format!(
+                "finite values in {what} whose squared norm is at most {limit:e} in {}",
+                T::NAME
+            ),
+            got: format!("row {i} with squared norm {:e}", norms[i].to_f64()),
+        });
+    }
+    Ok(norms)
 }
 
 /// `value` as a count in `[min, max]`, or an [`Error::InvalidParameter`] naming it.

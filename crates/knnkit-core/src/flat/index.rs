@@ -20,8 +20,9 @@ use crate::filter::Allowed;
 use crate::flat::{knn, range_search, tile, Base, Neighbors, Radius, RangeResult, SearchParams};
 use crate::float::Float;
 use crate::ids::IdMap;
-use crate::metric::{squared_norms, Metric};
+use crate::metric::Metric;
 use crate::store::Store;
+use crate::validate::checked_norms;
 
 /// Fewer queries than this stream the bf16 copy (the memory-bound path).
 const BF16_COPY_MAX_QUERIES: usize = 16;
@@ -59,40 +60,6 @@ fn append<V: Copy>(v: &mut Vec<V>, values: &[V], n: usize) -> Result<()> {
         .map_err(|_| Error::param("vectors", "rows that fit in memory", n))?;
     v.extend_from_slice(values);
     Ok(())
-}
-
-/// The squared norms of rows that can be stored and searched, or an error naming the first
-/// row that cannot: rows must hold finite values whose squared norm is at most a quarter of
-/// `T`'s largest value (so no distance between two stored rows overflows to infinity).
-pub fn checked_norms<T: Float>(data: &[T], dim: usize, what: &'static str) -> Result<Vec<T>> {
-    if dim == 0 || !data.len().is_multiple_of(dim) {
-        return Err(Error::Shape {
-            name: what,
-            expected: data.len().div_ceil(dim.max(1)) * dim,
-            got: data.len(),
-        });
-    }
-    let norms = squared_norms(data, dim);
-    let limit = if is_f32::<T>() {
-        f64::from(f32::MAX)
-    } else {
-        f64::MAX
-    } / 4.0;
-    // NaN or infinite values give a NaN or infinite norm.
-    if let Some(i) = norms
-        .iter()
-        .position(|n| !n.to_f64().is_finite() || n.to_f64() > limit)
-    {
-        return Err(Error::param(
-            what,
-            format!(
-                "finite values whose squared norm is at most {limit:e} in {}",
-                T::NAME
-            ),
-            format!("row {i} with squared norm {:e}", norms[i].to_f64()),
-        ));
-    }
-    Ok(norms)
 }
 
 impl<T: Float + bytemuck::Pod> FlatIndex<T> {
