@@ -495,3 +495,19 @@ def test_fork_while_a_thread_adds_to_hnsw():
     """
     r = run_python(code)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_filter_edge_cases(kind):
+    """An empty filter list allows nothing (it used to say "got dtype float64"); uint64 id
+    arrays and masks shorter or longer than the ids work; other dtypes are a TypeError."""
+    ix = MAKERS[kind]()
+    ix.add(data(100))
+    q = data(1, seed=SEED + 5)
+    assert ix.search(q, 3, filter=[]).ids.tolist() == [[-1, -1, -1]]
+    assert ix.search(q, 3, filter=np.array([7], np.uint64)).ids.tolist() == [[7, -1, -1]]
+    mask = np.zeros(3, bool)
+    mask[1] = True
+    assert ix.search(q, 3, filter=mask).ids.tolist() == [[1, -1, -1]]
+    with pytest.raises(TypeError, match="filter"):
+        ix.search(q, 3, filter=np.array([0.5]))

@@ -40,14 +40,6 @@ pub enum Error {
         message: String,
     },
 
-    /// A lock was poisoned: an earlier call failed inside the index and may have left it
-    /// inconsistent, so it is not reused.
-    #[error(
-        "the index was left inconsistent by an earlier failure inside the native code; \
-         rebuild it or load it from its file"
-    )]
-    Poisoned,
-
     /// The caller asked the computation to stop (Ctrl-C in Python).
     #[error("interrupted")]
     Interrupted,

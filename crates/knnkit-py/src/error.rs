@@ -84,7 +84,6 @@ pub fn to_py(err: Error) -> PyErr {
                 _ => PyOSError::new_err(msg),
             }
         }
-        Error::Poisoned => PyRuntimeError::new_err(Error::Poisoned.to_string()),
         Error::Internal(msg) => InternalError::new_err(msg),
         other => PyValueError::new_err(other.to_string()),
     }

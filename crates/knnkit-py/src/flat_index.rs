@@ -4,7 +4,7 @@
 //! GIL released, `add`/`remove` take it exclusively, so a search sees the index before or after
 //! a concurrent write, never half of one. A lock poisoned by a panic is reported, not reused.
 
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
@@ -20,6 +20,7 @@ use knnkit_core::{pool, Float, Metric};
 use crate::conversion::{ids_slice, matrix, part, vector};
 use crate::error::{detach_interruptible, to_py};
 use crate::io::{store, IndexFile};
+use crate::locked::Locked;
 
 enum Core {
     F32(FlatIndex<f32>),
@@ -73,19 +74,15 @@ macro_rules! typed {
 #[pyclass(module = "knnkit._core", frozen)]
 pub struct Flat {
     f32: bool,
-    inner: RwLock<Core>,
-}
-
-fn poisoned() -> knnkit_core::Error {
-    knnkit_core::Error::Poisoned
+    inner: Locked<Core>,
 }
 
 impl Flat {
     fn read(&self) -> knnkit_core::Result<RwLockReadGuard<'_, Core>> {
-        self.inner.read().map_err(|_| poisoned())
+        self.inner.read_core()
     }
     fn write(&self) -> knnkit_core::Result<RwLockWriteGuard<'_, Core>> {
-        self.inner.write().map_err(|_| poisoned())
+        self.inner.write_core()
     }
     /// Runs `f` on the typed index under the read lock, with the GIL released.
     fn with<T: Elem, R: Send>(
@@ -152,7 +149,7 @@ impl Flat {
         };
         Ok(Flat {
             f32: matches!(core, Core::F32(_)),
-            inner: RwLock::new(core),
+            inner: Locked::new(core, "flat"),
         })
     }
 
@@ -356,7 +353,7 @@ impl Flat {
         };
         Ok(Flat {
             f32: matches!(core, Core::F32(_)),
-            inner: RwLock::new(core),
+            inner: Locked::new(core, "flat"),
         })
     }
 }

@@ -1,4 +1,4 @@
-//! What the index bindings (`Hnsw`, `Ivf`) share: the core index behind a read-write lock,
+//! What the index bindings (`Flat`, `Hnsw`, `Ivf`) share: the core index behind a read-write lock,
 //! searches sharing it (many Python threads at once, GIL released), writes taking it
 //! exclusively, so a search sees the index either before or after a concurrent write, never
 //! half of one. A lock poisoned by a panic is reported as an error, never reused.

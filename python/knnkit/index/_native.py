@@ -13,7 +13,7 @@ from knnkit import _metrics
 from knnkit import io as _io
 from knnkit._validation import as_matrix, check_positive_int
 from knnkit.errors import CorruptIndexError
-from knnkit.index._common import allowed_mask, as_ids, empty_result, new_ids
+from knnkit.index._common import as_filter, as_ids, empty_result, new_ids
 from knnkit.index._result import SearchResult
 
 #: Metric names the approximate indexes accept (from :mod:`knnkit._metrics`; the aliases ``l2``
@@ -128,10 +128,11 @@ class NativeIndex:
     # -- search ---------------------------------------------------------------------------------
 
     def _allowed(self, filter: Any) -> np.ndarray | None:
+        """The allowed ids of a filter (the core ignores ids it does not hold)."""
         if filter is None:
             return None
-        present = self._native.ids()
-        return np.ascontiguousarray(present[allowed_mask(filter, present)])
+        ids, mask = as_filter(filter)
+        return ids if mask is None else np.flatnonzero(mask).astype(np.int64)
 
     def search(
         self, Q: Any, k: int, filter: Any = None, n_jobs: int | None = None, **search_params: Any
