@@ -68,9 +68,6 @@ class Sections:
     def __contains__(self, name: object) -> bool:
         return name in self._names
 
-    def get(self, name: str, default: Any = None) -> Any:
-        return self[name] if name in self._names else default
-
 
 def read(
     path: str | os.PathLike, mmap: bool = True
