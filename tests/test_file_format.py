@@ -98,7 +98,8 @@ def test_concurrent_saves_to_one_path(tmp_path):
 def test_forged_headers_raise_corrupt_index_error(tmp_path, edit):
     ix = knnkit.FlatIndex(3)
     ix.add(np.eye(3, dtype=np.float32))
-    header, arrays = ix._header(), {"vectors": ix.get([0, 1, 2]), "ids": np.arange(3)}
+    ix.save(tmp_path / "f.knn")
+    header, arrays = kio.read(tmp_path / "f.knn")
     if edit == "next_id":
         header["next_id"] = "x"
     elif edit == "kind":

@@ -43,7 +43,9 @@ def test_forged_flat_files_with_valid_checksums_are_rejected(tmp_path, forgery):
     """Sections written with valid checksums but contents a flat index cannot hold."""
     ix = knnkit.FlatIndex(4)
     ix.add(np.arange(24, dtype=np.float32).reshape(6, 4))
-    header, parts = ix._header_and_parts()
+    path = tmp_path / "f.knn"
+    ix.save(path)
+    header, parts = kio.read(path)
     ids, vectors = parts["ids"].copy(), parts["vectors"].copy()
     if forgery == "negative":
         ids[2] = -5
@@ -58,7 +60,6 @@ def test_forged_flat_files_with_valid_checksums_are_rejected(tmp_path, forgery):
         vectors[0, 3] = 3e38
     else:
         ids = ids[:5]
-    path = tmp_path / "f.knn"
     kio.write(path, header, {"vectors": vectors, "ids": ids})
     for mmap in (True, False):
         with pytest.raises(CorruptIndexError):

@@ -11,6 +11,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 import knnkit
 from knnkit import _core
+from knnkit import io as kio
 from knnkit.errors import CorruptIndexError
 from knnkit.testing import exact_knn, recall_at_k
 
@@ -52,11 +54,18 @@ MAKERS = {
 }
 
 
+def state_of(ix):
+    """A saved index as its file header and sections (to forge)."""
+    header, f = kio.from_bytes(ix.__getstate__()["file"])
+    return {"header": header, **{name: f.array(name) for name in f.names()}}
+
+
 def restore(ix, state):
-    """An index of ``ix``'s class from a (possibly forged) pickled state."""
-    new = type(ix).__new__(type(ix))
-    new.__setstate__(state)
-    return new
+    """An index from a (possibly forged) header and sections, written with valid checksums."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "f.knn")
+        kio.write(path, state["header"], {k: v for k, v in state.items() if k != "header"})
+        return knnkit.load(path, mmap=False)
 
 
 def run_python(code: str, timeout: float = SUBPROCESS_TIMEOUT) -> subprocess.CompletedProcess:
@@ -100,7 +109,7 @@ def test_constructors_refuse_sizes_out_of_range(make):
 def test_a_header_with_a_huge_nlist_is_corrupt(nlist):
     ix = ivf()
     ix.add(data())
-    state = ix.__getstate__()
+    state = state_of(ix)
     state["header"]["nlist"] = nlist
     state["header"]["params"]["nlist"] = nlist
     with pytest.raises(CorruptIndexError):
@@ -150,7 +159,7 @@ def test_k_above_int64_is_a_clear_value_error(kind, k):
 def test_loaders_reject_unsearchable_centroids(bad, codes):
     ix = ivf(codes)
     ix.add(data())
-    state = ix.__getstate__()
+    state = state_of(ix)
     c = np.array(state["centroids"], dtype=np.float32)
     c[1] = bad
     state["centroids"] = c
@@ -162,7 +171,7 @@ def test_loaders_reject_unsearchable_centroids(bad, codes):
 def test_loaders_reject_unsearchable_pq_centroids(bad):
     ix = ivf("pq")
     ix.add(data())
-    state = ix.__getstate__()
+    state = state_of(ix)
     c = np.array(state["pq_centroids"], dtype=np.float32)
     c[3] = bad
     state["pq_centroids"] = c
@@ -174,7 +183,7 @@ def test_loaders_reject_unsearchable_pq_centroids(bad):
 def test_hnsw_loader_rejects_unsearchable_values(key):
     ix = hnsw()
     ix.add(data())
-    state = ix.__getstate__()
+    state = state_of(ix)
     a = np.array(state[key], dtype=np.float32)
     a[2] = np.nan
     state[key] = a
@@ -319,7 +328,7 @@ def test_empty_hnsw_with_codes_round_trips(codes, tmp_path):
 def test_hnsw_file_with_ranges_but_no_codes_is_corrupt():
     ix = hnsw("flat")
     ix.add(data())
-    state = ix.__getstate__()
+    state = state_of(ix)
     state["sq_lo"] = np.zeros(16, np.float32)
     state["sq_step"] = np.ones(16, np.float32)
     with pytest.raises(CorruptIndexError):
@@ -355,7 +364,7 @@ def test_hnsw_re_adds_a_removed_id(codes):
 def test_a_file_with_an_id_live_twice_is_corrupt():
     ix = hnsw()
     ix.add(data())
-    state = ix.__getstate__()
+    state = state_of(ix)
     ids = np.array(state["ids"])
     ids[1] = ids[0]
     state["ids"] = ids

@@ -22,6 +22,7 @@ pub mod flat;
 pub mod float;
 pub mod hnsw;
 pub mod ids;
+pub mod index;
 pub mod io;
 pub mod ivf;
 pub mod kmeans;

@@ -141,37 +141,3 @@ pub fn ids_slice<'a>(a: &'a numpy::PyReadonlyArray1<'_, i64>) -> PyResult<&'a [i
     a.as_slice()
         .map_err(|_| PyValueError::new_err("ids: expected a contiguous int64 array"))
 }
-
-/// Reads `key` of a parts dict (as saved by `to_parts`); a missing or mistyped entry is a
-/// corrupt file.
-pub fn part<'py, T: for<'a> FromPyObject<'a, 'py>>(
-    parts: &Bound<'py, pyo3::types::PyDict>,
-    key: &str,
-) -> PyResult<T> {
-    use pyo3::types::PyDictMethods;
-    let corrupt = |what: String| crate::error::to_py(knnkit_core::Error::Corrupt(what));
-    let v = parts
-        .get_item(key)?
-        .ok_or_else(|| corrupt(format!("missing {key}")))?;
-    v.extract()
-        .map_err(|_| corrupt(format!("{key} has the wrong type")))
-}
-
-/// Reads a 1-D array `key` of a parts dict into a vector (exact dtype required).
-pub fn part_array<'py, T: numpy::Element + Copy>(
-    parts: &Bound<'py, pyo3::types::PyDict>,
-    key: &str,
-) -> PyResult<Vec<T>> {
-    use pyo3::types::PyDictMethods;
-    let corrupt = |what: String| crate::error::to_py(knnkit_core::Error::Corrupt(what));
-    let v = parts
-        .get_item(key)?
-        .ok_or_else(|| corrupt(format!("missing {key}")))?;
-    let a = v.cast::<PyArray1<T>>().map_err(|_| {
-        corrupt(format!(
-            "{key} is not a 1-D {} array",
-            std::any::type_name::<T>()
-        ))
-    })?;
-    Ok(a.readonly().as_array().iter().copied().collect())
-}

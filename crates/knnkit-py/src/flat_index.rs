@@ -9,17 +9,19 @@ use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::PyBytes;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
 
 use knnkit_core::filter::Allowed;
 use knnkit_core::flat::index::FlatIndex;
 use knnkit_core::flat::{Radius, SearchParams};
-use knnkit_core::store::Store;
+use knnkit_core::index::file::{encode_flat, read_flat};
 use knnkit_core::{pool, Float, Metric};
 
-use crate::conversion::{ids_slice, matrix, part, vector};
+use crate::conversion::{ids_slice, matrix, vector};
 use crate::error::{detach_interruptible, to_py};
-use crate::io::{store, IndexFile};
+use crate::io::{encoded_bytes, json_object, save_encoded, IndexFile};
 use crate::locked::Locked;
 
 enum Core {
@@ -78,6 +80,12 @@ pub struct Flat {
 }
 
 impl Flat {
+    fn encode_core(&self, extra: &Map<String, Value>) -> knnkit_core::Result<Vec<u8>> {
+        match &*self.read()? {
+            Core::F32(ix) => encode_flat(ix, extra),
+            Core::F64(ix) => encode_flat(ix, extra),
+        }
+    }
     fn read(&self) -> knnkit_core::Result<RwLockReadGuard<'_, Core>> {
         self.inner.read_core()
     }
@@ -310,47 +318,32 @@ impl Flat {
         })
     }
 
-    /// Rebuilds an index from its saved parts (``vectors`` (n, dim), ``ids``, ``next_id``),
-    /// validating everything (``CorruptIndexError`` otherwise). With ``file`` (a mapped
-    /// ``IndexFile``), ``vectors`` may be its ``span``: the vectors are then read from the
-    /// mapping (copied on the first change).
+    /// Writes the index file to ``path`` atomically; ``extra`` (a JSON object's text) joins
+    /// its header.
+    fn save(&self, py: Python<'_>, path: PathBuf, extra: &str) -> PyResult<()> {
+        let extra = json_object(extra, "extra")?;
+        save_encoded(py, path, || self.encode_core(&extra))
+    }
+
+    /// The whole index file as bytes (for pickling).
+    fn encode(&self, py: Python<'_>, extra: &str) -> PyResult<Py<PyBytes>> {
+        let extra = json_object(extra, "extra")?;
+        encoded_bytes(py, || self.encode_core(&extra))
+    }
+
+    /// The index an open ``IndexFile`` holds, validating everything (``CorruptIndexError``
+    /// otherwise); a mapped file's vectors stay in its mapping (copied on the first change).
     #[staticmethod]
-    #[pyo3(signature = (dim, metric, p, dtype, bf16, parts, file=None))]
-    fn from_parts(
-        py: Python<'_>,
-        dim: usize,
-        metric: &str,
-        p: f64,
-        dtype: &str,
-        bf16: bool,
-        parts: &Bound<'_, PyDict>,
-        file: Option<PyRef<'_, IndexFile>>,
-    ) -> PyResult<Self> {
-        let corrupt =
-            |e: knnkit_core::Error| to_py(knnkit_core::Error::Corrupt(format!("flat index: {e}")));
-        let metric = Metric::parse(metric, p).map_err(corrupt)?;
-        let ids: Vec<i64> = crate::conversion::part_array(parts, "ids")?;
-        let next_id: i64 = part(parts, "next_id")?;
-        let file = file.as_deref();
-        let core = match dtype {
-            "float32" => {
-                let v: Store<f32> = store(parts, "vectors", file)?;
-                Core::F32(detach_interruptible(py, |_| {
-                    FlatIndex::from_parts(dim, metric, bf16, v, ids, next_id)
-                })?)
-            }
-            "float64" => {
-                let v: Store<f64> = store(parts, "vectors", file)?;
-                Core::F64(detach_interruptible(py, |_| {
-                    FlatIndex::from_parts(dim, metric, bf16, v, ids, next_id)
-                })?)
-            }
-            other => {
-                return Err(to_py(knnkit_core::Error::Corrupt(format!(
-                    "flat index: dtype {other:?}"
-                ))))
-            }
-        };
+    fn from_file(py: Python<'_>, file: PyRef<'_, IndexFile>) -> PyResult<Self> {
+        let file = &file.inner;
+        let core = detach_interruptible(py, |_| {
+            let dtype = file.header().get("dtype").and_then(|d| d.as_str());
+            Ok(if dtype == Some("float64") {
+                Core::F64(read_flat(file)?)
+            } else {
+                Core::F32(read_flat(file)?)
+            })
+        })?;
         Ok(Flat {
             f32: matches!(core, Core::F32(_)),
             inner: Locked::new(core, "flat"),

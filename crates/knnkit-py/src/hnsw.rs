@@ -9,14 +9,16 @@ use std::sync::atomic::Ordering;
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
+use std::path::PathBuf;
 
-use knnkit_core::hnsw::{self, Codes, HnswParams, HnswParts, SearchOptions};
+use knnkit_core::hnsw::{self, Codes, HnswParams, SearchOptions};
+use knnkit_core::index::file::read_hnsw;
 use knnkit_core::{pool, Metric};
 
-use crate::conversion::{ids_slice, part, part_array, rows, vector};
+use crate::conversion::{ids_slice, rows, vector};
 use crate::error::{detach_gated, detach_polling, detach_restartable, to_py};
-use crate::io::{store, IndexFile};
+use crate::io::IndexFile;
 use crate::locked::{result_arrays, stats_dict, Locked};
 
 /// HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``).
@@ -46,13 +48,11 @@ impl Hnsw {
         codes: &str,
     ) -> PyResult<Self> {
         let metric = Metric::parse(metric, 2.0).map_err(to_py)?;
-        let codes = match codes {
-            "flat" => Codes::Flat,
-            "sq8" => Codes::Sq8,
-            "sq4" => Codes::Sq4,
-            other => {
+        let codes = match Codes::from_name(codes) {
+            Some(c) => c,
+            None => {
                 return Err(PyValueError::new_err(format!(
-                    "codes: expected 'flat', 'sq8' or 'sq4', got {other:?}"
+                    "codes: expected 'flat', 'sq8' or 'sq4', got {codes:?}"
                 )))
             }
         };
@@ -210,40 +210,43 @@ impl Hnsw {
         Ok(out)
     }
 
-    /// Rebuilds an index from ``to_parts`` output, validating everything
-    /// (``CorruptIndexError`` otherwise). With ``file`` (a mapped ``IndexFile``), the large arrays (vectors, links0,
-    /// codes, code_norms) may be given as ``(byte offset, length)`` in that file (its ``span``): they are
-    /// then mapped read-only instead of copied (copy-on-write on the first change).
-    #[staticmethod]
-    #[pyo3(signature = (parts, file=None))]
-    fn from_parts(
+    /// ``(lims, distances, ids)`` of the vectors within ``radius`` (one value or one per
+    /// query) of each query; ``allowed`` restricts results to those ids.
+    #[pyo3(signature = (queries, radius, ef_search, n_jobs=None, allowed=None))]
+    fn range_search(
+        &self,
         py: Python<'_>,
-        parts: &Bound<'_, PyDict>,
-        file: Option<PyRef<'_, IndexFile>>,
-    ) -> PyResult<Self> {
-        let file = file.as_deref();
-        let p = HnswParts {
-            d: part(parts, "dim")?,
-            metric: part(parts, "metric")?,
-            m: part(parts, "m")?,
-            ef_construction: part(parts, "ef_construction")?,
-            seed: part(parts, "seed")?,
-            inserted: part(parts, "inserted")?,
-            entry: part(parts, "entry")?,
-            vectors: store(parts, "vectors", file)?,
-            ids: part_array(parts, "ids")?,
-            levels: part_array(parts, "levels")?,
-            links0: store(parts, "links0", file)?,
-            upper: part_array(parts, "upper")?,
-            upper_offsets: part_array(parts, "upper_offsets")?,
-            deleted: part_array(parts, "deleted")?,
-            code_bits: part(parts, "code_bits")?,
-            sq_lo: part_array(parts, "sq_lo")?,
-            sq_step: part_array(parts, "sq_step")?,
-            codes: store(parts, "codes", file)?,
-            code_norms: store(parts, "code_norms", file)?,
+        queries: PyReadonlyArray2<'_, f32>,
+        radius: PyReadonlyArray1<'_, f32>,
+        ef_search: usize,
+        n_jobs: Option<i64>,
+        allowed: Option<PyReadonlyArray1<'_, i64>>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
+        let opts = knnkit_core::index::SearchOptions {
+            threads: pool::resolve_threads(n_jobs),
+            ef_search: Some(ef_search),
+            ..Default::default()
         };
-        let h = detach_gated(py, move || hnsw::Hnsw::from_parts(p))?.map_err(to_py)?;
+        self.inner.range_search(py, queries, radius, allowed, opts)
+    }
+
+    /// Writes the index file to ``path`` atomically; ``extra`` (a JSON object's text) joins
+    /// its header.
+    fn save(&self, py: Python<'_>, path: PathBuf, extra: &str) -> PyResult<()> {
+        self.inner.save(py, path, extra)
+    }
+
+    /// The whole index file as bytes (for pickling).
+    fn encode(&self, py: Python<'_>, extra: &str) -> PyResult<Py<PyBytes>> {
+        self.inner.encode(py, extra)
+    }
+
+    /// The index an open ``IndexFile`` holds, validating everything (``CorruptIndexError``
+    /// otherwise); a mapped file's vectors, links and codes stay in its mapping.
+    #[staticmethod]
+    fn from_file(py: Python<'_>, file: PyRef<'_, IndexFile>) -> PyResult<Self> {
+        let file = &file.inner;
+        let h = detach_gated(py, || read_hnsw(file))?.map_err(to_py)?;
         Ok(Hnsw::wrap(h))
     }
 }

@@ -1,17 +1,20 @@
 //! The index file format for Python (`knnkit.io`): the core's one reader and writer.
 //!
-//! `IndexFile.open` opens the file once (mapped or read) and validates it; the Python loaders
-//! then copy the small sections out with `array` and hand the object itself to the native
-//! indexes' `from_parts`, which map their large sections from that same mapping (`span`). A
-//! save that renames a new file over the path in between cannot mix two files.
+//! `IndexFile.open` opens the file once (mapped or read) and validates it; the native indexes'
+//! `from_file` then read their kind from that same object (`knnkit_core::index::file`), mapping
+//! their large sections from its mapping. A save that renames a new file over the path in
+//! between cannot mix two files. Indexes write themselves (`save`, `encode`: the core encodes,
+//! `io::write_atomic` writes); `write_index_file` writes any header and sections (tests forge
+//! files with it).
 
 use std::path::PathBuf;
 
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use serde_json::{Map, Value};
 
 use knnkit_core::io::{self, Dtype, Element, SectionData};
-use knnkit_core::store::{MappedFile, Store};
 use knnkit_core::Error;
 
 use crate::error::{detach_interruptible, to_py};
@@ -20,13 +23,6 @@ use crate::error::{detach_interruptible, to_py};
 #[pyclass(module = "knnkit._core", frozen)]
 pub struct IndexFile {
     pub(crate) inner: io::IndexFile,
-}
-
-impl IndexFile {
-    /// The mapping the file's sections live in, when it was opened with `mmap`.
-    pub fn mapped_file(&self) -> Option<&std::sync::Arc<MappedFile>> {
-        self.inner.mapped_file()
-    }
 }
 
 fn to_numpy<T: Element + numpy::Element>(
@@ -50,6 +46,13 @@ impl IndexFile {
     #[pyo3(signature = (path, mmap=true))]
     fn open(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
         let inner = detach_interruptible(py, |_| io::IndexFile::open(&path, mmap))?;
+        Ok(IndexFile { inner })
+    }
+
+    /// Validates the bytes of a whole file (as ``encode`` returns them), held in memory.
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: Vec<u8>) -> PyResult<Self> {
+        let inner = detach_interruptible(py, |_| io::IndexFile::from_bytes("<bytes>", data))?;
         Ok(IndexFile { inner })
     }
 
@@ -85,12 +88,39 @@ impl IndexFile {
             Dtype::U64 => to_numpy::<u64>(py, f, name, &shape),
         }
     }
+}
 
-    /// ``(byte offset, number of values)`` of section ``name``, for ``from_parts`` to map it.
-    fn span(&self, name: &str) -> PyResult<(usize, usize)> {
-        let s = self.inner.section(name).map_err(to_py)?;
-        Ok((s.offset, s.count()))
+/// A JSON object's text as a map (`InvalidParameter` naming `what` otherwise).
+pub fn json_object(text: &str, what: &'static str) -> PyResult<Map<String, Value>> {
+    let bad = |got: String| {
+        to_py(Error::InvalidParameter {
+            name: what,
+            expected: "a JSON object".into(),
+            got,
+        })
+    };
+    match serde_json::from_str(text).map_err(|e| bad(e.to_string()))? {
+        Value::Object(m) => Ok(m),
+        other => Err(bad(other.to_string())),
     }
+}
+
+/// Writes the file `encode` returns (run with the GIL released) to `path` atomically.
+pub fn save_encoded(
+    py: Python<'_>,
+    path: PathBuf,
+    encode: impl FnOnce() -> knnkit_core::Result<Vec<u8>> + Send,
+) -> PyResult<()> {
+    detach_interruptible(py, |_| io::write_atomic(&path, &encode()?))
+}
+
+/// The file `encode` returns (run with the GIL released), as bytes.
+pub fn encoded_bytes(
+    py: Python<'_>,
+    encode: impl FnOnce() -> knnkit_core::Result<Vec<u8>> + Send,
+) -> PyResult<Py<PyBytes>> {
+    let bytes = detach_interruptible(py, |_| encode())?;
+    Ok(PyBytes::new(py, &bytes).unbind())
 }
 
 /// Writes an index file atomically (temp file, fsync, rename, directory fsync).
@@ -104,20 +134,7 @@ pub fn write_index_file(
     header: &str,
     sections: Vec<(String, String, Vec<usize>, PyReadonlyArray1<'_, u8>)>,
 ) -> PyResult<()> {
-    let header: serde_json::Value = serde_json::from_str(header).map_err(|e| {
-        to_py(Error::InvalidParameter {
-            name: "header",
-            expected: "JSON".into(),
-            got: e.to_string(),
-        })
-    })?;
-    let serde_json::Value::Object(header) = header else {
-        return Err(to_py(Error::InvalidParameter {
-            name: "header",
-            expected: "a JSON object".into(),
-            got: header.to_string(),
-        }));
-    };
+    let header = json_object(header, "header")?;
     let mut data = Vec::with_capacity(sections.len());
     for (name, dtype, shape, bytes) in &sections {
         let dtype = Dtype::parse(dtype).ok_or_else(|| {
@@ -142,24 +159,4 @@ pub fn write_index_file(
         });
     }
     detach_interruptible(py, |_| io::write(&path, &header, &data))
-}
-
-/// A large array of a parts dict: `(offset, length)` in the mapped file, or a numpy array
-/// (copied); a missing entry is empty.
-pub fn store<T: numpy::Element + bytemuck::Pod>(
-    parts: &Bound<'_, pyo3::types::PyDict>,
-    key: &str,
-    file: Option<&IndexFile>,
-) -> PyResult<Store<T>> {
-    use pyo3::types::PyDictMethods;
-    let item = parts.get_item(key)?;
-    if let (Some(mapped), Some(v)) = (file.and_then(IndexFile::mapped_file), &item) {
-        if let Ok((offset, len)) = v.extract::<(usize, usize)>() {
-            return Store::map(mapped, offset, len).map_err(to_py);
-        }
-    }
-    if item.is_none() {
-        return Ok(Store::default());
-    }
-    Ok(Store::Owned(crate::conversion::part_array(parts, key)?))
 }

@@ -4,13 +4,16 @@
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
+use std::path::PathBuf;
 
-use knnkit_core::ivf::{self, CodeKind, IvfParams, IvfParts};
+use knnkit_core::index::file::read_ivf;
+use knnkit_core::ivf::{self, CodeKind, IvfParams};
 use knnkit_core::{pool, Error, Metric};
 
-use crate::conversion::{ids_slice, part, part_array, rows, vector};
+use crate::conversion::{ids_slice, rows, vector};
 use crate::error::{detach_gated, detach_restartable, to_py};
+use crate::io::IndexFile;
 use crate::locked::{result_arrays, Locked};
 
 /// Inverted-file index over float32 vectors (internal; use ``knnkit.IVFIndex``).
@@ -207,31 +210,43 @@ impl Ivf {
         Ok(out)
     }
 
-    /// Rebuilds an index from ``to_parts`` output, validating everything
-    /// (``CorruptIndexError`` otherwise).
-    #[staticmethod]
-    fn from_parts(py: Python<'_>, parts: &Bound<'_, PyDict>) -> PyResult<Self> {
-        let p = IvfParts {
-            d: part(parts, "dim")?,
-            metric: part(parts, "metric")?,
-            nlist: part(parts, "nlist")?,
-            codes: part(parts, "codes")?,
-            pq_m: part(parts, "pq_m")?,
-            nbits: part(parts, "nbits")?,
-            refine: part(parts, "refine")?,
-            seed: part(parts, "seed")?,
-            centroids: part_array(parts, "centroids")?,
-            list_offsets: part_array(parts, "list_offsets")?,
-            list_slots: part_array(parts, "list_slots")?,
-            list_vecs: part_array(parts, "list_vecs")?,
-            list_codes: part_array(parts, "list_codes")?,
-            ids: part_array(parts, "ids")?,
-            vectors: part_array(parts, "vectors")?,
-            sq_lo: part_array(parts, "sq_lo")?,
-            sq_step: part_array(parts, "sq_step")?,
-            pq_centroids: part_array(parts, "pq_centroids")?,
+    /// ``(lims, distances, ids)`` of the vectors within ``radius`` (one value or one per
+    /// query) of each query; ``allowed`` restricts results to those ids.
+    #[pyo3(signature = (queries, radius, nprobe, n_jobs=None, allowed=None))]
+    fn range_search(
+        &self,
+        py: Python<'_>,
+        queries: PyReadonlyArray2<'_, f32>,
+        radius: PyReadonlyArray1<'_, f32>,
+        nprobe: usize,
+        n_jobs: Option<i64>,
+        allowed: Option<PyReadonlyArray1<'_, i64>>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
+        let opts = knnkit_core::index::SearchOptions {
+            threads: pool::resolve_threads(n_jobs),
+            nprobe: Some(nprobe),
+            ..Default::default()
         };
-        let ix = detach_gated(py, move || ivf::Ivf::from_parts(p))?.map_err(to_py)?;
+        self.inner.range_search(py, queries, radius, allowed, opts)
+    }
+
+    /// Writes the index file to ``path`` atomically; ``extra`` (a JSON object's text) joins
+    /// its header.
+    fn save(&self, py: Python<'_>, path: PathBuf, extra: &str) -> PyResult<()> {
+        self.inner.save(py, path, extra)
+    }
+
+    /// The whole index file as bytes (for pickling).
+    fn encode(&self, py: Python<'_>, extra: &str) -> PyResult<Py<PyBytes>> {
+        self.inner.encode(py, extra)
+    }
+
+    /// The index an open ``IndexFile`` holds, validating everything (``CorruptIndexError``
+    /// otherwise).
+    #[staticmethod]
+    fn from_file(py: Python<'_>, file: PyRef<'_, IndexFile>) -> PyResult<Self> {
+        let file = &file.inner;
+        let ix = detach_gated(py, || read_ivf(file))?.map_err(to_py)?;
         Ok(Ivf::wrap(ix))
     }
 }

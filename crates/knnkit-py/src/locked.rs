@@ -3,17 +3,21 @@
 //! exclusively, so a search sees the index either before or after a concurrent write, never
 //! half of one. A lock poisoned by a panic is reported as an error, never reused.
 
+use std::path::PathBuf;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use numpy::PyReadonlyArray1;
+use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
+use knnkit_core::flat::Radius;
+use knnkit_core::index::{Filter, Index, SearchOptions};
 use knnkit_core::{Error, Result};
 
-use crate::conversion::{ids_slice, matrix};
-use crate::error::{detach_gated, to_py};
+use crate::conversion::{ids_slice, matrix, rows, vector};
+use crate::error::{detach_gated, detach_restartable, to_py};
+use crate::io::{encoded_bytes, json_object, save_encoded};
 
 /// A core index behind a read-write lock; `kind` names it in errors.
 pub struct Locked<T> {
@@ -89,6 +93,55 @@ impl<T: Send + Sync> Locked<T> {
             out.extend_from_slice(r.as_ref());
         }
         Ok(matrix(py, out, ids.len(), d)?.into_any().unbind())
+    }
+}
+
+impl<T: Index> Locked<T> {
+    /// Writes the index file to `path` atomically; `extra` (a JSON object's text) joins its
+    /// header.
+    pub fn save(&self, py: Python<'_>, path: PathBuf, extra: &str) -> PyResult<()> {
+        let extra = json_object(extra, "extra")?;
+        save_encoded(py, path, || self.read_core()?.encode(&extra))
+    }
+
+    /// The whole index file as bytes (for pickling).
+    pub fn encode(&self, py: Python<'_>, extra: &str) -> PyResult<Py<PyBytes>> {
+        let extra = json_object(extra, "extra")?;
+        encoded_bytes(py, || self.read_core()?.encode(&extra))
+    }
+
+    /// `(lims, distances, ids)` of the vectors within `radius` (one value, or one per query)
+    /// of each query, closest first: the core's range search (for the approximate kinds a
+    /// k-search whose `k` doubles until its farthest result is outside the radius).
+    pub fn range_search(
+        &self,
+        py: Python<'_>,
+        queries: PyReadonlyArray2<'_, f32>,
+        radius: PyReadonlyArray1<'_, f32>,
+        allowed: Option<PyReadonlyArray1<'_, i64>>,
+        opts: SearchOptions<'_>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
+        let q = rows(&queries, "queries")?;
+        let r = radius.as_slice()?;
+        let allowed_ids = allowed.as_ref().map(ids_slice).transpose()?;
+        let res = detach_restartable(py, |check| {
+            let ix = self.read_core()?;
+            let allowed = allowed_ids.map(|ids| ix.allowed(Filter::Ids(ids)));
+            let radius = match r {
+                [r] => Radius::All(*r),
+                _ => Radius::PerQuery(r),
+            };
+            let opts = SearchOptions {
+                interrupt: Some(check),
+                ..opts
+            };
+            ix.range_search(q, radius, allowed.as_ref(), &opts)
+        })?;
+        Ok((
+            vector(py, res.lims).into_any().unbind(),
+            vector(py, res.distances).into_any().unbind(),
+            vector(py, res.indices).into_any().unbind(),
+        ))
     }
 }
 

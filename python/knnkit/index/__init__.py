@@ -33,7 +33,7 @@ def load(path: str | os.PathLike, mmap: bool = True) -> FlatIndex | HNSWIndex | 
     cls = KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise CorruptIndexError(f"{path}: unknown index kind {kind!r}")
-    return cls._from_parts(header, _io.Sections(file), file)
+    return cls._from_file(header, file)
 
 
 __all__ = ["KINDS", "FlatIndex", "HNSWIndex", "IVFIndex", "index_factory", "load"]

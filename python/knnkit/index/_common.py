@@ -112,11 +112,3 @@ def check_k(k: Any) -> int:
     if k >= 2**63:
         raise ValueError(f"k: expected a positive integer below 2**63, got {k}")
     return k
-
-
-def json_section(header: dict[str, Any], name: str) -> dict[str, Any]:
-    """The entry of section ``name`` in a file header's section table."""
-    for s in header["sections"]:
-        if s.get("name") == name:
-            return s
-    raise KeyError(f"section {name!r}")

@@ -4,6 +4,7 @@ constructor parameters and their saved sections, and run the search call."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, ClassVar
 
@@ -152,9 +153,9 @@ class NativeIndex:
             return empty_result(0, k, self.metric, self.dtype)
         return self._search_native(Q, k, self._allowed(filter), n_jobs, **search_params)
 
-    def _widen(self, k: int, search_params: dict[str, Any]) -> dict[str, Any]:
-        """Search parameters for a range search's k-search of width ``k``."""
-        return search_params
+    def _range_params(self, search_params: dict[str, Any]) -> dict[str, Any]:
+        """The native range search's keyword arguments for these search parameters."""
+        raise NotImplementedError
 
     def range_search(
         self,
@@ -167,78 +168,59 @@ class NativeIndex:
         """Stored vectors within ``radius`` of each query (for ``inner_product``: similarity at
         least ``radius``), as ``(lims, D, I)``: query ``i``'s matches are ``D[lims[i]:lims[i+1]]``,
         closest first. Approximate: a k-search whose ``k`` doubles until its farthest result is
-        outside the radius."""
+        outside the radius (the core's ``range_by_knn``)."""
         Q = as_matrix(Q, "queries", self.dtype, self.dim)
         nq = Q.shape[0]
         r_in = np.asarray(radius)
         if r_in.ndim > 1 or r_in.size not in (1, nq) or r_in.dtype.kind not in "fiu":
             raise ValueError(f"radius: expected a number or {nq} numbers, got {radius!r}")
-        r = np.broadcast_to(r_in.astype(np.float32).reshape(-1), (nq,))
+        r = np.ascontiguousarray(r_in.astype(np.float32).reshape(-1))
         sim = self.metric == "inner_product"
         if not np.isfinite(r).all() or (not sim and (r < 0).any()):
             raise ValueError(f"radius: expected finite non-negative values, got {radius!r}")
-        empty = (np.empty(0, np.float32), np.empty(0, np.int64))
-        hits = [empty] * nq
-        todo = np.arange(nq)
-        n = len(self)
-        k = min(32, max(n, 1))
-        while todo.size and n:
-            params = self._widen(k, search_params)
-            D, I = self.search(Q[todo], k, filter=filter, n_jobs=n_jobs, **params)
-            inside = ((D >= r[todo, None]) if sim else (D <= r[todo, None])) & (I >= 0)
-            for row, q in enumerate(todo):
-                hits[q] = (D[row][inside[row]], I[row][inside[row]])
-            todo = todo[inside[:, -1] & (k < n)]
-            k = min(2 * k, n)
-        lims = np.zeros(nq + 1, dtype=np.int64)
-        lims[1:] = np.cumsum([h[0].size for h in hits])
-        D = np.concatenate([h[0] for h in hits]).astype(np.float32)
-        I = np.concatenate([h[1] for h in hits]).astype(np.int64)
-        return lims, D, I
+        if nq == 0:
+            return np.zeros(1, np.int64), np.empty(0, np.float32), np.empty(0, np.int64)
+        return self._native.range_search(
+            Q, r, n_jobs=n_jobs, allowed=self._allowed(filter), **self._range_params(search_params)
+        )
 
     # -- persistence ----------------------------------------------------------------------------
 
-    def _header_and_parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        parts = self._native.to_parts()
-        header = {"kind": self.kind, "params": self._params(), "next_id": self._next_id}
-        header.update({name: parts[name] for name in self._SCALARS})
-        return header, {name: parts[name] for name in self._PARTS}
+    def _saved_params(self) -> dict[str, Any]:
+        """Constructor arguments written to files (what ``_from_file`` rebuilds the façade
+        from)."""
+        return self._params()
+
+    def _extra_header(self) -> str:
+        """The header entries the façade adds to the core's: its parameters and next id."""
+        return json.dumps({"params": self._saved_params(), "next_id": self._next_id})
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the index to one file (see :mod:`knnkit.io`), atomically."""
-        header, sections = self._header_and_parts()
-        _io.write(path, header, sections)
+        self._native.save(os.fspath(path), self._extra_header())
 
     @classmethod
-    def _from_parts(cls, header: dict[str, Any], arrays: Any, file: Any = None) -> Any:
-        """An index from a file's header and sections (``arrays``: name -> array); ``file``
-        (the open ``knnkit._core.IndexFile``, when mapped) lets the large arrays stay in its
-        mapping instead of being copied."""
+    def _from_file(cls, header: dict[str, Any], file: Any) -> Any:
+        """The index an open ``knnkit._core.IndexFile`` holds (``header``: its header); the
+        core reads the kind's sections (mapped ones stay in the mapping)."""
         try:
             ix = cls(**header["params"])
-            # Scalars the wrapper also holds come from its validated parameters.
-            own = ix._params()
-            parts: dict[str, Any] = {n: own.get(n, header[n]) for n in cls._SCALARS}
-            mapped = file is not None and file.mapped()
-            for name in cls._PARTS:
-                if mapped and name in cls._MAPPABLE and name in arrays:
-                    parts[name] = file.span(name)
-                else:
-                    parts[name] = np.asarray(arrays[name]).reshape(-1)
             next_id = int(header["next_id"])
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise CorruptIndexError(f"{cls.kind} index header is invalid: {e}") from e
-        ix._native = ix._load_native(parts, file if mapped else None)
+        native = type(ix._native).from_file(file)
+        if (header.get("dim"), header.get("metric")) != (ix.dim, ix.metric):
+            raise CorruptIndexError(
+                f"{cls.kind} index header is invalid: dim {header.get('dim')!r} and metric "
+                f"{header.get('metric')!r} do not match its params {header['params']!r}"
+            )
+        ix._native = native
         ix._next_id = next_id
         return ix
 
-    def _load_native(self, parts: dict[str, Any], file: Any = None) -> Any:
-        return type(self._native).from_parts(parts)
-
     def __getstate__(self) -> dict[str, Any]:
-        header, sections = self._header_and_parts()
-        return {"header": header, **sections}
+        return {"file": self._native.encode(self._extra_header())}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        other = type(self)._from_parts(state["header"], state)
+        other = type(self)._from_file(*_io.from_bytes(state["file"]))
         self.__dict__.update(other.__dict__)

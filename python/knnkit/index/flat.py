@@ -31,7 +31,6 @@ from knnkit.index._common import (
     check_ids,
     check_k,
     empty_result,
-    json_section,
 )
 from knnkit.index._result import SearchResult
 
@@ -291,32 +290,14 @@ class FlatIndex:
 
     # -- persistence ----------------------------------------------------------------------------
 
-    def _header(self) -> dict[str, Any]:
-        return {
-            "kind": "flat",
-            "dim": self.dim,
-            "metric": self.metric,
-            "p": self.p,
-            "dtype": self.dtype.name,
-            "ntotal": len(self),
-            "next_id": self._native.next_id(),
-            "bf16": self.bf16,
-        }
-
-    def _header_and_parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        vectors, ids = self._native.snapshot()
-        header = self._header()
-        header.update(ntotal=len(ids))
-        return header, {"vectors": vectors, "ids": ids}
-
     def save(self, path: str | os.PathLike) -> None:
         """Writes the index to one file (see :mod:`knnkit.io`), atomically."""
-        _io.write(path, *self._header_and_parts())
+        self._native.save(os.fspath(path), "{}")
 
     @classmethod
-    def _from_parts(cls, header: dict[str, Any], arrays: Any, file: Any = None) -> FlatIndex:
-        """An index from a file's header and sections (``arrays``: name -> array); with
-        ``file`` (a mapped ``knnkit._core.IndexFile``) the vectors stay in the mapping."""
+    def _from_file(cls, header: dict[str, Any], file: Any) -> FlatIndex:
+        """The index an open ``knnkit._core.IndexFile`` holds (``header``: its header); with a
+        mapped file the vectors stay in the mapping (copied on the first change)."""
         try:
             ix = cls(
                 int(header["dim"]),
@@ -325,40 +306,19 @@ class FlatIndex:
                 float(header["p"]),
                 bool(header.get("bf16", False)),
             )
-            n = int(header["ntotal"])
-            next_id = int(header.get("next_id", 0))
-            ids = np.asarray(arrays["ids"])
-            if file is not None and file.mapped():
-                shape = tuple(json_section(header, "vectors")["shape"])
-                vectors: Any = file.span("vectors")
-            else:
-                v = np.asarray(arrays["vectors"])
-                shape, vectors = v.shape, v.reshape(-1)
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise CorruptIndexError(f"flat index header is invalid: {e}") from e
-        if shape != (n, ix.dim) or ids.shape != (n,) or ids.dtype != np.int64:
-            raise CorruptIndexError(
-                f"flat index sections do not match the header: vectors {shape}, ids "
-                f"{ids.shape} {ids.dtype}, expected ({n}, {ix.dim}) and ({n},) int64"
-            )
-        if not isinstance(vectors, tuple) and vectors.dtype != ix.dtype:
-            raise CorruptIndexError(f"flat index vectors are {vectors.dtype}, expected {ix.dtype}")
-        parts = {"vectors": vectors, "ids": ids, "next_id": next_id}
-        ix._native = _core.Flat.from_parts(
-            ix.dim, ix.metric, ix.p, ix.dtype.name, ix.bf16, parts, file
-        )
+        ix._native = _core.Flat.from_file(file)
         return ix
 
     def __getstate__(self) -> dict[str, Any]:
-        header, parts = self._header_and_parts()
         return {
             "device": None if self.device is None else str(self.device),
-            "header": header,
-            **parts,
+            "file": self._native.encode("{}"),
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        other = FlatIndex._from_parts(state["header"], state)
+        other = FlatIndex._from_file(*_io.from_bytes(state["file"]))
         if state.get("device") is not None:
             from knnkit.backends.torch import resolve_device
 

@@ -21,7 +21,6 @@ from knnkit.index._result import SearchResult
 
 #: Storage options for traversal: float32 plus 8-bit or 4-bit codes, or exact float32 only.
 CODES = ("sq8", "sq4", "flat")
-_CODE_BITS = {"flat": 0, "sq8": 8, "sq4": 4}
 
 
 class HNSWIndex(NativeIndex):
@@ -78,21 +77,6 @@ class HNSWIndex(NativeIndex):
     """
 
     kind = "hnsw"
-    _PARTS = (
-        "vectors",
-        "ids",
-        "levels",
-        "links0",
-        "upper",
-        "upper_offsets",
-        "deleted",
-        "sq_lo",
-        "sq_step",
-        "codes",
-        "code_norms",
-    )
-    _MAPPABLE = ("vectors", "links0", "codes", "code_norms")
-    _SCALARS = ("dim", "metric", "m", "ef_construction", "seed", "inserted", "entry")
 
     def __init__(
         self,
@@ -196,15 +180,9 @@ class HNSWIndex(NativeIndex):
         D, I, stats = self._native.search(Q, k, ef, n_jobs, allowed)
         return SearchResult(D, I, stats)
 
-    def _widen(self, k: int, search_params: dict[str, Any]) -> dict[str, Any]:
-        ef = search_params.get("ef_search") or self.ef_search
-        return {**search_params, "ef_search": max(k, ef)}
-
-    def _load_native(self, parts: dict[str, Any], file: Any = None) -> Any:
-        # The core checks that the code ranges match the codes setting (none without codes;
-        # none only while the index has never held a vector).
-        parts = {**parts, "code_bits": _CODE_BITS[self.codes]}
-        return _core.Hnsw.from_parts(parts, file)
+    def _range_params(self, search_params: dict[str, Any]) -> dict[str, Any]:
+        ef = search_params.get("ef_search")
+        return {"ef_search": self.ef_search if ef is None else check_count(ef, "ef_search")}
 
 
 __all__ = ["CODES", "METRICS", "HNSWIndex"]

@@ -81,19 +81,6 @@ class IVFIndex(NativeIndex):
     """
 
     kind = "ivf"
-    _PARTS = (
-        "centroids",
-        "list_offsets",
-        "list_slots",
-        "list_vecs",
-        "list_codes",
-        "ids",
-        "vectors",
-        "sq_lo",
-        "sq_step",
-        "pq_centroids",
-    )
-    _SCALARS = ("dim", "metric", "nlist", "codes", "pq_m", "nbits", "refine", "seed")
 
     def __init__(
         self,
@@ -151,14 +138,14 @@ class IVFIndex(NativeIndex):
             "nbits": self.nbits,
             "refine": self.refine,
             "seed": self.seed,
-            # Shown and kept by ``reset`` only when set; never saved (see _header_and_parts).
+            # Shown and kept by ``reset`` only when set; never saved (see _saved_params).
             **({} if self.device is None else {"device": str(self.device)}),
         }
 
-    def _header_and_parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        header, sections = super()._header_and_parts()
-        header["params"].pop("device", None)
-        return header, sections
+    def _saved_params(self) -> dict[str, Any]:
+        params = self._params()
+        params.pop("device", None)
+        return params
 
     @property
     def is_trained(self) -> bool:
@@ -231,9 +218,14 @@ class IVFIndex(NativeIndex):
         n_jobs: int | None,
         nprobe: int | None = None,
     ) -> SearchResult:
-        probe = self.nprobe if nprobe is None else check_count(nprobe, "nprobe")
-        D, I, work = self._native.search(Q, k, probe, n_jobs, allowed)
+        D, I, work = self._native.search(Q, k, self._nprobe(nprobe), n_jobs, allowed)
         return SearchResult(D, I, {"distance_computations": work})
+
+    def _nprobe(self, nprobe: int | None) -> int:
+        return self.nprobe if nprobe is None else check_count(nprobe, "nprobe")
+
+    def _range_params(self, search_params: dict[str, Any]) -> dict[str, Any]:
+        return {"nprobe": self._nprobe(search_params.get("nprobe"))}
 
 
 __all__ = ["CODES", "METRICS", "IVFIndex"]

@@ -46,27 +46,18 @@ def write(path: str | os.PathLike, header: dict[str, Any], sections: dict[str, A
 
 def open_file(path: str | os.PathLike, mmap: bool = True) -> tuple[dict[str, Any], Any]:
     """Opens and validates an index file once: its header and the ``knnkit._core.IndexFile``
-    (mapped when ``mmap``) whose ``array(name)`` copies a section out and ``span(name)`` locates
-    one for a native index to map."""
+    (mapped when ``mmap``) whose ``array(name)`` copies a section out; the native indexes'
+    ``from_file`` read their kind from it."""
     f = _core.IndexFile.open(os.fspath(path), mmap)
     header = json.loads(f.header())
     return header, f
 
 
-class Sections:
-    """Read-only mapping of section name to a numpy copy, read from an open file on demand."""
-
-    def __init__(self, file: Any) -> None:
-        self._file = file
-        self._names = set(file.names())
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._names:
-            raise KeyError(name)
-        return self._file.array(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names
+def from_bytes(data: bytes) -> tuple[dict[str, Any], Any]:
+    """Validates a whole file held in memory (as an index's ``encode`` returns it, e.g. in a
+    pickle): its header and the ``knnkit._core.IndexFile``."""
+    f = _core.IndexFile.from_bytes(data)
+    return json.loads(f.header()), f
 
 
 def read(
@@ -78,4 +69,4 @@ def read(
     return header, {name: f.array(name) for name in f.names()}
 
 
-__all__ = ["CorruptIndexError", "Sections", "open_file", "read", "write"]
+__all__ = ["CorruptIndexError", "from_bytes", "open_file", "read", "write"]

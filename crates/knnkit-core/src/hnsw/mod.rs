@@ -124,6 +124,16 @@ impl Codes {
         }
     }
 
+    /// The codes called `name` (`"flat"`, `"sq8"`, `"sq4"`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "flat" => Some(Codes::Flat),
+            "sq8" => Some(Codes::Sq8),
+            "sq4" => Some(Codes::Sq4),
+            _ => None,
+        }
+    }
+
     /// The codes of `bits` bits per coordinate.
     pub fn from_bits(bits: u8) -> Option<Self> {
         match bits {

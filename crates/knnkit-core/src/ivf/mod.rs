@@ -180,8 +180,17 @@ impl Ivf {
         self.d
     }
 
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// True when `id` is stored.
+    pub fn contains(&self, id: i64) -> bool {
+        self.id_map.contains_key(&id)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,0 +1,290 @@
+//! [`Index`] for each kind: flat (exact), HNSW, IVF. Each method forwards to the kind's own
+//! API; what differs between kinds (training, per-kind search settings, how a filter maps to
+//! slots) is settled here, once.
+
+use std::any::Any;
+
+use serde_json::{Map, Value};
+
+use super::{file, Filter, Hits, Index, SearchOptions, Stats};
+use crate::error::{Error, Result};
+use crate::filter::Allowed;
+use crate::flat::index::FlatIndex;
+use crate::flat::{Radius, RangeResult, SearchParams};
+use crate::hnsw::{self, Hnsw};
+use crate::ivf::Ivf;
+use crate::metric::Metric;
+
+/// HNSW's beam width and IVF's lists per query when the caller names none (the Python
+/// façades' defaults).
+pub const DEFAULT_EF_SEARCH: usize = 64;
+pub const DEFAULT_NPROBE: usize = 8;
+
+fn check_rows(data: &[f32], ids: &[i64], dim: usize) -> Result<()> {
+    if !data.len().is_multiple_of(dim) {
+        return Err(Error::DimensionMismatch {
+            expected: dim,
+            got: data.len() % dim,
+        });
+    }
+    if data.len() / dim != ids.len() {
+        return Err(Error::Shape {
+            name: "ids",
+            expected: data.len() / dim,
+            got: ids.len(),
+        });
+    }
+    Ok(())
+}
+
+impl Index for FlatIndex<f32> {
+    fn kind(&self) -> &'static str {
+        "flat"
+    }
+    fn dim(&self) -> usize {
+        FlatIndex::dim(self)
+    }
+    fn metric(&self) -> Metric {
+        FlatIndex::metric(self)
+    }
+    fn len(&self) -> usize {
+        FlatIndex::len(self)
+    }
+    fn ids(&self) -> Vec<i64> {
+        FlatIndex::ids(self).to_vec()
+    }
+    fn contains(&self, id: i64) -> bool {
+        self.id_map().slot(id).is_some()
+    }
+    fn get(&self, id: i64) -> Option<Vec<f32>> {
+        FlatIndex::get(self, id).map(<[f32]>::to_vec)
+    }
+    fn add(&mut self, data: &[f32], ids: &[i64], _threads: usize) -> Result<()> {
+        check_rows(data, ids, self.dim())?;
+        FlatIndex::add(self, data, Some(ids))
+    }
+    fn remove(&mut self, ids: &[i64]) -> usize {
+        FlatIndex::remove(self, ids)
+    }
+    fn allowed(&self, filter: Filter<'_>) -> Allowed {
+        match filter {
+            Filter::Ids(ids) => self.id_map().allowed_from_ids(ids),
+            Filter::Mask(mask) => self.id_map().allowed_from_mask(mask),
+        }
+    }
+    fn search(
+        &self,
+        queries: &[f32],
+        k: usize,
+        allowed: Option<&Allowed>,
+        opts: &SearchOptions<'_>,
+    ) -> Result<Hits> {
+        let res = FlatIndex::search(self, queries, k, allowed, &flat_params(self, opts))?;
+        Ok(Hits {
+            k,
+            distances: res.distances,
+            ids: res.indices,
+            distance_computations: 0,
+        })
+    }
+    fn range_search(
+        &self,
+        queries: &[f32],
+        radius: Radius<'_, f32>,
+        allowed: Option<&Allowed>,
+        opts: &SearchOptions<'_>,
+    ) -> Result<RangeResult<f32>> {
+        FlatIndex::range_search(self, queries, radius, allowed, &flat_params(self, opts))
+    }
+    fn stats(&self) -> Stats {
+        Stats {
+            len: self.len(),
+            slots: self.len(),
+            memory_bytes: self.memory_usage(),
+        }
+    }
+    fn encode(&self, extra: &Map<String, Value>) -> Result<Vec<u8>> {
+        file::encode_flat(self, extra)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+fn flat_params<'a>(ix: &FlatIndex<f32>, opts: &SearchOptions<'a>) -> SearchParams<'a> {
+    SearchParams {
+        threads: opts.threads.max(1),
+        interrupt: opts.interrupt,
+        bf16: ix.bf16(),
+    }
+}
+
+impl Index for Hnsw {
+    fn kind(&self) -> &'static str {
+        "hnsw"
+    }
+    fn dim(&self) -> usize {
+        Hnsw::dim(self)
+    }
+    fn metric(&self) -> Metric {
+        Hnsw::metric(self)
+    }
+    fn len(&self) -> usize {
+        Hnsw::len(self)
+    }
+    fn ids(&self) -> Vec<i64> {
+        self.live_ids()
+    }
+    fn contains(&self, id: i64) -> bool {
+        Hnsw::get(self, id).is_some()
+    }
+    fn get(&self, id: i64) -> Option<Vec<f32>> {
+        Hnsw::get(self, id).map(<[f32]>::to_vec)
+    }
+    fn add(&mut self, data: &[f32], ids: &[i64], threads: usize) -> Result<()> {
+        check_rows(data, ids, self.dim())?;
+        Hnsw::add(self, data, ids, threads.max(1), None)
+    }
+    fn remove(&mut self, ids: &[i64]) -> usize {
+        Hnsw::remove(self, ids, 1)
+    }
+    fn allowed(&self, filter: Filter<'_>) -> Allowed {
+        match filter {
+            Filter::Ids(ids) => self.allowed_from_ids(ids),
+            Filter::Mask(mask) => self.allowed_from_ids(&mask_ids(mask)),
+        }
+    }
+    fn search(
+        &self,
+        queries: &[f32],
+        k: usize,
+        allowed: Option<&Allowed>,
+        opts: &SearchOptions<'_>,
+    ) -> Result<Hits> {
+        let o = hnsw::SearchOptions {
+            ef_search: opts.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
+            threads: opts.threads.max(1),
+            interrupt: opts.interrupt,
+        };
+        let res = Hnsw::search(self, queries, k, &o, allowed)?;
+        Ok(Hits {
+            k,
+            distances: res.distances,
+            ids: res.ids,
+            distance_computations: res.stats.distance_computations,
+        })
+    }
+    fn stats(&self) -> Stats {
+        Stats {
+            len: self.len(),
+            slots: self.slots(),
+            memory_bytes: self.memory_usage(),
+        }
+    }
+    fn encode(&self, extra: &Map<String, Value>) -> Result<Vec<u8>> {
+        file::encode_hnsw(self, extra)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl Index for Ivf {
+    fn kind(&self) -> &'static str {
+        "ivf"
+    }
+    fn dim(&self) -> usize {
+        Ivf::dim(self)
+    }
+    fn metric(&self) -> Metric {
+        Ivf::metric(self)
+    }
+    fn len(&self) -> usize {
+        Ivf::len(self)
+    }
+    fn ids(&self) -> Vec<i64> {
+        Ivf::ids(self).to_vec()
+    }
+    fn contains(&self, id: i64) -> bool {
+        Ivf::contains(self, id)
+    }
+    fn get(&self, id: i64) -> Option<Vec<f32>> {
+        Ivf::get(self, id)
+    }
+    /// Trains on the first batch when untrained (it needs at least `nlist` rows).
+    fn add(&mut self, data: &[f32], ids: &[i64], threads: usize) -> Result<()> {
+        check_rows(data, ids, self.dim())?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if !self.is_trained() {
+            // Validate the ids before the (long) training, so bad ids cost nothing.
+            crate::ids::check_new_ids(ids, |_| false)?;
+            self.train(data, threads.max(1))?;
+        }
+        Ivf::add(self, data, ids, threads.max(1))
+    }
+    fn remove(&mut self, ids: &[i64]) -> usize {
+        Ivf::remove(self, ids)
+    }
+    fn allowed(&self, filter: Filter<'_>) -> Allowed {
+        match filter {
+            Filter::Ids(ids) => self.allowed_from_ids(ids),
+            Filter::Mask(mask) => self.allowed_from_ids(&mask_ids(mask)),
+        }
+    }
+    fn search(
+        &self,
+        queries: &[f32],
+        k: usize,
+        allowed: Option<&Allowed>,
+        opts: &SearchOptions<'_>,
+    ) -> Result<Hits> {
+        let nprobe = opts.nprobe.unwrap_or(DEFAULT_NPROBE);
+        let res = self.search_with(
+            queries,
+            k,
+            nprobe,
+            opts.threads.max(1),
+            allowed,
+            opts.interrupt,
+        )?;
+        Ok(Hits {
+            k,
+            distances: res.distances,
+            ids: res.ids,
+            distance_computations: res.distance_computations,
+        })
+    }
+    fn stats(&self) -> Stats {
+        Stats {
+            len: self.len(),
+            slots: self.len(),
+            memory_bytes: self.memory_usage(),
+        }
+    }
+    fn encode(&self, extra: &Map<String, Value>) -> Result<Vec<u8>> {
+        file::encode_ivf(self, extra)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The ids a boolean mask allows (its true positions).
+fn mask_ids(mask: &[bool]) -> Vec<i64> {
+    mask.iter()
+        .enumerate()
+        .filter(|&(_, &m)| m)
+        .map(|(i, _)| i as i64)
+        .collect()
+}
