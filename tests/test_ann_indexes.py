@@ -220,9 +220,10 @@ def test_save_load_mmap_pickle_round_trip(tmp_path, data, kind):
 def test_crafted_files_raise_corrupt_index_error(tmp_path, data, kind):
     """Files with valid checksums but inconsistent contents: the loader's own checks."""
     X, _ = data
-    header, parts = built(kind, X[:300])._header_and_parts()
-    rng = np.random.default_rng(SEED)
     path = tmp_path / "c.knn"
+    built(kind, X[:300]).save(path)
+    header, parts = kio.read(path)
+    rng = np.random.default_rng(SEED)
     names = [n for n, a in parts.items() if a.size and a.dtype.kind in "iu"]
     rejected = 0
     for trial in range(120):

@@ -51,12 +51,6 @@ class NativeIndex:
     """Base of the indexes whose storage lives in Rust (``self._native``)."""
 
     kind: ClassVar[str]
-    #: Names of the arrays ``to_parts`` returns that are saved as file sections.
-    _PARTS: ClassVar[tuple[str, ...]]
-    #: Scalars of ``to_parts`` saved in the header.
-    _SCALARS: ClassVar[tuple[str, ...]]
-    #: Sections the native index can map from the file instead of copying.
-    _MAPPABLE: ClassVar[tuple[str, ...]] = ()
     dim: int
     metric: str
     _native: Any
