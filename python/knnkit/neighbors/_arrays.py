@@ -123,12 +123,8 @@ def _vote(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.
 
 
 class NumpyArrays:
-    """The estimators' arithmetic on numpy neighbour results (see the module docstring).
-
-    ``labels`` are rows of encoded class labels (n_queries, k), ``weights`` what
-    :meth:`weights` returned (``None``: uniform), ``y`` the fitted targets as :meth:`targets`
-    keeps them.
-    """
+    """The estimators' arithmetic on numpy neighbour results: the methods of
+    :class:`~knnkit.neighbors._engine.ResultArrays`, computed as the module docstring says."""
 
     @staticmethod
     def arange(n: int) -> np.ndarray:
@@ -138,7 +134,6 @@ class NumpyArrays:
 
     @staticmethod
     def targets(y: np.ndarray, classes: bool) -> np.ndarray:
-        """The fitted targets (class codes when ``classes``) as the arithmetic reads them."""
         return y
 
     @staticmethod
@@ -150,19 +145,17 @@ class NumpyArrays:
 
     @staticmethod
     def proba(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.ndarray:
-        """(n_queries, n_classes) class probabilities: the vote table over its row sums."""
         proba = _class_scores(labels, weights, n_classes).astype(np.float64, copy=False)
         proba /= proba.sum(axis=1)[:, np.newaxis]
         return proba
 
     @staticmethod
     def take(classes: np.ndarray, modes: np.ndarray) -> np.ndarray:
-        """The labels of the winning classes."""
         return classes.take(modes)
 
     @staticmethod
     def columns(cols: list[np.ndarray]) -> np.ndarray:
-        """Per-output predictions side by side, in the first output's dtype (as scikit-learn)."""
+        # in the first output's dtype, as scikit-learn
         out = np.empty((cols[0].shape[0], len(cols)), dtype=cols[0].dtype)
         for k, col in enumerate(cols):
             out[:, k] = col
@@ -170,8 +163,6 @@ class NumpyArrays:
 
     @staticmethod
     def average(y: np.ndarray, ind: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-        """(n_queries, n_outputs) mean of the neighbours' targets ``y`` (n_samples, n_outputs),
-        weighted when ``weights`` is given."""
         if weights is None:
             return np.mean(y[ind], axis=1)
         out = np.empty((ind.shape[0], y.shape[1]), dtype=np.float64)

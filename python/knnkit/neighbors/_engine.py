@@ -55,7 +55,10 @@ class EngineSpec:
 
 @runtime_checkable
 class ResultArrays(Protocol):
-    """The estimators' arithmetic on an engine's results, in the engine's own arrays."""
+    """The estimators' arithmetic on an engine's results, in the engine's own arrays.
+
+    ``labels`` are the encoded class labels of each query's neighbours (n_queries, k);
+    ``weights`` what :meth:`weights` returned (``None``: uniform)."""
 
     def arange(self, n: int) -> Any:
         """Row numbers ``0..n-1``."""
@@ -82,7 +85,8 @@ class ResultArrays(Protocol):
         """Per-output predictions side by side."""
 
     def average(self, y: Any, ind: Any, weights: Any) -> Any:
-        """(n_queries, n_outputs) (weighted) mean of the neighbours' targets."""
+        """(n_queries, n_outputs) mean of the neighbours' targets ``y[ind]`` (``y``: (n_samples,
+        n_outputs)), weighted when ``weights`` is given."""
 
 
 @runtime_checkable
