@@ -44,7 +44,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from knnkit.neighbors._base import _get_weights
+from knnkit.neighbors._arrays import _get_weights
 from knnkit.neighbors._search import topk_rows
 
 #: float64 (chunk x n_samples_fit) arrays alive at once while a chunk is processed.

@@ -2,10 +2,10 @@
 
 Design: one table (:data:`ALGORITHMS`) maps each approximate algorithm to the ``algo_params`` it
 accepts, their checks and a factory that builds and fills a knnkit index (``knnkit.HNSWIndex``,
-``knnkit.IVFIndex``) from the fitted rows; one adapter (:class:`ApproximateSearch`) gives that
-index the interface of :class:`~knnkit.neighbors._search.ExactSearch` (``kneighbors``,
-``radius_neighbors``), so the estimators run unchanged on either. The adapter is the estimators'
-private fitted attribute ``_index`` and pickles with them (the indexes pickle).
+``knnkit.IVFIndex``) from the fitted rows; one adapter (:class:`ApproximateSearch`) puts that
+index behind the estimators' engine protocol (:class:`~knnkit.neighbors._engine.SearchEngine`),
+so the estimators run unchanged on it. The adapter is the estimators' private fitted attribute
+``_index`` and pickles with them (the indexes pickle).
 
 Metrics: the indexes serve euclidean, sqeuclidean and cosine. A metric that the exact engine
 computes as euclidean after a per-feature scaling or a linear map (minkowski with p=2, weighted
@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn import get_config
 
 from knnkit import _metrics
 from knnkit.neighbors._metrics import MetricPlan, effective_metric
-from knnkit.neighbors._search import ExactSearch, float_dtype
+from knnkit.neighbors._search import ExactSearch, NativeEngine, float_dtype
+
+if TYPE_CHECKING:
+    from knnkit.neighbors._engine import EngineSpec
 
 #: The engine metrics the index itself computes for the estimators: the registry's approximate
 #: metrics that are distances (scikit-learn has no similarity metric): euclidean, sqeuclidean,
@@ -257,8 +260,8 @@ def _sort_rows(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
 
 
-class ApproximateSearch:
-    """An approximate index behind the estimators, with :class:`ExactSearch`'s interface.
+class ApproximateSearch(NativeEngine):
+    """An approximate index behind the estimators (a ``SearchEngine``).
 
     Parameters
     ----------
@@ -274,6 +277,7 @@ class ApproximateSearch:
     """
 
     approximate = True
+    query_blocks = False
 
     def __init__(
         self,
@@ -302,6 +306,14 @@ class ApproximateSearch:
         )
         self.recompute = self.dtype != np.float32 or not exact_codes
         self._exact: ExactSearch | None = None
+
+    @classmethod
+    def build(cls, X: Any, spec: EngineSpec) -> ApproximateSearch:
+        return cls(spec.fit_method, spec.algo_params or {}, spec.plan, X, spec.n_jobs)
+
+    @property
+    def fit_method(self) -> str:
+        return self.algorithm
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

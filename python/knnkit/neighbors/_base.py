@@ -14,8 +14,12 @@ resolved as scikit-learn does (:func:`~knnkit.neighbors._tree_search.choose_fit_
 :class:`~knnkit.neighbors.KDTree` / :class:`~knnkit.neighbors.BallTree` (:mod:`._tree_search`,
 the tree is ``_tree``), ``"brute"`` the exact engine (:mod:`._search`); and two approximate
 ones, ``"hnsw"`` and ``"ivf"`` (:mod:`._ann`, ``_fit_method`` is their name), whose parameters
-come in ``algo_params``. Every engine sits behind the private fitted attribute ``_index`` with
-one interface (``kneighbors``, ``radius_neighbors``), so every estimator runs on any of them.
+come in ``algo_params``; ``device=`` runs the torch engine (:mod:`._device`). Every engine sits
+behind the private fitted attribute ``_index`` with one protocol
+(:class:`~knnkit.neighbors._engine.SearchEngine`, chosen by
+:func:`~knnkit.neighbors._engine.choose_engine`): the search, the queries it takes, and the
+arithmetic on its results (numpy, or tensors on the device), so every estimator runs the same
+code on any of them.
 
 Choices that differ from scikit-learn (documented on each estimator):
 
@@ -53,23 +57,20 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from knnkit.neighbors._ann import APPROXIMATE, ApproximateSearch, check_algo_params, check_metric
+from knnkit.neighbors._ann import APPROXIMATE, check_algo_params, check_metric
 from knnkit.neighbors._device import (
-    TorchSearch,
     check_device,
+    check_device_metric,
     check_tensor,
-    drop_self_t,
-    float_dtype_t,
-    from_numpy,
     host,
     is_tensor,
     query_output,
-    score_dtype,
-    torch_metric,
+    validate_tensor_fit,
 )
+from knnkit.neighbors._engine import EngineSpec, choose_engine
 from knnkit.neighbors._metrics import effective_metric, resolve
-from knnkit.neighbors._search import SPARSE_METRICS, ExactSearch, serves_sparse
-from knnkit.neighbors._tree_search import TREES, TreeSearch, choose_fit_method
+from knnkit.neighbors._search import SPARSE_METRICS, serves_sparse
+from knnkit.neighbors._tree_search import choose_fit_method
 
 #: Largest dense copy (in bytes) made of a scipy sparse input. Smaller sparse inputs are densified
 #: (the dense engines are the fastest); larger fitted rows stay sparse on the brute path for the
@@ -83,35 +84,10 @@ MAX_DENSE_BYTES = 2 * 2**30
 _BYTES_PER_NEIGHBOUR = 48
 
 
-def _get_weights(dist: np.ndarray | None, weights: Any) -> np.ndarray | None:
-    """Neighbour weights from distances, as ``sklearn.neighbors._base._get_weights``.
-
-    ``"distance"`` weights are ``1 / dist``; a query with a neighbour at distance 0 gives weight
-    1 to its zero-distance neighbours and 0 to the others.
-
-    Examples
-    --------
-    >>> _get_weights(np.array([[0.0, 2.0], [1.0, 4.0]]), "distance")
-    array([[1.  , 0.  ],
-           [1.  , 0.25]])
-    """
-    if weights in (None, "uniform"):
-        return None
-    if weights == "distance":
-        with np.errstate(divide="ignore"):
-            dist = 1.0 / dist
-        inf_mask = np.isinf(dist)
-        inf_row = np.any(inf_mask, axis=1)
-        dist[inf_row] = inf_mask[inf_row]
-        return dist
-    if callable(weights):
-        return weights(dist)
-    return None
-
-
 def _get_csr_weights(dist: np.ndarray, lims: np.ndarray, weights: Any) -> np.ndarray | None:
-    """:func:`_get_weights` for a flat radius result (neighbours of query i in
-    ``dist[lims[i]:lims[i+1]]``), vectorised; the same values scikit-learn computes per row.
+    """:func:`~knnkit.neighbors._arrays._get_weights` for a flat radius result (neighbours of
+    query i in ``dist[lims[i]:lims[i+1]]``), vectorised; the same values scikit-learn computes
+    per row.
 
     ``"distance"``: ``1 / dist``, except in rows with a neighbour at distance 0, where those
     neighbours weigh 1 and the others 0. A callable receives scikit-learn's argument, an object
@@ -151,26 +127,6 @@ def _ragged(values: np.ndarray, lims: np.ndarray) -> np.ndarray:
     for i, part in enumerate(np.split(values, lims[1:-1])):
         out[i] = part
     return out
-
-
-def _drop_self(
-    lims: np.ndarray, dist: np.ndarray, ind: np.ndarray, offset: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Removes each query's own row from a CSR radius result over fitted rows ``offset:``."""
-    if is_tensor(ind):
-        return drop_self_t(lims, dist, ind, offset)
-    n_queries = len(lims) - 1
-    rows = np.repeat(np.arange(n_queries), np.diff(lims))
-    keep = ind != rows + offset
-    lims = np.zeros(n_queries + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows[keep], minlength=n_queries), out=lims[1:])
-    return lims, dist[keep], ind[keep]
-
-
-def _torch_arange(n: int, device: Any) -> Any:
-    import torch
-
-    return torch.arange(n, device=device)
 
 
 def _align_sparse(graph: csr_array) -> Any:
@@ -451,38 +407,20 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
 
     # -- fit ------------------------------------------------------------------------------------
 
-    def _validate_tensor_fit(self, X, y, target: bool):
-        """``_fit``'s ``validate_data`` for a tensor ``X`` kept on its device: the tensor checked
-        (2-D, real, finite), ``y`` read through the host (labels are small) and checked as
-        scikit-learn checks it."""
-        X = check_tensor(X)
-        if hasattr(self, "feature_names_in_"):  # a tensor has no column names
-            del self.feature_names_in_
-        self.n_features_in_ = X.shape[1]
-        if not target:
-            return X, y
-        y = check_array(host(y), ensure_2d=False, dtype=None, input_name="y")
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(
-                "Found input variables with inconsistent numbers of samples: "
-                f"[{X.shape[0]}, {y.shape[0]}]"
-            )
-        return X, y
-
     def _fit(self, X, y=None):
         algo_params = self._check_extra_params()
         device = check_device(self.device, self.algorithm)
-        self._fit_home = X.device if is_tensor(X) else None
-        if device is None:
-            X = host(X)  # the native engines read a tensor through the host
+        self._fit_home = X.device if is_tensor(X) else None  # where results of X=None go
         ensure_all_finite = "allow-nan" if get_tags(self).input_tags.allow_nan else True
         target = self.__sklearn_tags__().target_tags.required
-        if is_tensor(X):
-            X, y = self._validate_tensor_fit(X, y, target)
+        # What `device` means: a device engine keeps a tensor where it is (checked there, never
+        # copied through the host); the native engines read it through the host as an array.
+        if is_tensor(X) and device is not None:
+            X, y = validate_tensor_fit(self, X, y, target)
         elif target:
             X, y = validate_data(
                 self,
-                X,
+                host(X),
                 host(y),
                 accept_sparse="csr",
                 multi_output=True,
@@ -491,7 +429,7 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             )
         else:
             X = validate_data(
-                self, X, ensure_all_finite=ensure_all_finite, accept_sparse="csr", order="C"
+                self, host(X), ensure_all_finite=ensure_all_finite, accept_sparse="csr", order="C"
             )
         if target:
             if is_classifier(self):
@@ -529,9 +467,8 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         self.effective_metric_, self.effective_metric_params_ = effective_metric(
             self.metric, self.p, self.metric_params
         )
-
-        if device is not None:
-            return self._fit_device(X, device)
+        # Before scikit-learn's checks below: the device engine refuses 'precomputed' and p < 1.
+        check_device_metric(device, self.effective_metric_, self.effective_metric_params_)
 
         if self._is_precomputed():
             X = _check_precomputed(X)
@@ -593,61 +530,38 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             )
         )
 
+        engine = choose_engine(fit_method, device)
         if issparse(X):
             if self.algorithm in ("kd_tree", "ball_tree"):
                 warnings.warn("cannot use tree with sparse input: using brute force", stacklevel=3)
             # scikit-learn refuses sparse input for metrics outside VALID_METRICS_SPARSE; here
             # small inputs are densified, so every metric works, and large ones stay sparse on
-            # the brute path (see MAX_DENSE_BYTES). Precomputed graphs stay sparse.
+            # the exact engine (see MAX_DENSE_BYTES). Precomputed graphs stay sparse.
             keep_sparse = self._is_precomputed() or (
-                fit_method == "brute" and _dense_bytes(X) > MAX_DENSE_BYTES and serves_sparse(plan)
+                engine.sparse_fit and _dense_bytes(X) > MAX_DENSE_BYTES and serves_sparse(plan)
             )
             if not keep_sparse:
                 X = _densify(X, "X", "for knnkit's dense engines")
 
-        self._tree = None
-        if self._is_approximate():
-            self._index = ApproximateSearch(self.algorithm, algo_params, plan, X, self.n_jobs)
-        elif fit_method in TREES:
-            self._index = TreeSearch(
+        self._index = engine.build(
+            X,
+            EngineSpec(
                 fit_method,
-                X,
-                self.leaf_size,
+                plan,
                 self.effective_metric_,
                 self.effective_metric_params_,
-                self.n_jobs,
-            )
-            self._tree = self._index.tree
-        else:
-            self._index = ExactSearch(plan, X)
-        self._fit_method = fit_method
+                leaf_size=self.leaf_size,
+                algo_params=algo_params,
+                n_jobs=self.n_jobs,
+                device=device,
+            ),
+        )
+        self._tree = getattr(self._index, "tree", None)  # scikit-learn's attribute for the trees
+        self._fit_method = self._index.fit_method
         self._fit_X = X
         self.n_samples_fit_ = X.shape[0]
-        return self
-
-    def _fit_device(self, X, device):
-        """The rest of ``_fit`` on a torch device: the fitted rows as one tensor there."""
-        import torch
-
-        metric, p = torch_metric(self.effective_metric_, self.effective_metric_params_, device)
-        if issparse(X):
-            X = _densify(X, "X", f"for device={str(device)!r}")
-        if X.shape[0] == 0:
-            raise ValueError("n_samples must be greater than 0")
-        dtype = float_dtype_t(torch, X if is_tensor(X) else X.dtype, device)
-        base = X if is_tensor(X) else from_numpy(X)
-        base = base.to(device=device, dtype=dtype).contiguous()
-        self._index = TorchSearch(base, metric, p)
-        self._tree = None
-        self._fit_method = "brute"
-        self._fit_X = X
-        self.n_samples_fit_ = X.shape[0]
-        if hasattr(self, "_y"):
-            if is_classifier(self):
-                self._y_t = torch.as_tensor(self._y, device=device)
-            else:
-                y = np.asarray(self._y, dtype=np.float64)
-                self._y_t = torch.as_tensor(y).to(device, score_dtype(torch, device))
+        if target:  # where the votes and averages read them
+            self._y_t = self._index.arrays.targets(self._y, is_classifier(self))
         return self
 
     def _output(self, X):
@@ -656,47 +570,33 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         return query_output(X, getattr(self, "_fit_home", None))[1]
 
     def __getstate__(self):
-        # tensors travel through the host, so a CUDA-fitted estimator unpickles with a clear
-        # device error (from its engine) rather than torch's storage error
-        state = super().__getstate__()
-        if "_y_t" in state or is_tensor(state.get("_fit_X")):
-            state = dict(state)
-            for name in ("_y_t", "_fit_X"):
-                if name in state:
-                    state[name] = host(state[name])
+        # tensors travel through the host (a CUDA-fitted estimator then unpickles with a clear
+        # device error from its engine rather than torch's storage error); _y_t is set again
+        state = {name: host(value) for name, value in super().__getstate__().items()}
+        state.pop("_y_t", None)
         return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if self._on_device() and "_y_t" in state:
-            self._y_t = from_numpy(self._y_t).to(self._index.device)
-
-    def _on_device(self) -> bool:
-        return isinstance(getattr(self, "_index", None), TorchSearch)
+        if "_y" in state and "_index" in state:
+            self._y_t = self._index.arrays.targets(self._y, is_classifier(self))
 
     # -- queries --------------------------------------------------------------------------------
 
     def _validate_query(self, X):
-        """Validated dense query rows (or a dense precomputed distance block); on a device, a
-        tensor there in the fitted dtype (a tensor query elsewhere is moved, not read through
-        the host)."""
-        on_device = self._on_device()
-        if is_tensor(X) and on_device:
+        """Validated query rows (or a dense precomputed distance block), as the engine takes
+        them: a tensor where it is for an engine with ``tensor_queries``, else through the host;
+        scipy sparse rows densified unless the engine takes them (see ``SearchEngine``)."""
+        engine = self._index
+        if is_tensor(X) and engine.tensor_queries:
             X = check_tensor(X)
             if X.shape[1] != self.n_features_in_:
                 raise ValueError(
                     f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
                     f"{self.n_features_in_} features as input."
                 )
-            base = self._index.base
-            return X.to(device=base.device, dtype=base.dtype)
+            return X
         X = host(X)
-        if on_device:
-            X = validate_data(self, X, accept_sparse="csr", reset=False, order="C")
-            if issparse(X):
-                X = _densify(X, "X", f"for device={str(self._index.device)!r}")
-            base = self._index.base
-            return from_numpy(X).to(base.device, base.dtype)
         if self._is_precomputed():
             X = _check_precomputed(X)
             if X.shape[1] != self.n_samples_fit_:
@@ -715,15 +615,15 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             reset=False,
             order="C",
         )
-        if issparse(X) and not getattr(self._index, "sparse_queries", False):
-            if self._is_approximate() or _dense_bytes(X) <= MAX_DENSE_BYTES:
-                X = _densify(X, "X", f"for algorithm={self._fit_method!r}")
+        if issparse(X) and not engine.sparse_queries:
+            if not engine.query_blocks or _dense_bytes(X) <= MAX_DENSE_BYTES:
+                X = _densify(X, "X", f"for {engine.label}")
             # else: densified one block of rows at a time by _index_kneighbors / _index_radius
         return X
 
     def _index_kneighbors(self, X, k):
         """``self._index.kneighbors``; a large sparse query goes in dense blocks of rows."""
-        if X is None or not issparse(X) or getattr(self._index, "sparse_queries", False):
+        if X is None or not issparse(X) or self._index.sparse_queries:
             return self._index.kneighbors(X, k, self.n_jobs)
         parts = [
             self._index.kneighbors(X[s : s + step].toarray(), k, self.n_jobs)
@@ -734,7 +634,7 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
 
     def _index_radius(self, X, radius, sort, rows=None):
         """``self._index.radius_neighbors``; a large sparse query goes in dense blocks of rows."""
-        if X is None or not issparse(X) or getattr(self._index, "sparse_queries", False):
+        if X is None or not issparse(X) or self._index.sparse_queries:
             return self._index.radius_neighbors(X, radius, sort, self.n_jobs, rows=rows)
         step = _query_step(X.shape[1])
         lims, dists, inds = [np.zeros(1, dtype=np.int64)], [], []
@@ -852,13 +752,10 @@ class KNeighborsMixin:
             # list; then the first neighbour (a duplicate) is dropped instead. An approximate
             # search may also miss the sample itself: then its farthest neighbour is dropped.
             # (written for numpy arrays and torch tensors alike)
-            if is_tensor(neigh_ind):
-                sample_range = _torch_arange(n_queries, neigh_ind.device)[:, None]
-            else:
-                sample_range = np.arange(n_queries)[:, None]
+            sample_range = self._index.arrays.arange(n_queries)[:, None]
             sample_mask = neigh_ind != sample_range
             dup_gr_nbrs = sample_mask.all(1)
-            drop = -1 if getattr(self._index, "approximate", False) else 0
+            drop = -1 if self._index.approximate else 0
             sample_mask[:, drop][dup_gr_nbrs] = False
             neigh_ind = neigh_ind[sample_mask].reshape(n_queries, n_neighbors - 1)
             if return_distance:
@@ -968,7 +865,7 @@ class RadiusNeighborsMixin:
         radius = self._check_radius(radius, n_queries)
         lims, dist, ind = self._index_radius(X, radius, sort_results)
         if query_is_train:
-            lims, dist, ind = _drop_self(lims, dist, ind, 0)
+            lims, dist, ind = self._index.arrays.drop_self(lims, dist, ind, 0)
         return lims, dist, ind
 
     def _radius_blocks(self, X, radius, sort_results=False):
@@ -996,7 +893,7 @@ class RadiusNeighborsMixin:
                     lims, dist, ind = self._index_radius(
                         None, r, sort_results, rows=slice(start, stop)
                     )
-                    lims, dist, ind = _drop_self(lims, dist, ind, start)
+                    lims, dist, ind = self._index.arrays.drop_self(lims, dist, ind, start)
                 else:
                     lims, dist, ind = self._index_radius(X[start:stop], r, sort_results)
                 yield start, stop, host(lims), host(dist), host(ind)

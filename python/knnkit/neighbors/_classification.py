@@ -1,19 +1,11 @@
 """``KNeighborsClassifier`` and ``RadiusNeighborsClassifier``: scikit-learn's neighbour votes on
-knnkit's exact engine.
+knnkit's engines.
 
-Voting is vectorised: labels are encoded at fit (``_y``, int), every query's neighbour labels are
-offset by ``row * n_classes`` and counted with one ``np.bincount`` (weighted for ``"distance"``
-and callables), in blocks of queries so the (queries x classes) table stays small.
-
-Agreement with scikit-learn, exactly:
-
-- ``predict_proba`` adds the weights of each query's neighbours in neighbour order (as
-  scikit-learn's loop does), then divides by the row sum: bit-identical for the same neighbours.
-- ``predict`` with uniform weights takes the first class with the highest count (scikit-learn's
-  mode: smallest class index wins a tie). With weights, scikit-learn's ``weighted_mode`` sums
-  per class in its own order; where the winner is not clear by more than the possible rounding
-  difference (near-ties, non-positive or non-finite totals) those rows are recomputed with
-  ``weighted_mode``'s exact arithmetic, so ties resolve as in scikit-learn.
+Voting is vectorised: labels are encoded at fit (``_y``, int) and counted by the engine's
+``arrays`` (:mod:`._arrays`: one ``np.bincount`` over ``row * n_classes + label``, in blocks of
+queries; on a torch device, ``scatter_add`` there), with scikit-learn's results exactly:
+``predict_proba`` bit-identical for the same neighbours, ``predict`` resolving ties and near-ties
+as scikit-learn's ``weighted_mode``.
 
 ``RadiusNeighborsClassifier`` counts the votes of the flat (CSR) radius result the same way, one
 ``np.bincount`` over ``row * n_classes + label`` per block of queries (blocks sized by
@@ -31,79 +23,14 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _is_arraylike, check_is_fitted
 
+from knnkit.neighbors._arrays import _vote  # noqa: F401  (the tests import it from here)
 from knnkit.neighbors._base import (
     KNeighborsMixin,
     NeighborsBase,
     RadiusNeighborsMixin,
     _get_csr_weights,
-    _get_weights,
-)
-from knnkit.neighbors._device import (
-    check_nonzero_weights,
-    class_scores_t,
-    host,
-    is_tensor,
-    score_dtype,
-    weights_t,
 )
 from knnkit.neighbors._docs import shared_doc
-
-#: Cells of the (queries x classes) vote table built at once by ``predict``.
-_VOTE_CELLS = 1 << 21
-
-
-def _class_scores(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.ndarray:
-    """(m, n_classes) vote table: counts (int) or weight sums (float64, neighbour order)."""
-    m = labels.shape[0]
-    flat = (labels + (np.arange(m, dtype=np.intp) * n_classes)[:, None]).ravel()
-    w = None if weights is None else np.ravel(weights)
-    return np.bincount(flat, weights=w, minlength=m * n_classes).reshape(m, n_classes)
-
-
-def _weighted_mode_rows(labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``sklearn.utils.extmath.weighted_mode(labels, weights, axis=1)``'s mode, same arithmetic."""
-    old_most = np.zeros((labels.shape[0], 1))
-    old_counts = np.zeros((labels.shape[0], 1))
-    for score in np.unique(labels):
-        template = np.zeros(labels.shape)
-        ind = labels == score
-        template[ind] = weights[ind]
-        counts = np.expand_dims(np.sum(template, 1), 1)
-        old_most = np.where(counts > old_counts, score, old_most)
-        old_counts = np.maximum(counts, old_counts)
-    return np.asarray(old_most.ravel(), dtype=np.intp)
-
-
-def _vote(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.ndarray:
-    """Index of the winning class of each row of ``labels`` (n_queries, k)."""
-    m, k = labels.shape
-    out = np.empty(m, dtype=np.intp)
-    step = max(1, _VOTE_CELLS // max(n_classes, 1))
-    eps = np.finfo(np.float64).eps
-    for start in range(0, m, step):
-        stop = min(start + step, m)
-        lab = labels[start:stop]
-        if weights is None:
-            out[start:stop] = _class_scores(lab, None, n_classes).argmax(axis=1)
-            continue
-        w = np.asarray(weights[start:stop], dtype=np.float64)
-        scores = _class_scores(lab, w, n_classes)
-        rows = np.arange(stop - start)
-        best = scores.argmax(axis=1)
-        top = scores[rows, best]
-        if n_classes > 1:
-            scores[rows, best] = -np.inf
-            second = scores.max(axis=1)
-        else:
-            second = np.full(stop - start, -np.inf)
-        # Bound on how far two summation orders of these weights can disagree.
-        tol = 4.0 * k * eps * np.abs(w).sum(axis=1)
-        clear = (top > tol) & (top - second > tol)
-        unsure = ~clear
-        if unsure.any():
-            best[unsure] = _weighted_mode_rows(lab[unsure], w[unsure])
-        out[start:stop] = best
-    return out
 
 
 @shared_doc
@@ -111,7 +38,7 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
     """Classifier implementing the k-nearest neighbors vote, on knnkit's exact engine.
 
     Same parameters, attributes and results as ``sklearn.neighbors.KNeighborsClassifier``;
-    ``predict`` and ``predict_proba`` vote with vectorised numpy (see the module docstring).
+    ``predict`` and ``predict_proba`` vote vectorised (see the module docstring).
 
     Parameters
     ----------
@@ -252,25 +179,28 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         return self._fit(X, y)
 
     def _neighbour_weights(self, X):
-        """Neighbour indices and weights (None for uniform), with scikit-learn's checks; tensors
-        on the device for a device engine."""
+        """Neighbour indices and weights (None for uniform), with scikit-learn's checks, in the
+        engine's arrays."""
         if self.weights == "uniform":
             neigh_ind = self._kneighbors(X, None, return_distance=False)
             neigh_dist = None
         else:
             neigh_dist, neigh_ind = self._kneighbors(X, None)
-        if is_tensor(neigh_ind):
-            weights = weights_t(neigh_dist, self.weights, self._y_t_scores_dtype())
-            check_nonzero_weights(weights)
-            return neigh_ind, weights
-        weights = _get_weights(neigh_dist, self.weights)
-        if weights is not None and np.any(np.all(np.asarray(weights) == 0, axis=1)):
+        weights = self._index.arrays.weights(neigh_dist, self.weights)
+        if weights is not None and bool((weights == 0).all(1).any()):
             raise ValueError(
                 "All neighbors of some sample is getting zero weights. "
                 "Please modify 'weights' to avoid this case if you are "
                 "using a user-defined function."
             )
         return neigh_ind, weights
+
+    def _outputs(self):
+        """``(labels, classes)`` per output: the encoded labels of the fitted rows where the
+        engine votes, and the output's classes."""
+        y = self._y_t if self.outputs_2d_ else self._y_t[:, None]
+        classes = self.classes_ if self.outputs_2d_ else [self.classes_]
+        return [(y[:, k], classes_k) for k, classes_k in enumerate(classes)]
 
     def predict(self, X):
         """Predict the class labels for the provided data.
@@ -291,67 +221,12 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         check_is_fitted(self, "_fit_method")
         out = self._output(X)
         neigh_ind, weights = self._neighbour_weights(X)
-        if is_tensor(neigh_ind):
-            return out(self._predict_t(neigh_ind, weights))
-
-        classes_ = self.classes_
-        _y = self._y
-        if not self.outputs_2d_:
-            _y = self._y.reshape((-1, 1))
-            classes_ = [self.classes_]
-
-        n_queries = neigh_ind.shape[0]
-        y_pred = np.empty((n_queries, len(classes_)), dtype=classes_[0].dtype)
-        for k, classes_k in enumerate(classes_):
-            mode = _vote(_y[:, k][neigh_ind], weights, classes_k.size)
-            y_pred[:, k] = classes_k.take(mode)
-
-        if not self.outputs_2d_:
-            y_pred = y_pred.ravel()
-        return out(y_pred)
-
-    def _y_t_scores_dtype(self):
-        import torch
-
-        return score_dtype(torch, self._index.device)
-
-    def _scores_t(self, neigh_ind, weights):
-        """Per output, the (n_queries, n_classes) vote table on the device (scatter-add)."""
-        y = self._y_t if self.outputs_2d_ else self._y_t[:, None]
-        classes = self.classes_ if self.outputs_2d_ else [self.classes_]
-        dtype = self._y_t_scores_dtype()
-        return [
-            class_scores_t(y[:, k][neigh_ind], weights, len(c), dtype)
-            for k, c in enumerate(classes)
+        arrays = self._index.arrays
+        y_pred = [
+            arrays.take(classes, arrays.vote(labels[neigh_ind], weights, classes.size))
+            for labels, classes in self._outputs()
         ]
-
-    def _predict_t(self, neigh_ind, weights):
-        """``predict`` on the device: the first class with the largest score, per output."""
-        import torch
-
-        classes = self.classes_ if self.outputs_2d_ else [self.classes_]
-        y = self._y_t if self.outputs_2d_ else self._y_t[:, None]
-        modes = []
-        for k, scores in enumerate(self._scores_t(neigh_ind, weights)):
-            best = scores.argmax(dim=1)
-            if weights is not None:  # near-ties: scikit-learn's weighted_mode, as on the CPU
-                top = scores.gather(1, best[:, None])[:, 0]
-                second = scores.scatter(1, best[:, None], -torch.inf).max(dim=1).values
-                eps = torch.finfo(scores.dtype).eps
-                tol = 4.0 * neigh_ind.shape[1] * eps * weights.abs().sum(dim=1)
-                unsure = torch.nonzero(~((top > tol) & (top - second > tol)))[:, 0]
-                if unsure.numel():
-                    labels = host(y[:, k][neigh_ind[unsure]])
-                    redo = _weighted_mode_rows(labels, host(weights[unsure]).astype(np.float64))
-                    best[unsure] = torch.as_tensor(redo, device=best.device)
-            modes.append(best)
-        if all(c.dtype.kind in "biuf" for c in classes):  # numeric labels: a tensor
-            cols = [torch.as_tensor(c).to(m.device)[m] for c, m in zip(classes, modes, strict=True)]
-            return torch.stack(cols, dim=1) if self.outputs_2d_ else cols[0]
-        cols = [
-            c.take(host(m)) for c, m in zip(classes, modes, strict=True)
-        ]  # labels numpy can hold
-        return np.stack(cols, axis=1) if self.outputs_2d_ else cols[0]
+        return out(arrays.columns(y_pred) if self.outputs_2d_ else y_pred[0])
 
     def predict_proba(self, X):
         """Return probability estimates for the test data X.
@@ -374,30 +249,11 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         check_is_fitted(self, "_fit_method")
         out = self._output(X)
         neigh_ind, weights = self._neighbour_weights(X)
-        if is_tensor(neigh_ind):
-            probabilities = [
-                out(scores / scores.sum(dim=1, keepdim=True))
-                for scores in self._scores_t(neigh_ind, weights)
-            ]
-            return probabilities if self.outputs_2d_ else probabilities[0]
-
-        classes_ = self.classes_
-        _y = self._y
-        if not self.outputs_2d_:
-            _y = self._y.reshape((-1, 1))
-            classes_ = [self.classes_]
-
-        probabilities = []
-        for k, classes_k in enumerate(classes_):
-            proba_k = _class_scores(_y[:, k][neigh_ind], weights, classes_k.size)
-            proba_k = proba_k.astype(np.float64, copy=False)
-            normalizer = proba_k.sum(axis=1)[:, np.newaxis]
-            proba_k /= normalizer
-            probabilities.append(out(proba_k))
-
-        if not self.outputs_2d_:
-            probabilities = probabilities[0]
-        return probabilities
+        probabilities = [
+            out(self._index.arrays.proba(labels[neigh_ind], weights, classes.size))
+            for labels, classes in self._outputs()
+        ]
+        return probabilities if self.outputs_2d_ else probabilities[0]
 
     def score(self, X, y, sample_weight=None):
         """Return the mean accuracy on the given test data and labels.

@@ -1,5 +1,6 @@
-"""The estimators on a torch device (``device=``): checks, tensor inputs, the device search, and
-the votes and averages computed where the neighbours are.
+"""The torch engine (``device=``): :class:`TorchSearch`, one more engine behind
+:class:`~knnkit.neighbors._engine.SearchEngine`, with its checks, tensor inputs, and the votes
+and averages computed where the neighbours are (:class:`TorchArrays`).
 
 Design. ``device=None`` keeps the native CPU engines. Any other value (``"cuda"``, ``"mps"``,
 ``"cpu"``, a ``torch.device``) is resolved once at ``fit`` (an unavailable device is a
@@ -10,22 +11,30 @@ tensor; :class:`TorchSearch`, the estimator's ``_index``, searches them with
 Inputs and outputs. Every estimator accepts torch tensors as well as arrays, whatever the
 engine. The public results follow the query (:func:`query_output`): a tensor in gives tensors on
 that tensor's device (``X=None``: the fitted tensor's device), anything else gives numpy. With a
-device engine a tensor on the device is used in place (no copy to the host); with the CPU engine
-a tensor is read through the host. Class labels that are not numbers (strings, objects) cannot be
-tensors and come back as numpy arrays.
+device engine a tensor is checked and used where it is (:func:`validate_tensor_fit`,
+:func:`check_tensor`; no copy to the host); with the native engines a tensor is read through the
+host. Class labels that are not numbers (strings, objects) cannot be tensors and come back as
+numpy arrays.
 
-Votes and averages (:func:`weights_t`, :func:`class_scores_t`) run on the device with
-``scatter_add``, in float64 (float32 on devices without float64). ``predict`` takes the first
-class with the largest score, as scikit-learn; the rare distance-weighted votes whose two best
-classes are closer than the rounding of the sums are settled on the host with scikit-learn's
-``weighted_mode`` arithmetic, as the CPU engine does, so ties resolve as in scikit-learn.
+Votes and averages (:class:`TorchArrays`) run on the device with ``scatter_add``, in float64
+(float32 on devices without float64). ``predict`` takes the first class with the largest score,
+as scikit-learn; the rare distance-weighted votes whose two best classes are closer than the
+rounding of the sums are settled on the host with scikit-learn's ``weighted_mode`` arithmetic, as
+the native engines do, so ties resolve as in scikit-learn. The engine pickles through the host:
+its state holds a numpy copy of the rows and the device's name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.utils import check_array
+
+from knnkit.neighbors._arrays import _weighted_mode_rows
+
+if TYPE_CHECKING:
+    from knnkit.neighbors._engine import EngineSpec
 
 #: scikit-learn metric names (after ``effective_metric_``) the torch backend computes, mapped to
 #: the backend's names.
@@ -99,6 +108,12 @@ def torch_metric(metric: Any, params: dict[str, Any], device: Any) -> tuple[str,
     return name, p
 
 
+def check_device_metric(device: Any, metric: Any, params: dict[str, Any]) -> None:
+    """:func:`torch_metric`'s check for a resolved device; nothing to check for ``None``."""
+    if device is not None:
+        torch_metric(metric, params, device)
+
+
 def float_dtype_t(torch: Any, dtype: Any, device: Any) -> Any:
     """The torch float type a search runs in: float32 for 32-bit and smaller floats, float64
     otherwise (float32 on devices without float64)."""
@@ -135,6 +150,25 @@ def check_tensor(X: Any, name: str = "X") -> Any:
     return X
 
 
+def validate_tensor_fit(estimator: Any, X: Any, y: Any, target: bool) -> tuple[Any, Any]:
+    """``fit``'s ``validate_data`` for a tensor ``X`` kept on its device: the tensor checked
+    (2-D, real, finite), ``y`` read through the host (labels are small) and checked as
+    scikit-learn checks it."""
+    X = check_tensor(X)
+    if hasattr(estimator, "feature_names_in_"):  # a tensor has no column names
+        del estimator.feature_names_in_
+    estimator.n_features_in_ = X.shape[1]
+    if not target:
+        return X, y
+    y = check_array(host(y), ensure_2d=False, dtype=None, input_name="y")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(
+            "Found input variables with inconsistent numbers of samples: "
+            f"[{X.shape[0]}, {y.shape[0]}]"
+        )
+    return X, y
+
+
 def query_output(X: Any, fit_home: Any) -> tuple[Any, Any]:
     """``(home, to_output)``: where results should live (a torch device, or ``None`` for numpy)
     and a converter taking a tensor or an array there."""
@@ -161,18 +195,34 @@ class TorchSearch:
 
     ``kneighbors`` returns ``(distances, indices)`` tensors on the device and
     ``radius_neighbors`` CSR ``(lims, distances, indices)`` tensors, in index order within each
-    query unless ``sort`` (then by distance, ties to the lower index). Pickles through the host:
-    the state holds a numpy copy and the device's name.
+    query unless ``sort`` (then by distance, ties to the lower index). Queries are tensors there
+    or validated numpy rows (moved there, in the fitted dtype). Pickles through the host: the
+    state holds a numpy copy and the device's name.
     """
 
+    fit_method = "brute"
     approximate = False
     sparse_queries = False
+    sparse_fit = False
+    query_blocks = False
+    tensor_queries = True
 
     def __init__(self, base: Any, metric: str, p: float) -> None:
         self.base = base
         self.metric = metric
         self.p = p
         self._prepared = None
+        self.arrays = TorchArrays(base.device)
+
+    @classmethod
+    def build(cls, X: Any, spec: EngineSpec) -> TorchSearch:
+        """The fitted rows (a tensor anywhere, or a dense array) on ``spec.device``, as floats."""
+        import torch
+
+        metric, p = torch_metric(spec.metric, spec.metric_params, spec.device)
+        dtype = float_dtype_t(torch, X if is_tensor(X) else X.dtype, spec.device)
+        base = X if is_tensor(X) else from_numpy(X)
+        return cls(base.to(device=spec.device, dtype=dtype).contiguous(), metric, p)
 
     @property
     def prepared(self) -> Any:
@@ -187,10 +237,15 @@ class TorchSearch:
     def device(self) -> Any:
         return self.base.device
 
+    @property
+    def label(self) -> str:
+        return f"device={str(self.device)!r}"
+
     def _queries(self, X: Any, rows: Any = None) -> Any:
         if X is None:
             return self.base if rows is None else self.base[rows]
-        return X
+        X = X if is_tensor(X) else from_numpy(X)
+        return X.to(device=self.base.device, dtype=self.base.dtype)
 
     def kneighbors(self, X: Any, k: int, n_jobs: Any = None) -> tuple[Any, Any]:
         return self.prepared.knn(self._queries(X), k)
@@ -217,65 +272,122 @@ class TorchSearch:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-
         from knnkit.backends.torch import resolve_device
 
-        self.base = from_numpy(state["base"]).to(resolve_device(state["device"]))
-        self.metric, self.p = state["metric"], state["p"]
-        self._prepared = None
-
-
-def weights_t(dist: Any, weights: Any, dtype: Any) -> Any:
-    """:func:`knnkit.neighbors._base._get_weights` on tensors (``None`` for uniform weights);
-    a callable receives the distance tensor on the device."""
-    import torch
-
-    if weights in (None, "uniform"):
-        return None
-    if weights == "distance":
-        w = 1.0 / dist.to(dtype)
-        inf = torch.isinf(w)
-        inf_row = inf.any(dim=1)
-        return torch.where(inf_row[:, None], inf.to(dtype), w)
-    w = weights(dist)
-    if not is_tensor(w):
-        w = torch.as_tensor(np.asarray(w), device=dist.device)
-    return w.to(dtype)
-
-
-def check_nonzero_weights(w: Any) -> None:
-    if w is not None and bool((w == 0).all(dim=1).any()):
-        raise ValueError(
-            "All neighbors of some sample is getting zero weights. "
-            "Please modify 'weights' to avoid this case if you are "
-            "using a user-defined function."
+        self.__init__(
+            from_numpy(state["base"]).to(resolve_device(state["device"])),
+            state["metric"],
+            state["p"],
         )
 
 
-def class_scores_t(labels: Any, weights: Any, n_classes: int, dtype: Any) -> Any:
-    """(m, n_classes) vote table on the device: per-class counts, or weight sums."""
-    import torch
+class TorchArrays:
+    """:class:`~knnkit.neighbors._arrays.NumpyArrays` on tensors on one device: the fitted
+    targets live there, and weights, votes and averages run there (see the module docstring)."""
 
-    src = (
-        torch.ones(labels.shape, dtype=dtype, device=labels.device) if weights is None else weights
-    )
-    out = torch.zeros((labels.shape[0], n_classes), dtype=dtype, device=labels.device)
-    return out.scatter_add_(1, labels, src)
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.device = device
+        self.dtype = score_dtype(torch, device)
+
+    def arange(self, n: int) -> Any:
+        import torch
+
+        return torch.arange(n, device=self.device)
+
+    @staticmethod
+    def drop_self(lims: Any, dist: Any, ind: Any, offset: int) -> tuple[Any, Any, Any]:
+        import torch
+
+        n_queries = lims.shape[0] - 1
+        rows = torch.repeat_interleave(torch.arange(n_queries, device=ind.device), lims.diff())
+        keep = ind != rows + offset
+        out = torch.zeros_like(lims)
+        out[1:] = torch.cumsum(torch.bincount(rows[keep], minlength=n_queries), 0)
+        return out, dist[keep], ind[keep]
+
+    def targets(self, y: Any, classes: bool) -> Any:
+        """Class codes as they are, values in the score dtype, on the device."""
+        import torch
+
+        if classes:
+            return torch.as_tensor(y, device=self.device)
+        return torch.as_tensor(np.asarray(y, dtype=np.float64)).to(self.device, self.dtype)
+
+    def weights(self, dist: Any, weights: Any) -> Any:
+        """:func:`knnkit.neighbors._arrays._get_weights` on tensors (``None`` for uniform
+        weights); a callable receives the distance tensor on the device."""
+        import torch
+
+        if weights in (None, "uniform"):
+            return None
+        if weights == "distance":
+            w = 1.0 / dist.to(self.dtype)
+            inf = torch.isinf(w)
+            inf_row = inf.any(dim=1)
+            return torch.where(inf_row[:, None], inf.to(self.dtype), w)
+        w = weights(dist)
+        if not is_tensor(w):
+            w = torch.as_tensor(np.asarray(w), device=dist.device)
+        return w.to(self.dtype)
+
+    def _scores(self, labels: Any, weights: Any, n_classes: int) -> Any:
+        """(m, n_classes) vote table: per-class counts, or weight sums (scatter-add)."""
+        import torch
+
+        if weights is None:
+            weights = torch.ones(labels.shape, dtype=self.dtype, device=labels.device)
+        out = torch.zeros((labels.shape[0], n_classes), dtype=self.dtype, device=labels.device)
+        return out.scatter_add_(1, labels, weights)
+
+    def vote(self, labels: Any, weights: Any, n_classes: int) -> Any:
+        """The first class with the largest score; near-ties settled as on the host."""
+        import torch
+
+        scores = self._scores(labels, weights, n_classes)
+        best = scores.argmax(dim=1)
+        if weights is not None:
+            top = scores.gather(1, best[:, None])[:, 0]
+            second = scores.scatter(1, best[:, None], -torch.inf).max(dim=1).values
+            eps = torch.finfo(scores.dtype).eps
+            tol = 4.0 * labels.shape[1] * eps * weights.abs().sum(dim=1)
+            unsure = torch.nonzero(~((top > tol) & (top - second > tol)))[:, 0]
+            if unsure.numel():
+                w = host(weights[unsure]).astype(np.float64)
+                redo = _weighted_mode_rows(host(labels[unsure]), w)
+                best[unsure] = torch.as_tensor(redo, device=best.device)
+        return best
+
+    def proba(self, labels: Any, weights: Any, n_classes: int) -> Any:
+        scores = self._scores(labels, weights, n_classes)
+        return scores / scores.sum(dim=1, keepdim=True)
+
+    @staticmethod
+    def take(classes: np.ndarray, modes: Any) -> Any:
+        """Numeric labels as a tensor on the device; others (strings, objects) as numpy."""
+        import torch
+
+        if classes.dtype.kind in "biuf":
+            return torch.as_tensor(classes).to(modes.device)[modes]
+        return classes.take(host(modes))
+
+    @staticmethod
+    def columns(cols: list[Any]) -> Any:
+        import torch
+
+        if all(is_tensor(c) for c in cols):
+            return torch.stack(cols, dim=1)
+        return np.stack([host(c) for c in cols], axis=1)
+
+    @staticmethod
+    def average(y: Any, ind: Any, weights: Any) -> Any:
+        values = y[ind]  # (n_queries, k, n_outputs)
+        if weights is None:
+            return values.mean(dim=1)
+        return (values * weights[:, :, None]).sum(dim=1) / weights.sum(dim=1)[:, None]
 
 
 def score_dtype(torch: Any, device: Any) -> Any:
     """The float type of votes and averages: float64, or float32 where the device has none."""
     return torch.float32 if device.type == "mps" else torch.float64
-
-
-def drop_self_t(lims: Any, dist: Any, ind: Any, offset: int) -> tuple[Any, Any, Any]:
-    """Removes each query's own row from a CSR radius result (tensors) over fitted rows
-    ``offset:``."""
-    import torch
-
-    n_queries = lims.shape[0] - 1
-    rows = torch.repeat_interleave(torch.arange(n_queries, device=ind.device), lims.diff())
-    keep = ind != rows + offset
-    out = torch.zeros_like(lims)
-    out[1:] = torch.cumsum(torch.bincount(rows[keep], minlength=n_queries), 0)
-    return out, dist[keep], ind[keep]

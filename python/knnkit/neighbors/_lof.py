@@ -365,7 +365,7 @@ class LocalOutlierFactor(KNeighborsMixin, OutlierMixin, NeighborsBase):
             The lower, the more abnormal.
         """
         check_is_fitted(self)
-        if not is_tensor(X):
+        if not is_tensor(X):  # a tensor is checked by the engine's query validation instead
             X = check_array(X, accept_sparse="csr")
 
         distances_X, neighbors_indices_X = map(host, self._kneighbors(X, self.n_neighbors_))

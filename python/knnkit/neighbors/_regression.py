@@ -1,6 +1,7 @@
-"""``KNeighborsRegressor`` and ``RadiusNeighborsRegressor`` on knnkit's exact engine.
+"""``KNeighborsRegressor`` and ``RadiusNeighborsRegressor`` on knnkit's engines.
 
-k-NN: the averaging is scikit-learn's own expression (``np.mean`` of the neighbours' targets, or
+k-NN: the averaging (the engine's ``arrays.average``: numpy, or tensors on a torch device) is
+scikit-learn's own expression (``np.mean`` of the neighbours' targets, or
 the weighted sum over the weight sum), so results are bit-identical for the same neighbours.
 Radius: the sums come from the flat (CSR) radius result with ``np.bincount`` (float64, in
 neighbour order), so they agree with scikit-learn's per-row ``np.mean`` / ``np.average`` to
@@ -21,9 +22,7 @@ from knnkit.neighbors._base import (
     NeighborsBase,
     RadiusNeighborsMixin,
     _get_csr_weights,
-    _get_weights,
 )
-from knnkit.neighbors._device import is_tensor, weights_t
 from knnkit.neighbors._docs import shared_doc
 
 
@@ -187,38 +186,11 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
             neigh_dist = None
         else:
             neigh_dist, neigh_ind = self._kneighbors(X, None)
-        if is_tensor(neigh_ind):
-            return out(self._predict_t(neigh_dist, neigh_ind))
-
-        weights = _get_weights(neigh_dist, self.weights)
-
-        _y = self._y
-        if _y.ndim == 1:
-            _y = _y.reshape((-1, 1))
-
-        if weights is None:
-            y_pred = np.mean(_y[neigh_ind], axis=1)
-        else:
-            y_pred = np.empty((neigh_dist.shape[0], _y.shape[1]), dtype=np.float64)
-            denom = np.sum(weights, axis=1)
-            for j in range(_y.shape[1]):
-                num = np.sum(_y[neigh_ind, j] * weights, axis=1)
-                y_pred[:, j] = num / denom
-
-        if self._y.ndim == 1:
-            y_pred = y_pred.ravel()
-        return out(y_pred)
-
-    def _predict_t(self, neigh_dist, neigh_ind):
-        """``predict`` on the device: the (weighted) mean of the neighbours' targets."""
+        arrays = self._index.arrays
+        weights = arrays.weights(neigh_dist, self.weights)
         y = self._y_t if self._y_t.ndim == 2 else self._y_t[:, None]
-        weights = weights_t(neigh_dist, self.weights, y.dtype)
-        values = y[neigh_ind]  # (n_queries, k, n_outputs)
-        if weights is None:
-            y_pred = values.mean(dim=1)
-        else:
-            y_pred = (values * weights[:, :, None]).sum(dim=1) / weights.sum(dim=1)[:, None]
-        return y_pred.ravel() if self._y_t.ndim == 1 else y_pred
+        y_pred = arrays.average(y, neigh_ind, weights)
+        return out(y_pred.ravel() if self._y_t.ndim == 1 else y_pred)
 
 
 @shared_doc

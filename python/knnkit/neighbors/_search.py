@@ -26,14 +26,18 @@ the fitted dtype (float32 stays float32), indices are int64.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.sparse import csr_matrix, issparse
 from sklearn import get_config
 
 from knnkit import _core
+from knnkit.neighbors._arrays import NUMPY
 from knnkit.neighbors._metrics import MetricPlan, slow_distances
+
+if TYPE_CHECKING:
+    from knnkit.neighbors._engine import EngineSpec
 
 #: Engine metrics (after scikit-learn's ``effective_metric_``, no parameters) computed on sparse
 #: fitted rows without densifying them: from sparse products and norms, or (manhattan) by
@@ -158,7 +162,24 @@ def within_radius(
     return hit.sum(axis=1), dist, cols.astype(np.int64, copy=False)
 
 
-class ExactSearch:
+class NativeEngine:
+    """What the native engines share (see :class:`~knnkit.neighbors._engine.SearchEngine`):
+    numpy results, tensors read through the host, large sparse queries in dense blocks."""
+
+    fit_method: str
+    approximate = False
+    sparse_queries = False
+    sparse_fit = False
+    query_blocks = True
+    tensor_queries = False
+    arrays = NUMPY
+
+    @property
+    def label(self) -> str:
+        return f"algorithm={self.fit_method!r}"
+
+
+class ExactSearch(NativeEngine):
     """Exact k-nearest and radius search over the fitted rows.
 
     Parameters
@@ -168,6 +189,9 @@ class ExactSearch:
     X : ndarray of shape (n_samples, n_features)
         The validated, dense training rows (or the square distance matrix for ``precomputed``).
     """
+
+    fit_method = "brute"
+    sparse_fit = True
 
     def __init__(self, plan: MetricPlan, X: Any) -> None:
         self.plan = plan
@@ -193,6 +217,10 @@ class ExactSearch:
             self.norms = _core.squared_norms(self.base) if plan.uses_norms else None
         else:
             self.base = X
+
+    @classmethod
+    def build(cls, X: Any, spec: EngineSpec) -> ExactSearch:
+        return cls(spec.plan, X)
 
     # -- native engine --------------------------------------------------------------------------
 

@@ -6,9 +6,9 @@ line by line (sparse input, ``precomputed``, more than 15 features, ``n_neighbor
 minkowski with p < 1 → ``"brute"``; weighted minkowski → ``"ball_tree"``; a metric of
 ``KDTree.valid_metrics`` → ``"kd_tree"``; a callable or a metric of ``BallTree.valid_metrics`` →
 ``"ball_tree"``; anything else → ``"brute"``), so ``_fit_method`` always equals scikit-learn's.
-One adapter, :class:`TreeSearch`, gives a knnkit :class:`~knnkit.neighbors.KDTree` /
-:class:`~knnkit.neighbors.BallTree` the interface of
-:class:`~knnkit.neighbors._search.ExactSearch` (``kneighbors``, ``radius_neighbors``), as
+One adapter, :class:`TreeSearch`, puts a knnkit :class:`~knnkit.neighbors.KDTree` /
+:class:`~knnkit.neighbors.BallTree` behind the estimators' engine protocol
+(:class:`~knnkit.neighbors._engine.SearchEngine`), as
 :class:`~knnkit.neighbors._ann.ApproximateSearch` does for the approximate indexes; the
 estimators hold it as ``_index`` and the tree itself as ``_tree`` (scikit-learn's attribute).
 
@@ -29,14 +29,17 @@ towards a full scan as d grows (which is why ``auto`` takes brute force above 15
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.sparse import issparse
 from sklearn.neighbors import VALID_METRICS
 
-from knnkit.neighbors._search import float_dtype
+from knnkit.neighbors._search import NativeEngine, float_dtype
 from knnkit.neighbors._tree import BallTree, KDTree
+
+if TYPE_CHECKING:
+    from knnkit.neighbors._engine import EngineSpec
 
 #: Tree classes by ``_fit_method``.
 TREES = {"kd_tree": KDTree, "ball_tree": BallTree}
@@ -99,8 +102,8 @@ def _index_order(
     return dist[order], ind[order]
 
 
-class TreeSearch:
-    """A knnkit KD-tree or ball tree behind the estimators, with ``ExactSearch``'s interface.
+class TreeSearch(NativeEngine):
+    """A knnkit KD-tree or ball tree behind the estimators (a ``SearchEngine``).
 
     Parameters
     ----------
@@ -113,8 +116,6 @@ class TreeSearch:
     n_jobs : int or None
         Threads for the build and the queries (None: all cores).
     """
-
-    approximate = False
 
     def __init__(
         self,
@@ -133,6 +134,14 @@ class TreeSearch:
         self.tree = TREES[algorithm](
             self.base, leaf_size=leaf_size, metric=metric, n_jobs=n_jobs, **metric_params
         )
+
+    @classmethod
+    def build(cls, X: Any, spec: EngineSpec) -> TreeSearch:
+        return cls(spec.fit_method, X, spec.leaf_size, spec.metric, spec.metric_params, spec.n_jobs)
+
+    @property
+    def fit_method(self) -> str:
+        return self.algorithm
 
     def _queries(self, X: Any, rows: slice | None = None) -> np.ndarray:
         if X is None:
