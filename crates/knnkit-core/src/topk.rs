@@ -5,6 +5,7 @@
 //! k-th key: callers reject most candidates with one compare before touching the heap.
 
 use crate::float::Float;
+use std::cmp::Ordering;
 
 /// A candidate neighbour: ranking key and row index.
 pub type Candidate<T> = (T, usize);
@@ -99,19 +100,35 @@ impl<T: Float> TopK<T> {
     }
 }
 
-/// Sorts candidates best first (key, then index).
+/// The order of keys: a total order even with NaN (after every number), in which −0 and +0
+/// are equal (unlike `total_cmp`), so ties between zeros still fall to the index. A comparison
+/// that is not total makes the standard sorts panic.
+#[inline(always)]
+pub fn cmp_keys<T: Float>(a: T, b: T) -> Ordering {
+    match a.partial_cmp(&b) {
+        Some(o) => o,
+        None => cmp_nan(a, b),
+    }
+}
+
+/// [`cmp_keys`] when one key is NaN (out of line: the sorts' hot path stays one compare).
+#[cold]
+#[inline(never)]
+fn cmp_nan<T: Float>(a: T, b: T) -> Ordering {
+    #[allow(clippy::eq_op)] // x != x: NaN
+    let (na, nb) = (a != a, b != b);
+    na.cmp(&nb)
+}
+
+/// Candidates in order: key ([`cmp_keys`]), then index.
+#[inline(always)]
+pub fn cmp_candidates<T: Float>(a: &Candidate<T>, b: &Candidate<T>) -> Ordering {
+    cmp_keys(a.0, b.0).then(a.1.cmp(&b.1))
+}
+
+/// Sorts candidates best first (key, then index; NaN keys last).
 pub fn sort_candidates<T: Float>(v: &mut [Candidate<T>]) {
-    // A total order even with NaN keys (NaN sorts last): a comparison that is not total makes
-    // the standard sorts panic.
-    v.sort_unstable_by(|a, b| {
-        a.0.partial_cmp(&b.0)
-            .unwrap_or_else(|| {
-                #[allow(clippy::eq_op)] // x != x: NaN
-                let (na, nb) = (a.0 != a.0, b.0 != b.0);
-                na.cmp(&nb)
-            })
-            .then(a.1.cmp(&b.1))
-    });
+    v.sort_unstable_by(cmp_candidates);
 }
 
 #[cfg(test)]
@@ -127,6 +144,20 @@ mod tests {
         sort_candidates(&mut v);
         assert!(v[..133].iter().all(|c| !c.0.is_nan()));
         assert!(v[133..].iter().all(|c| c.0.is_nan()));
+    }
+
+    #[test]
+    fn zeros_tie_by_index_and_nan_of_either_sign_sorts_last() {
+        let mut v = vec![
+            (0.0f64, 3),
+            (-f64::NAN, 0),
+            (-0.0, 4),
+            (f64::NAN, 1),
+            (-1.0, 5),
+        ];
+        sort_candidates(&mut v);
+        let order: Vec<usize> = v.iter().map(|c| c.1).collect();
+        assert_eq!(order, vec![5, 3, 4, 0, 1]);
     }
 
     proptest! {

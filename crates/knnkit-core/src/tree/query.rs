@@ -23,7 +23,7 @@ use std::collections::BinaryHeap;
 use crate::error::{Error, Result};
 use crate::flat::{Neighbors, Radius, RangeResult, SearchParams};
 use crate::float::Float;
-use crate::topk::{sort_candidates, Candidate, TopK};
+use crate::topk::{cmp_candidates, cmp_keys, sort_candidates, Candidate, TopK};
 
 use super::{kernels, run_chunks, with_bounds, with_ops, Bounds, Ops, Stats, Tree, TreeView};
 
@@ -214,16 +214,11 @@ impl<T: Float> Best<T> {
     #[inline(always)]
     fn push_all(&mut self) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let cmp = |a: &Candidate<T>, b: &Candidate<T>| {
-            a.0.partial_cmp(&b.0)
-                .unwrap_or(Ordering::Equal)
-                .then(a.1.cmp(&b.1))
-        };
         if scratch.len() > self.k && self.k > 0 {
-            scratch.select_nth_unstable_by(self.k - 1, cmp);
+            scratch.select_nth_unstable_by(self.k - 1, cmp_candidates);
             scratch.truncate(self.k);
         }
-        scratch.sort_unstable_by(cmp);
+        scratch.sort_unstable_by(cmp_candidates);
         for &(key, id) in &scratch {
             if key <= self.threshold() {
                 self.push(key, id);
@@ -311,10 +306,7 @@ impl<T: Float> PartialOrd for Pending<T> {
 impl<T: Float> Ord for Pending<T> {
     fn cmp(&self, o: &Self) -> Ordering {
         // Reversed: BinaryHeap is a max-heap.
-        o.bound
-            .partial_cmp(&self.bound)
-            .unwrap_or(Ordering::Equal)
-            .then(o.node.cmp(&self.node))
+        cmp_keys(o.bound, self.bound).then(o.node.cmp(&self.node))
     }
 }
 
