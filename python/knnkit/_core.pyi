@@ -189,7 +189,8 @@ class Hnsw:
         k: int,
         ef_search: int = 64,
         n_jobs: int | None = None,
-        allowed: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_ids: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
     ) -> tuple[
         np.ndarray[Any, np.dtype[np.float32]],
         np.ndarray[Any, np.dtype[np.int64]],
@@ -211,7 +212,8 @@ class Hnsw:
         radius: np.ndarray[Any, np.dtype[np.float32]],
         ef_search: int,
         n_jobs: int | None = None,
-        allowed: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_ids: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
     ) -> tuple[
         np.ndarray[Any, np.dtype[np.int64]],
         np.ndarray[Any, np.dtype[np.float32]],
@@ -255,7 +257,8 @@ class Ivf:
         k: int,
         nprobe: int = 8,
         n_jobs: int | None = None,
-        allowed: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_ids: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
     ) -> tuple[np.ndarray[Any, np.dtype[np.float32]], np.ndarray[Any, np.dtype[np.int64]], int]: ...
     def remove(self, ids: np.ndarray[Any, np.dtype[np.int64]]) -> int: ...
     def get(self, ids: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, Any]: ...
@@ -270,7 +273,8 @@ class Ivf:
         radius: np.ndarray[Any, np.dtype[np.float32]],
         nprobe: int,
         n_jobs: int | None = None,
-        allowed: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_ids: np.ndarray[Any, np.dtype[np.int64]] | None = None,
+        allowed_mask: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
     ) -> tuple[
         np.ndarray[Any, np.dtype[np.int64]],
         np.ndarray[Any, np.dtype[np.float32]],

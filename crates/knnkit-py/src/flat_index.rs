@@ -13,7 +13,6 @@ use pyo3::types::PyBytes;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
-use knnkit_core::filter::Allowed;
 use knnkit_core::flat::index::FlatIndex;
 use knnkit_core::flat::{Radius, SearchParams};
 use knnkit_core::index::file::{encode_flat, read_flat};
@@ -22,7 +21,7 @@ use knnkit_core::{pool, Float, Metric};
 use crate::conversion::{ids_slice, matrix, vector};
 use crate::error::{detach_interruptible, to_py};
 use crate::io::{encoded_bytes, json_object, save_encoded, IndexFile};
-use crate::locked::Locked;
+use crate::locked::{filter_of, Locked};
 
 enum Core {
     F32(FlatIndex<f32>),
@@ -99,19 +98,6 @@ impl Flat {
         f: impl FnOnce(&FlatIndex<T>) -> knnkit_core::Result<R> + Send,
     ) -> PyResult<R> {
         detach_interruptible(py, |_| f(T::of(&*self.read()?)))
-    }
-}
-
-/// The slots a filter allows: an int64 array of ids or a boolean mask indexed by id.
-fn allowed_of<T: Float + bytemuck::Pod>(
-    ix: &FlatIndex<T>,
-    ids: Option<&[i64]>,
-    mask: Option<&[bool]>,
-) -> Option<Allowed> {
-    match (ids, mask) {
-        (Some(ids), _) => Some(ix.id_map().allowed_from_ids(ids)),
-        (None, Some(mask)) => Some(ix.id_map().allowed_from_mask(mask)),
-        (None, None) => None,
     }
 }
 
@@ -256,8 +242,7 @@ impl Flat {
         allowed_mask: Option<PyReadonlyArray1<'_, bool>>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         let threads = pool::resolve_threads(n_jobs);
-        let ids = allowed_ids.as_ref().map(ids_slice).transpose()?;
-        let mask = allowed_mask.as_ref().map(|m| m.as_slice()).transpose()?;
+        let filter = filter_of(&allowed_ids, &allowed_mask)?;
         typed!(self, T => {
             let q = rows_of::<T>(queries, "queries")?;
             let nq = q.shape()[0];
@@ -265,7 +250,7 @@ impl Flat {
             let res = detach_interruptible(py, |check| {
                 let guard = self.read()?;
                 let ix = T::of(&guard);
-                let allowed = allowed_of(ix, ids, mask);
+                let allowed = filter.map(|f| f.allowed(ix.id_map()));
                 ix.search(qs, k, allowed.as_ref(), &params(threads, check, ix.bf16()))
             })?;
             Ok((
@@ -288,8 +273,7 @@ impl Flat {
         allowed_mask: Option<PyReadonlyArray1<'_, bool>>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
         let threads = pool::resolve_threads(n_jobs);
-        let ids = allowed_ids.as_ref().map(ids_slice).transpose()?;
-        let mask = allowed_mask.as_ref().map(|m| m.as_slice()).transpose()?;
+        let filter = filter_of(&allowed_ids, &allowed_mask)?;
         let scalar: Option<f64> = radius.extract().ok();
         typed!(self, T => {
             let q = rows_of::<T>(queries, "queries")?;
@@ -302,7 +286,7 @@ impl Flat {
             let res = detach_interruptible(py, |check| {
                 let guard = self.read()?;
                 let ix = T::of(&guard);
-                let allowed = allowed_of(ix, ids, mask);
+                let allowed = filter.map(|f| f.allowed(ix.id_map()));
                 let r = match (scalar, rs) {
                     (Some(r), _) => Radius::All(T::from_f64(r)),
                     (None, Some(rs)) => Radius::PerQuery(rs),

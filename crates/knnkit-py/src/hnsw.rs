@@ -19,7 +19,7 @@ use knnkit_core::{pool, Metric};
 use crate::conversion::{ids_slice, rows, vector};
 use crate::error::{detach_gated, detach_polling, detach_restartable, to_py};
 use crate::io::IndexFile;
-use crate::locked::{result_arrays, stats_dict, Locked};
+use crate::locked::{filter_of, result_arrays, stats_dict, Locked};
 
 /// HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``).
 #[pyclass(module = "knnkit._core", frozen)]
@@ -95,9 +95,9 @@ impl Hnsw {
         })
     }
 
-    /// ``(distances, ids, stats)`` of the ``k`` nearest live vectors of each query; ``allowed``
-    /// restricts results to those ids.
-    #[pyo3(signature = (queries, k, ef_search=64, n_jobs=None, allowed=None))]
+    /// ``(distances, ids, stats)`` of the ``k`` nearest live vectors of each query; a filter is
+    /// an int64 array of allowed ids or a boolean mask indexed by id.
+    #[pyo3(signature = (queries, k, ef_search=64, n_jobs=None, allowed_ids=None, allowed_mask=None))]
     fn search<'py>(
         &self,
         py: Python<'py>,
@@ -105,15 +105,16 @@ impl Hnsw {
         k: usize,
         ef_search: usize,
         n_jobs: Option<i64>,
-        allowed: Option<PyReadonlyArray1<'py, i64>>,
+        allowed_ids: Option<PyReadonlyArray1<'py, i64>>,
+        allowed_mask: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
         let nq = queries.shape()[0];
         let q = rows(&queries, "queries")?;
-        let allowed_ids = allowed.as_ref().map(ids_slice).transpose()?;
+        let filter = filter_of(&allowed_ids, &allowed_mask)?;
         let threads = pool::resolve_threads(n_jobs);
         let res = detach_restartable(py, |check| {
             let h = self.inner.read_core()?;
-            let allowed = allowed_ids.map(|ids| h.allowed_from_ids(ids));
+            let allowed = filter.map(|f| f.allowed(h.id_map()));
             let opts = SearchOptions {
                 ef_search,
                 threads,
@@ -211,8 +212,9 @@ impl Hnsw {
     }
 
     /// ``(lims, distances, ids)`` of the vectors within ``radius`` (one value or one per
-    /// query) of each query; ``allowed`` restricts results to those ids.
-    #[pyo3(signature = (queries, radius, ef_search, n_jobs=None, allowed=None))]
+    /// query) of each query; a filter is an int64 array of allowed ids or a boolean mask
+    /// indexed by id.
+    #[pyo3(signature = (queries, radius, ef_search, n_jobs=None, allowed_ids=None, allowed_mask=None))]
     fn range_search(
         &self,
         py: Python<'_>,
@@ -220,14 +222,16 @@ impl Hnsw {
         radius: PyReadonlyArray1<'_, f32>,
         ef_search: usize,
         n_jobs: Option<i64>,
-        allowed: Option<PyReadonlyArray1<'_, i64>>,
+        allowed_ids: Option<PyReadonlyArray1<'_, i64>>,
+        allowed_mask: Option<PyReadonlyArray1<'_, bool>>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
         let opts = knnkit_core::index::SearchOptions {
             threads: pool::resolve_threads(n_jobs),
             ef_search: Some(ef_search),
             ..Default::default()
         };
-        self.inner.range_search(py, queries, radius, allowed, opts)
+        let filter = filter_of(&allowed_ids, &allowed_mask)?;
+        self.inner.range_search(py, queries, radius, filter, opts)
     }
 
     /// Writes the index file to ``path`` atomically; ``extra`` (a JSON object's text) joins

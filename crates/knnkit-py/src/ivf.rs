@@ -14,7 +14,7 @@ use knnkit_core::{pool, Error, Metric};
 use crate::conversion::{ids_slice, rows, vector};
 use crate::error::{detach_gated, detach_restartable, to_py};
 use crate::io::IndexFile;
-use crate::locked::{result_arrays, Locked};
+use crate::locked::{filter_of, result_arrays, Locked};
 
 /// Inverted-file index over float32 vectors (internal; use ``knnkit.IVFIndex``).
 #[pyclass(module = "knnkit._core", frozen)]
@@ -121,8 +121,9 @@ impl Ivf {
     }
 
     /// ``(distances, ids, distance_computations)`` of the ``k`` nearest vectors of each query
-    /// over ``nprobe`` lists; ``allowed`` restricts results to those ids.
-    #[pyo3(signature = (queries, k, nprobe=8, n_jobs=None, allowed=None))]
+    /// over ``nprobe`` lists; a filter is an int64 array of allowed ids or a boolean mask
+    /// indexed by id.
+    #[pyo3(signature = (queries, k, nprobe=8, n_jobs=None, allowed_ids=None, allowed_mask=None))]
     fn search<'py>(
         &self,
         py: Python<'py>,
@@ -130,15 +131,16 @@ impl Ivf {
         k: usize,
         nprobe: usize,
         n_jobs: Option<i64>,
-        allowed: Option<PyReadonlyArray1<'py, i64>>,
+        allowed_ids: Option<PyReadonlyArray1<'py, i64>>,
+        allowed_mask: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>, u64)> {
         let nq = queries.shape()[0];
         let q = rows(&queries, "queries")?;
-        let allowed_ids = allowed.as_ref().map(ids_slice).transpose()?;
+        let filter = filter_of(&allowed_ids, &allowed_mask)?;
         let threads = pool::resolve_threads(n_jobs);
         let res = detach_restartable(py, |check| {
             let ix = self.inner.read_core()?;
-            let allowed = allowed_ids.map(|ids| ix.allowed_from_ids(ids));
+            let allowed = filter.map(|f| f.allowed(ix.id_map()));
             ix.search_with(q, k, nprobe, threads, allowed.as_ref(), Some(check))
         })?;
         let (d, i) = result_arrays(py, res.distances, res.ids, nq, k)?;
@@ -211,8 +213,9 @@ impl Ivf {
     }
 
     /// ``(lims, distances, ids)`` of the vectors within ``radius`` (one value or one per
-    /// query) of each query; ``allowed`` restricts results to those ids.
-    #[pyo3(signature = (queries, radius, nprobe, n_jobs=None, allowed=None))]
+    /// query) of each query; a filter is an int64 array of allowed ids or a boolean mask
+    /// indexed by id.
+    #[pyo3(signature = (queries, radius, nprobe, n_jobs=None, allowed_ids=None, allowed_mask=None))]
     fn range_search(
         &self,
         py: Python<'_>,
@@ -220,14 +223,16 @@ impl Ivf {
         radius: PyReadonlyArray1<'_, f32>,
         nprobe: usize,
         n_jobs: Option<i64>,
-        allowed: Option<PyReadonlyArray1<'_, i64>>,
+        allowed_ids: Option<PyReadonlyArray1<'_, i64>>,
+        allowed_mask: Option<PyReadonlyArray1<'_, bool>>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
         let opts = knnkit_core::index::SearchOptions {
             threads: pool::resolve_threads(n_jobs),
             nprobe: Some(nprobe),
             ..Default::default()
         };
-        self.inner.range_search(py, queries, radius, allowed, opts)
+        let filter = filter_of(&allowed_ids, &allowed_mask)?;
+        self.inner.range_search(py, queries, radius, filter, opts)
     }
 
     /// Writes the index file to ``path`` atomically; ``extra`` (a JSON object's text) joins

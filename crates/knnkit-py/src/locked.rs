@@ -118,15 +118,14 @@ impl<T: Index> Locked<T> {
         py: Python<'_>,
         queries: PyReadonlyArray2<'_, f32>,
         radius: PyReadonlyArray1<'_, f32>,
-        allowed: Option<PyReadonlyArray1<'_, i64>>,
+        filter: Option<Filter<'_>>,
         opts: SearchOptions<'_>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
         let q = rows(&queries, "queries")?;
         let r = radius.as_slice()?;
-        let allowed_ids = allowed.as_ref().map(ids_slice).transpose()?;
         let res = detach_restartable(py, |check| {
             let ix = self.read_core()?;
-            let allowed = allowed_ids.map(|ids| ix.allowed(Filter::Ids(ids)));
+            let allowed = filter.map(|f| ix.allowed(f));
             let radius = match r {
                 [r] => Radius::All(*r),
                 _ => Radius::PerQuery(r),
@@ -143,6 +142,20 @@ impl<T: Index> Locked<T> {
             vector(py, res.indices).into_any().unbind(),
         ))
     }
+}
+
+/// A search filter as every index binding receives it: an int64 array of allowed ids or a
+/// boolean mask indexed by id (the ids win when both are given); `None` without either. The
+/// core maps it to slots through the index's id map ([`Filter::allowed`]).
+pub fn filter_of<'a>(
+    ids: &'a Option<PyReadonlyArray1<'_, i64>>,
+    mask: &'a Option<PyReadonlyArray1<'_, bool>>,
+) -> PyResult<Option<Filter<'a>>> {
+    Ok(match (ids, mask) {
+        (Some(ids), _) => Some(Filter::Ids(ids_slice(ids)?)),
+        (None, Some(mask)) => Some(Filter::Mask(mask.as_slice()?)),
+        (None, None) => None,
+    })
 }
 
 /// A search's result as the bindings return it: `(distances, ids)` arrays of `nq × k`.

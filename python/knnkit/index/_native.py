@@ -62,7 +62,12 @@ class NativeIndex:
         raise NotImplementedError
 
     def _search_native(
-        self, Q: np.ndarray, k: int, allowed: np.ndarray | None, n_jobs: int | None, **kw: Any
+        self,
+        Q: np.ndarray,
+        k: int,
+        allowed: tuple[np.ndarray | None, np.ndarray | None],
+        n_jobs: int | None,
+        **kw: Any,
     ) -> SearchResult:
         raise NotImplementedError
 
@@ -122,12 +127,10 @@ class NativeIndex:
 
     # -- search ---------------------------------------------------------------------------------
 
-    def _allowed(self, filter: Any) -> np.ndarray | None:
-        """The allowed ids of a filter (the core ignores ids it does not hold)."""
-        if filter is None:
-            return None
-        ids, mask = as_filter(filter)
-        return ids if mask is None else np.flatnonzero(mask).astype(np.int64)
+    def _allowed(self, filter: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """A filter as the core takes it: ``(allowed ids, boolean mask indexed by id)``, at most
+        one set (the core maps either to its slots and ignores ids it does not hold)."""
+        return (None, None) if filter is None else as_filter(filter)
 
     def search(
         self, Q: Any, k: int, filter: Any = None, n_jobs: int | None = None, **search_params: Any
@@ -174,8 +177,14 @@ class NativeIndex:
             raise ValueError(f"radius: expected finite non-negative values, got {radius!r}")
         if nq == 0:
             return np.zeros(1, np.int64), np.empty(0, np.float32), np.empty(0, np.int64)
+        ids, mask = self._allowed(filter)
         return self._native.range_search(
-            Q, r, n_jobs=n_jobs, allowed=self._allowed(filter), **self._range_params(search_params)
+            Q,
+            r,
+            n_jobs=n_jobs,
+            allowed_ids=ids,
+            allowed_mask=mask,
+            **self._range_params(search_params),
         )
 
     # -- persistence ----------------------------------------------------------------------------

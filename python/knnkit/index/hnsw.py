@@ -172,12 +172,12 @@ class HNSWIndex(NativeIndex):
         self,
         Q: np.ndarray,
         k: int,
-        allowed: np.ndarray | None,
+        allowed: tuple[np.ndarray | None, np.ndarray | None],
         n_jobs: int | None,
         ef_search: int | None = None,
     ) -> SearchResult:
         ef = self.ef_search if ef_search is None else check_count(ef_search, "ef_search")
-        D, I, stats = self._native.search(Q, k, ef, n_jobs, allowed)
+        D, I, stats = self._native.search(Q, k, ef, n_jobs, *allowed)
         return SearchResult(D, I, stats)
 
     def _range_params(self, search_params: dict[str, Any]) -> dict[str, Any]:

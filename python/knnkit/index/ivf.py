@@ -214,11 +214,11 @@ class IVFIndex(NativeIndex):
         self,
         Q: np.ndarray,
         k: int,
-        allowed: np.ndarray | None,
+        allowed: tuple[np.ndarray | None, np.ndarray | None],
         n_jobs: int | None,
         nprobe: int | None = None,
     ) -> SearchResult:
-        D, I, work = self._native.search(Q, k, self._nprobe(nprobe), n_jobs, allowed)
+        D, I, work = self._native.search(Q, k, self._nprobe(nprobe), n_jobs, *allowed)
         return SearchResult(D, I, {"distance_computations": work})
 
     def _nprobe(self, nprobe: int | None) -> int:

@@ -281,20 +281,20 @@ pub(super) fn repair_deleted(h: &mut Hnsw, threads: usize) {
     let updates: Vec<(u32, usize, Vec<u32>)> = pool::install(threads, || {
         (0..n)
             .into_par_iter()
-            .filter(|&u| !this.deleted[u as usize])
+            .filter(|&u| !this.ids.is_deleted(u as usize))
             .flat_map_iter(|u| {
                 (0..=this.levels[u as usize] as usize).filter_map(move |level| {
                     let nbrs = this.neighbors(u, level);
-                    if !nbrs.iter().any(|&x| this.deleted[x as usize]) {
+                    if !nbrs.iter().any(|&x| this.ids.is_deleted(x as usize)) {
                         return None;
                     }
                     let mut all: Vec<u32> = Vec::with_capacity(2 * this.cap(level));
                     for &x in nbrs {
-                        if this.deleted[x as usize] {
+                        if this.ids.is_deleted(x as usize) {
                             all.extend(
                                 this.neighbors(x, level)
                                     .iter()
-                                    .filter(|&&y| y != u && !this.deleted[y as usize]),
+                                    .filter(|&&y| y != u && !this.ids.is_deleted(y as usize)),
                             );
                         } else {
                             all.push(x);

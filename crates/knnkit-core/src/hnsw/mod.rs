@@ -2,7 +2,8 @@
 //!
 //! # Layout (slots, not pointers, so the graph saves and loads as flat arrays)
 //!
-//! - Every stored vector has a *slot* `0..n`; `ids[slot]` is its user id (`id_map` inverts it).
+//! - Every stored vector has a *slot* `0..n`; `ids` ([`IdMap`]) maps slots and user ids both
+//!   ways and holds the tombstones.
 //! - `vectors` (n × d float32) holds the vectors exactly as added; cosine keeps `inv_norms`
 //!   (1/‖x‖, 0 for a zero vector) instead of normalising the stored data.
 //! - Level 0 is one flat array `links0` of `n × (m0 + 1)` u32: a count, then up to `m0 = 2m`
@@ -35,12 +36,13 @@
 //!
 //! # Deletes
 //!
-//! `remove` marks slots deleted: they leave results at once but still route searches. When the
+//! `remove` tombstones slots ([`IdMap::tombstone`]): they leave results at once but still
+//! route searches. When the
 //! deleted share passes [`CONSOLIDATE_FRACTION`] (or on `consolidate`), every list that points
 //! to a deleted node is rebuilt from its live neighbours and theirs (one hop through the deleted
 //! node) with the heuristic, and the arrays are compacted: memory is given back. A removed id
-//! may be added again before that: `id_map` then points to the new live slot, and the deleted
-//! slot keeps the id until it is compacted away (a saved file may hold it twice, once live).
+//! may be added again before that: it then maps to the new live slot, and the deleted slot
+//! keeps the id until it is compacted away (a saved file may hold it twice, once live).
 //!
 //! # Failure
 //!
@@ -59,7 +61,7 @@ mod search;
 #[cfg(test)]
 mod tests;
 
-use crate::ids::IdHashMap;
+use crate::ids::IdMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
@@ -72,7 +74,7 @@ use crate::quant::sq4::{self, dot_u4_i16};
 use crate::quant::sq8::{dot_u8_i16, I16Kernel};
 use crate::quant::{Sq4, Sq8};
 use crate::store::Store;
-use crate::validate::{self, check_range, check_searchable, MAX_DIM, MAX_EF, MAX_SLOTS};
+use crate::validate::{check_range, check_searchable, MAX_DIM, MAX_EF, MAX_SLOTS};
 
 pub use search::{SearchOptions, SearchStats};
 
@@ -283,13 +285,10 @@ pub struct Hnsw {
     pub(crate) m0: usize,
     pub(crate) vectors: Store<f32>,
     pub(crate) inv_norms: Vec<f32>,
-    pub(crate) ids: Vec<i64>,
-    pub(crate) id_map: IdHashMap<u32>,
+    pub(crate) ids: IdMap,
     pub(crate) levels: Vec<u8>,
     pub(crate) links0: Store<u32>,
     pub(crate) upper: Vec<Vec<u32>>,
-    pub(crate) deleted: Vec<bool>,
-    pub(crate) n_deleted: usize,
     pub(crate) entry: u32,
     pub(crate) max_level: usize,
     pub(crate) sq: Option<Quant>,
@@ -357,13 +356,10 @@ impl Hnsw {
             m0: 2 * params.m,
             vectors: Store::default(),
             inv_norms: Vec::new(),
-            ids: Vec::new(),
-            id_map: IdHashMap::default(),
+            ids: IdMap::new(),
             levels: Vec::new(),
             links0: Store::default(),
             upper: Vec::new(),
-            deleted: Vec::new(),
-            n_deleted: 0,
             entry: NONE,
             max_level: 0,
             sq: None,
@@ -405,7 +401,7 @@ impl Hnsw {
 
     /// Number of live (not deleted) vectors.
     pub fn len(&self) -> usize {
-        self.ids.len() - self.n_deleted
+        self.ids.n_live()
     }
 
     /// True when no live vector is stored.
@@ -420,23 +416,24 @@ impl Hnsw {
 
     /// Number of deleted slots not yet reclaimed.
     pub fn n_deleted(&self) -> usize {
-        self.n_deleted
+        self.ids.n_deleted()
     }
 
     /// Ids of the live vectors, in slot order.
     pub fn live_ids(&self) -> Vec<i64> {
-        self.ids
-            .iter()
-            .zip(&self.deleted)
-            .filter(|(_, &del)| !del)
-            .map(|(&id, _)| id)
-            .collect()
+        self.ids.live_ids()
+    }
+
+    /// Slots and ids both ways, tombstones, filters ([`IdMap::allowed_from_ids`],
+    /// [`IdMap::allowed_from_mask`]).
+    pub fn id_map(&self) -> &IdMap {
+        &self.ids
     }
 
     /// The stored vector of `id`, or `None`.
     pub fn get(&self, id: i64) -> Option<&[f32]> {
-        let slot = self.live_slot(id)?;
-        Some(self.row(slot))
+        let slot = self.ids.slot(id)?;
+        Some(self.row(slot as u32))
     }
 
     /// Bytes held by vectors, codes, links and ids.
@@ -444,23 +441,14 @@ impl Hnsw {
         use std::mem::size_of;
         self.vectors.heap_bytes()
             + self.inv_norms.capacity() * 4
-            + self.ids.capacity() * 8
-            + self.id_map.capacity() * (size_of::<i64>() + size_of::<u32>() + 1)
+            + self.ids.memory_usage()
             + self.levels.capacity()
             + self.links0.heap_bytes()
             + self.upper.capacity() * size_of::<Vec<u32>>()
             + self.upper.iter().map(|v| v.capacity() * 4).sum::<usize>()
-            + self.deleted.capacity()
             + self.codes.heap_bytes()
             + self.code_norms.heap_bytes()
             + self.code_inv.capacity() * 4
-    }
-
-    pub(crate) fn live_slot(&self, id: i64) -> Option<u32> {
-        self.id_map
-            .get(&id)
-            .copied()
-            .filter(|&s| !self.deleted[s as usize])
     }
 
     #[inline(always)]
@@ -644,16 +632,9 @@ impl Hnsw {
         }
         check_searchable(data, self.d, "vectors")?;
         let start = self.ids.len();
-        if n_new > MAX_SLOTS - start.min(MAX_SLOTS) {
-            return Err(Error::param(
-                "vectors",
-                format!("at most {MAX_SLOTS} slots in one HNSW index (slots are u32)"),
-                format!("{start} slots in use and {n_new} more"),
-            ));
-        }
         // A removed id (deleted slot not yet compacted) may be added again.
-        crate::ids::check_new_ids(ids, |id| self.live_slot(id).is_some())?;
-        validate::try_grow(&mut self.ids, n_new, "ids")?;
+        self.ids.check_new(ids)?;
+        self.ids.try_reserve(n_new)?;
         reserve_huge(self.vectors.to_mut(), data.len());
         self.vectors.to_mut().extend_from_slice(data);
         if self.space == Space::Cosine {
@@ -667,15 +648,13 @@ impl Hnsw {
                 }
             }));
         }
-        for (i, &id) in ids.iter().enumerate() {
+        for i in 0..n_new {
             let level = self.draw_level(self.inserted + i as u64);
-            self.ids.push(id);
-            self.id_map.insert(id, (start + i) as u32);
             self.levels.push(level);
             self.upper
                 .push(vec![0; level as usize * (self.params.m + 1)]);
-            self.deleted.push(false);
         }
+        self.ids.push(ids);
         reserve_huge(self.links0.to_mut(), n_new * (self.m0 + 1));
         self.links0
             .to_mut()
@@ -738,16 +717,13 @@ impl Hnsw {
 
     /// Drops slots `from..` that were appended but never linked.
     fn truncate(&mut self, from: usize) {
-        for id in self.ids.drain(from..) {
-            self.id_map.remove(&id);
-        }
+        self.ids.truncate(from);
         self.vectors.to_mut().truncate(from * self.d);
         if self.space == Space::Cosine {
             self.inv_norms.truncate(from);
         }
         self.levels.truncate(from);
         self.upper.truncate(from);
-        self.deleted.truncate(from);
         self.links0.to_mut().truncate(from * (self.m0 + 1));
         if self.sq.is_some() {
             self.codes.to_mut().truncate(from * self.cb);
@@ -759,15 +735,11 @@ impl Hnsw {
     /// Marks `ids` deleted (unknown or already deleted ids are skipped) and returns how many were
     /// live. Consolidates when the deleted share passes [`CONSOLIDATE_FRACTION`].
     pub fn remove(&mut self, ids: &[i64], threads: usize) -> usize {
-        let mut removed = 0;
-        for &id in ids {
-            if let Some(slot) = self.live_slot(id) {
-                self.deleted[slot as usize] = true;
-                self.n_deleted += 1;
-                removed += 1;
-            }
-        }
-        if self.n_deleted as f64 > CONSOLIDATE_FRACTION * self.ids.len() as f64 {
+        let removed = ids
+            .iter()
+            .filter(|&&id| self.ids.tombstone(id).is_some())
+            .count();
+        if self.n_deleted() as f64 > CONSOLIDATE_FRACTION * self.ids.len() as f64 {
             self.consolidate(threads);
         }
         removed
@@ -776,10 +748,10 @@ impl Hnsw {
     /// Repairs every list that points to a deleted node and compacts the arrays (memory of
     /// deleted vectors is given back).
     pub fn consolidate(&mut self, threads: usize) {
-        if self.n_deleted == 0 {
+        if self.n_deleted() == 0 {
             return;
         }
-        if self.n_deleted == self.ids.len() {
+        if self.n_deleted() == self.ids.len() {
             let params = self.params;
             let (d, metric) = (self.d, self.metric);
             let inserted = self.inserted;
@@ -794,7 +766,7 @@ impl Hnsw {
     /// Drops deleted slots and renumbers the rest in slot order.
     fn compact(&mut self) {
         let order: Vec<u32> = (0..self.ids.len() as u32)
-            .filter(|&s| !self.deleted[s as usize])
+            .filter(|&s| !self.ids.is_deleted(s as usize))
             .collect();
         self.renumber(&order);
     }
@@ -808,10 +780,10 @@ impl Hnsw {
             return;
         }
         let mut seen = vec![false; n];
-        let mut order: Vec<u32> = Vec::with_capacity(n - self.n_deleted);
+        let mut order: Vec<u32> = Vec::with_capacity(self.len());
         let starts = std::iter::once(self.entry).chain(0..n as u32);
         for start in starts {
-            if start == NONE || seen[start as usize] || self.deleted[start as usize] {
+            if start == NONE || seen[start as usize] || self.ids.is_deleted(start as usize) {
                 continue;
             }
             seen[start as usize] = true;
@@ -821,7 +793,7 @@ impl Hnsw {
                 let u = order[head];
                 head += 1;
                 for &v in self.neighbors(u, 0) {
-                    if !seen[v as usize] && !self.deleted[v as usize] {
+                    if !seen[v as usize] && !self.ids.is_deleted(v as usize) {
                         seen[v as usize] = true;
                         order.push(v);
                     }
@@ -845,7 +817,6 @@ impl Hnsw {
         let mut vectors = Vec::new();
         reserve_huge(&mut vectors, live * d);
         let mut inv_norms = Vec::with_capacity(if self.space == Space::Cosine { live } else { 0 });
-        let mut ids = Vec::with_capacity(live);
         let mut levels = Vec::with_capacity(live);
         let mut links0 = Vec::new();
         reserve_huge(&mut links0, live * (m0 + 1));
@@ -875,7 +846,6 @@ impl Hnsw {
             if self.space == Space::Cosine {
                 inv_norms.push(self.inv_norms[slot]);
             }
-            ids.push(self.ids[slot]);
             levels.push(self.levels[slot]);
             let s0 = slot * (m0 + 1);
             remap_list(&self.links0[s0..s0 + m0 + 1], m0, &mut links0);
@@ -890,22 +860,15 @@ impl Hnsw {
                 code_norms.push(self.code_norms[slot]);
             }
         }
-        self.id_map = ids
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| (id, i as u32))
-            .collect();
+        self.ids.renumber(order);
         self.vectors = vectors.into();
         self.inv_norms = inv_norms;
-        self.ids = ids;
         self.levels = levels;
         self.links0 = links0.into();
         self.upper = upper;
         self.codes = codes.into();
         self.code_norms = code_norms.into();
         self.refresh_code_inv(0);
-        self.deleted = vec![false; live];
-        self.n_deleted = 0;
         self.entry = if self.entry != NONE && remap[self.entry as usize] != NONE {
             remap[self.entry as usize]
         } else {
@@ -950,12 +913,14 @@ impl Hnsw {
             inserted: self.inserted,
             entry: self.entry,
             vectors: self.vectors.to_vec().into(),
-            ids: self.ids.clone(),
+            ids: self.ids.ids().to_vec(),
             levels: self.levels.clone(),
             links0: self.links0.to_vec().into(),
             upper,
             upper_offsets,
-            deleted: self.deleted.iter().map(|&b| b as u8).collect(),
+            deleted: (0..self.ids.len())
+                .map(|s| u8::from(self.ids.is_deleted(s)))
+                .collect(),
             code_bits: self.params.codes.bits(),
             sq_lo,
             sq_step,
@@ -1061,26 +1026,9 @@ impl Hnsw {
             )?;
             h.max_level = top as usize;
         }
-        let mut id_map: IdHashMap<u32> = IdHashMap::default();
-        id_map
-            .try_reserve(n)
-            .map_err(|_| corrupt(format!("{n} ids cannot be allocated")))?;
-        for (i, &id) in p.ids.iter().enumerate() {
-            check(id >= 0, "negative id")?;
-            // An id may repeat on deleted slots (removed, then added again); at most one of its
-            // slots is live, and the map points to that one.
-            let live = p.deleted[i] == 0;
-            match id_map.insert(id, i as u32) {
-                None => {}
-                Some(prev) => {
-                    let prev_live = p.deleted[prev as usize] == 0;
-                    check(!(live && prev_live), "repeated id")?;
-                    if !live {
-                        id_map.insert(id, prev);
-                    }
-                }
-            }
-        }
+        // An id may repeat on deleted slots (removed, then added again); at most one of its
+        // slots is live.
+        let ids = IdMap::with_deleted(p.ids, p.deleted.iter().map(|&f| f == 1).collect())?;
         check(
             p.inserted >= n as u64,
             "insert counter below the number of slots",
@@ -1088,13 +1036,10 @@ impl Hnsw {
         check_searchable(&p.vectors, d, "the stored vectors")
             .map_err(|e| corrupt(e.to_string()))?;
         h.vectors = p.vectors.into_huge();
-        h.ids = p.ids;
-        h.id_map = id_map;
+        h.ids = ids;
         h.levels = p.levels;
         h.links0 = p.links0.into_huge();
         h.upper = upper;
-        h.deleted = p.deleted.iter().map(|&f| f == 1).collect();
-        h.n_deleted = h.deleted.iter().filter(|&&f| f).count();
         h.entry = p.entry;
         h.inserted = p.inserted;
         h.ordered = n;

@@ -265,10 +265,9 @@ impl Hnsw {
         v.begin(self.ids.len());
         v.cand.clear();
         v.res.clear();
-        let any_deleted = self.n_deleted > 0;
-        let eligible = |s: u32| {
-            !(any_deleted && self.deleted[s as usize]) && allowed.is_none_or(|a| a.contains(s))
-        };
+        let dead = self.ids.tombstones();
+        let eligible =
+            |s: u32| dead.is_none_or(|d| !d[s as usize]) && allowed.is_none_or(|a| a.contains(s));
         let entries = std::mem::take(&mut v.out);
         for &e in &entries {
             if v.visit(e.id) {
@@ -453,7 +452,7 @@ impl Hnsw {
         v.stats.exact_fallbacks += 1;
         v.res.clear();
         for slot in 0..self.ids.len() as u32 {
-            if self.deleted[slot as usize] || allowed.is_some_and(|a| !a.contains(slot)) {
+            if self.ids.is_deleted(slot as usize) || allowed.is_some_and(|a| !a.contains(slot)) {
                 continue;
             }
             let c = Cand {
@@ -471,14 +470,6 @@ impl Hnsw {
         v.out.clear();
         v.out.extend(v.res.drain());
         v.out.sort_unstable();
-    }
-
-    /// The allowed slots for a list of ids (unknown ids are ignored).
-    pub fn allowed_from_ids(&self, ids: &[i64]) -> Allowed {
-        Allowed::from_slots(
-            self.ids.len(),
-            ids.iter().filter_map(|&id| self.live_slot(id)),
-        )
     }
 
     /// Searches `queries` (row-major, `dim` columns) for their `k` nearest live vectors.
@@ -543,7 +534,7 @@ impl Hnsw {
             let found = self.search_one(s, k, ef, allowed);
             for (j, c) in s.v.out[..found].iter().enumerate() {
                 dist[j] = self.key_to_distance(c.key);
-                ids[j] = self.ids[c.id as usize];
+                ids[j] = self.ids.id(c.id as usize);
             }
         };
         if nq <= 1 || opts.threads <= 1 {

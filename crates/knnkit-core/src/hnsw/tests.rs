@@ -35,8 +35,8 @@ fn exact(h: &Hnsw, q: &[f32], k: usize) -> Vec<i64> {
     let mut qn = Vec::new();
     h.prepare_query(q, &mut qn);
     let mut all: Vec<(f32, i64)> = (0..h.slots() as u32)
-        .filter(|&s| !h.deleted[s as usize])
-        .map(|s| (h.key_query(&qn, s), h.ids[s as usize]))
+        .filter(|&s| !h.ids.is_deleted(s as usize))
+        .map(|s| (h.key_query(&qn, s), h.ids.id(s as usize)))
         .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     all.into_iter().take(k).map(|x| x.1).collect()
@@ -163,7 +163,7 @@ fn filters_return_k_and_only_allowed_ids() {
     let q = data(20, 24, 11);
     for (every, k) in [(1000, 10), (100, 10), (10, 10), (2, 10), (1500, 10)] {
         let ids: Vec<i64> = (0..3000).filter(|i| i % every == 3).collect();
-        let allowed = h.allowed_from_ids(&ids);
+        let allowed = h.id_map().allowed_from_ids(&ids);
         let res = h
             .search(&q, k, &SearchOptions::default(), Some(&allowed))
             .unwrap();

@@ -1,6 +1,7 @@
 //! [`Index`] for each kind: flat (exact), HNSW, IVF. Each method forwards to the kind's own
-//! API; what differs between kinds (training, per-kind search settings, how a filter maps to
-//! slots) is settled here, once.
+//! API; what differs between kinds (training, per-kind search settings) is settled here, once.
+//! Ids, membership and filters go through each kind's [`crate::ids::IdMap`], the same way for
+//! all.
 
 use std::any::Any;
 
@@ -51,7 +52,7 @@ impl Index for FlatIndex<f32> {
         FlatIndex::len(self)
     }
     fn ids(&self) -> Vec<i64> {
-        FlatIndex::ids(self).to_vec()
+        self.id_map().live_ids()
     }
     fn contains(&self, id: i64) -> bool {
         self.id_map().slot(id).is_some()
@@ -67,10 +68,7 @@ impl Index for FlatIndex<f32> {
         FlatIndex::remove(self, ids)
     }
     fn allowed(&self, filter: Filter<'_>) -> Allowed {
-        match filter {
-            Filter::Ids(ids) => self.id_map().allowed_from_ids(ids),
-            Filter::Mask(mask) => self.id_map().allowed_from_mask(mask),
-        }
+        filter.allowed(self.id_map())
     }
     fn search(
         &self,
@@ -136,10 +134,10 @@ impl Index for Hnsw {
         Hnsw::len(self)
     }
     fn ids(&self) -> Vec<i64> {
-        self.live_ids()
+        self.id_map().live_ids()
     }
     fn contains(&self, id: i64) -> bool {
-        Hnsw::get(self, id).is_some()
+        self.id_map().slot(id).is_some()
     }
     fn get(&self, id: i64) -> Option<Vec<f32>> {
         Hnsw::get(self, id).map(<[f32]>::to_vec)
@@ -152,10 +150,7 @@ impl Index for Hnsw {
         Hnsw::remove(self, ids, 1)
     }
     fn allowed(&self, filter: Filter<'_>) -> Allowed {
-        match filter {
-            Filter::Ids(ids) => self.allowed_from_ids(ids),
-            Filter::Mask(mask) => self.allowed_from_ids(&mask_ids(mask)),
-        }
+        filter.allowed(self.id_map())
     }
     fn search(
         &self,
@@ -209,10 +204,10 @@ impl Index for Ivf {
         Ivf::len(self)
     }
     fn ids(&self) -> Vec<i64> {
-        Ivf::ids(self).to_vec()
+        self.id_map().live_ids()
     }
     fn contains(&self, id: i64) -> bool {
-        Ivf::contains(self, id)
+        self.id_map().slot(id).is_some()
     }
     fn get(&self, id: i64) -> Option<Vec<f32>> {
         Ivf::get(self, id)
@@ -225,7 +220,7 @@ impl Index for Ivf {
         }
         if !self.is_trained() {
             // Validate the ids before the (long) training, so bad ids cost nothing.
-            crate::ids::check_new_ids(ids, |_| false)?;
+            self.id_map().check_new(ids)?;
             self.train(data, threads.max(1))?;
         }
         Ivf::add(self, data, ids, threads.max(1))
@@ -234,10 +229,7 @@ impl Index for Ivf {
         Ivf::remove(self, ids)
     }
     fn allowed(&self, filter: Filter<'_>) -> Allowed {
-        match filter {
-            Filter::Ids(ids) => self.allowed_from_ids(ids),
-            Filter::Mask(mask) => self.allowed_from_ids(&mask_ids(mask)),
-        }
+        filter.allowed(self.id_map())
     }
     fn search(
         &self,
@@ -278,13 +270,4 @@ impl Index for Ivf {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
-}
-
-/// The ids a boolean mask allows (its true positions).
-fn mask_ids(mask: &[bool]) -> Vec<i64> {
-    mask.iter()
-        .enumerate()
-        .filter(|&(_, &m)| m)
-        .map(|(i, _)| i as i64)
-        .collect()
 }

@@ -13,8 +13,8 @@
 //! ## What every kind shares
 //!
 //! - **Vectors** are float32 rows of `dim` values, stored in *slots*; **ids** are caller-chosen
-//!   non-negative int64 values (−1 marks a missing result), validated by one function
-//!   ([`crate::ids::check_new_ids`]) and mapped to slots by [`crate::ids`].
+//!   non-negative int64 values (−1 marks a missing result), validated, mapped to slots,
+//!   deleted and turned into filters by one type ([`IdMap`]).
 //! - **Filters** ([`Filter`]) are turned into a per-slot [`Allowed`] set once per call, by
 //!   [`Index::allowed`]; searches then return `min(k, allowed)` results.
 //! - **Results** ([`Hits`]) have exactly `k` places per query, padded with id −1 and the
@@ -41,6 +41,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::filter::Allowed;
 use crate::flat::{Radius, RangeResult};
+use crate::ids::IdMap;
 use crate::metric::Metric;
 
 /// Which stored vectors a search may return.
@@ -50,6 +51,16 @@ pub enum Filter<'a> {
     Ids(&'a [i64]),
     /// A boolean per id: id `i` is allowed when `mask[i]` (ids past the end are not).
     Mask(&'a [bool]),
+}
+
+impl Filter<'_> {
+    /// The live slots of `map` this filter allows (every kind, float64 flat included).
+    pub fn allowed(self, map: &IdMap) -> Allowed {
+        match self {
+            Filter::Ids(ids) => map.allowed_from_ids(ids),
+            Filter::Mask(mask) => map.allowed_from_mask(mask),
+        }
+    }
 }
 
 /// Per-call search settings; each kind reads those it has (`None`: the kind's default).

@@ -7,7 +7,7 @@
 //! - One [`List`] per centroid, each contiguous: the slots it holds, and per entry either the
 //!   float32 vector (`flat`), an SQ8 code of the (normalised, for cosine) vector, or a PQ code of
 //!   the residual `x − centroid` (IVFADC).
-//! - Per slot: id, its place `(list, position)`, and — for code lists with `refine` — the float32
+//! - Per slot: id (an [`IdMap`]), its place `(list, position)`, and — for code lists with `refine` — the float32
 //!   vector, used to re-rank the best `REFINE_FACTOR × k` code candidates exactly.
 //!
 //! # Search
@@ -19,8 +19,8 @@
 //!
 //! # Deletes
 //!
-//! `remove` swaps the last entry of the list (and the last slot) into the hole: memory is given
-//! back at once and no tombstones exist.
+//! `remove` swaps the last entry of the list (and the last slot, [`IdMap::swap_remove`]) into
+//! the hole: memory is given back at once and no tombstones exist.
 //!
 //! # Limits
 //!
@@ -31,7 +31,7 @@
 #[cfg(test)]
 mod tests;
 
-use crate::ids::IdHashMap;
+use crate::ids::IdMap;
 
 use rayon::prelude::*;
 
@@ -104,8 +104,7 @@ pub struct Ivf {
     sq: Option<Sq8>,
     pq: Option<Pq>,
     lists: Vec<List>,
-    ids: Vec<i64>,
-    id_map: IdHashMap<u32>,
+    ids: IdMap,
     place: Vec<(u32, u32)>,
     /// Slot-order float32 vectors (code lists with `refine`).
     vectors: Vec<f32>,
@@ -166,8 +165,7 @@ impl Ivf {
             sq: None,
             pq: None,
             lists: try_filled("nlist", params.nlist, List::default())?,
-            ids: Vec::new(),
-            id_map: IdHashMap::default(),
+            ids: IdMap::new(),
             place: Vec::new(),
             vectors: Vec::new(),
             inv_norms: Vec::new(),
@@ -188,11 +186,6 @@ impl Ivf {
         self.ids.len()
     }
 
-    /// True when `id` is stored.
-    pub fn contains(&self, id: i64) -> bool {
-        self.id_map.contains_key(&id)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -207,6 +200,12 @@ impl Ivf {
 
     /// Ids in slot order.
     pub fn ids(&self) -> &[i64] {
+        self.ids.ids()
+    }
+
+    /// Slots and ids both ways, filters ([`IdMap::allowed_from_ids`],
+    /// [`IdMap::allowed_from_mask`]).
+    pub fn id_map(&self) -> &IdMap {
         &self.ids
     }
 
@@ -252,8 +251,7 @@ impl Ivf {
             .sum();
         self.centroids.capacity() * 4
             + lists
-            + self.ids.capacity() * 8
-            + self.id_map.capacity() * 13
+            + self.ids.memory_usage()
             + self.place.capacity() * 8
             + self.vectors.capacity() * 4
             + self.inv_norms.capacity() * 4
@@ -412,7 +410,6 @@ impl Ivf {
                 grow(&mut self.inv_norms, labels.len());
             }
         }
-        grow(&mut self.ids, labels.len());
         grow(&mut self.place, labels.len());
     }
 
@@ -432,14 +429,7 @@ impl Ivf {
                 got: ids.len(),
             });
         }
-        if ids.len() > MAX_SLOTS - self.ids.len().min(MAX_SLOTS) {
-            return Err(Error::param(
-                "vectors",
-                format!("at most {MAX_SLOTS} vectors in one IVF index (slots are u32)"),
-                format!("{} stored and {} more", self.ids.len(), ids.len()),
-            ));
-        }
-        crate::ids::check_new_ids(ids, |id| self.id_map.contains_key(&id))?;
+        self.ids.check_new(ids)?;
         let d = self.d;
         let mut buf = Vec::with_capacity(d);
         let oriented: Vec<f32> = data
@@ -465,8 +455,9 @@ impl Ivf {
             }
             _ => Vec::new(),
         };
-        for (i, (&id, &l)) in ids.iter().zip(&labels).enumerate() {
-            let slot = self.ids.len() as u32;
+        let start = self.ids.len();
+        for (i, &l) in labels.iter().enumerate() {
+            let slot = (start + i) as u32;
             let x = &data[i * d..(i + 1) * d];
             let o = &oriented[i * d..(i + 1) * d];
             let list = &mut self.lists[l as usize];
@@ -495,17 +486,16 @@ impl Ivf {
                     self.inv_norms.push(inv_norm(self.k.dot, x));
                 }
             }
-            self.ids.push(id);
-            self.id_map.insert(id, slot);
             self.place.push((l, pos));
         }
+        self.ids.push(ids);
         Ok(())
     }
 
     /// The stored float32 vector of `id` (flat lists, or code lists with `refine`); the decoded
     /// approximation otherwise.
     pub fn get(&self, id: i64) -> Option<Vec<f32>> {
-        let slot = *self.id_map.get(&id)? as usize;
+        let slot = self.ids.slot(id)?;
         let d = self.d;
         let (l, p) = self.place[slot];
         let list = &self.lists[l as usize];
@@ -535,8 +525,8 @@ impl Ivf {
     pub fn remove(&mut self, ids: &[i64]) -> usize {
         let mut removed = 0;
         for &id in ids {
-            if let Some(slot) = self.id_map.remove(&id) {
-                self.remove_slot(slot as usize);
+            if let Some(slot) = self.ids.slot(id) {
+                self.remove_slot(slot);
                 removed += 1;
             }
         }
@@ -561,13 +551,10 @@ impl Ivf {
             fit(&mut l.codes);
             fit(&mut l.cnorm);
         }
-        fit(&mut self.ids);
         fit(&mut self.place);
         fit(&mut self.vectors);
         fit(&mut self.inv_norms);
-        if self.id_map.capacity() > 2 * self.id_map.len() + 16 {
-            self.id_map.shrink_to_fit();
-        }
+        self.ids.shrink();
     }
 
     fn remove_slot(&mut self, slot: usize) {
@@ -599,12 +586,10 @@ impl Ivf {
         }
         // Then the slot: the last slot moves into it.
         let last_slot = self.ids.len() - 1;
-        if slot < last_slot {
+        if self.ids.swap_remove(slot).is_some() {
             let (ml, mp) = self.place[last_slot];
             self.lists[ml as usize].slots[mp as usize] = slot as u32;
-            self.id_map.insert(self.ids[last_slot], slot as u32);
         }
-        self.ids.swap_remove(slot);
         self.place.swap_remove(slot);
         if self.keeps_vectors() {
             self.vectors
@@ -614,14 +599,6 @@ impl Ivf {
                 self.inv_norms.swap_remove(slot);
             }
         }
-    }
-
-    /// Allowed slots for a list of ids (unknown ids are ignored).
-    pub fn allowed_from_ids(&self, ids: &[i64]) -> Allowed {
-        Allowed::from_slots(
-            self.ids.len(),
-            ids.iter().filter_map(|id| self.id_map.get(id).copied()),
-        )
     }
 
     /// Exact key of slot `slot` stored at (`list`, `pos`) to the oriented query.
@@ -827,7 +804,7 @@ impl Ivf {
                 }
                 for (j, &(key, slot)) in best.iter().take(k).enumerate() {
                     dist[j] = self.key_to_distance(key);
-                    ids[j] = self.ids[slot];
+                    ids[j] = self.ids.id(slot);
                 }
                 work
             };
@@ -891,7 +868,7 @@ impl Ivf {
             refine: self.params.refine,
             seed: self.params.seed,
             centroids: self.centroids.clone(),
-            ids: self.ids.clone(),
+            ids: self.ids.ids().to_vec(),
             vectors: self.vectors.clone(),
             ..Default::default()
         };
@@ -1036,11 +1013,7 @@ impl Ivf {
                 }
             }
         }
-        let mut id_map = IdHashMap::with_capacity_and_hasher(n, Default::default());
-        for (i, &id) in p.ids.iter().enumerate() {
-            check(id >= 0, "negative id")?;
-            check(id_map.insert(id, i as u32).is_none(), "repeated id")?;
-        }
+        let ids = IdMap::from_ids(p.ids)?;
         if ix.keeps_vectors() && ix.space == Space::Cosine {
             ix.inv_norms = p
                 .vectors
@@ -1049,8 +1022,7 @@ impl Ivf {
                 .collect();
         }
         ix.centroids = p.centroids;
-        ix.ids = p.ids;
-        ix.id_map = id_map;
+        ix.ids = ids;
         ix.place = place;
         ix.vectors = p.vectors;
         Ok(ix)

@@ -124,7 +124,7 @@ fn filters_return_k() {
     let q = data(10, 16, 2);
     for every in [1000usize, 50, 3] {
         let ids: Vec<i64> = (0..4000).filter(|i| i % every as i64 == 1).collect();
-        let allowed = ix.allowed_from_ids(&ids);
+        let allowed = ix.id_map().allowed_from_ids(&ids);
         let res = ix.search(&q, 10, 2, 1, Some(&allowed)).unwrap();
         for row in res.ids.chunks(10) {
             assert_eq!(row.iter().filter(|&&x| x >= 0).count(), 10.min(ids.len()));
