@@ -9,17 +9,14 @@ use std::sync::atomic::Ordering;
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
-use std::path::PathBuf;
 
 use knnkit_core::hnsw::{self, Codes, HnswParams, SearchOptions};
 use knnkit_core::index::file::read_hnsw;
 use knnkit_core::{pool, Metric};
 
-use crate::conversion::{ids_slice, rows, vector};
-use crate::error::{detach_gated, detach_polling, detach_restartable, to_py};
-use crate::io::IndexFile;
-use crate::locked::{filter_of, result_arrays, stats_dict, Locked};
+use crate::conversion::{ids_slice, rows};
+use crate::error::{detach_polling, detach_restartable, to_py};
+use crate::locked::{filter_of, native_index_methods, result_arrays, stats_dict, Locked};
 
 /// HNSW graph over float32 vectors (internal; use ``knnkit.HNSWIndex``).
 #[pyclass(module = "knnkit._core", frozen)]
@@ -35,8 +32,7 @@ impl Hnsw {
     }
 }
 
-#[pymethods]
-impl Hnsw {
+native_index_methods!(Hnsw, read_hnsw, ef_search, {
     #[new]
     #[pyo3(signature = (dim, metric="euclidean", m=16, ef_construction=200, seed=0, codes="flat"))]
     fn new(
@@ -158,99 +154,8 @@ impl Hnsw {
         })
     }
 
-    /// The stored vectors of ``ids`` (KeyError for an id not in the index).
-    fn get<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Py<PyAny>> {
-        self.inner
-            .get_rows(py, ids, |h| h.dim(), |h, id| h.get(id).map(<[f32]>::to_vec))
-    }
-
-    /// Ids of the live vectors.
-    fn ids<'py>(&self, py: Python<'py>) -> PyResult<Py<PyAny>> {
-        Ok(vector(py, self.inner.read()?.live_ids())
-            .into_any()
-            .unbind())
-    }
-
-    fn __len__(&self) -> PyResult<usize> {
-        Ok(self.inner.read()?.len())
-    }
-
     /// Deleted slots waiting for consolidation.
     fn n_deleted(&self) -> PyResult<usize> {
         Ok(self.inner.read()?.n_deleted())
     }
-
-    /// Bytes held by the index.
-    fn memory_usage(&self) -> PyResult<usize> {
-        Ok(self.inner.read()?.memory_usage())
-    }
-
-    /// Everything the index holds, as a dict of scalars and numpy arrays (for saving).
-    fn to_parts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let p = self.inner.read()?.to_parts();
-        let out = PyDict::new(py);
-        out.set_item("dim", p.d)?;
-        out.set_item("metric", p.metric)?;
-        out.set_item("m", p.m)?;
-        out.set_item("ef_construction", p.ef_construction)?;
-        out.set_item("seed", p.seed)?;
-        out.set_item("inserted", p.inserted)?;
-        out.set_item("entry", p.entry)?;
-        out.set_item("vectors", vector(py, p.vectors.into_vec()))?;
-        out.set_item("ids", vector(py, p.ids))?;
-        out.set_item("levels", vector(py, p.levels))?;
-        out.set_item("links0", vector(py, p.links0.into_vec()))?;
-        out.set_item("upper", vector(py, p.upper))?;
-        out.set_item("upper_offsets", vector(py, p.upper_offsets))?;
-        out.set_item("deleted", vector(py, p.deleted))?;
-        out.set_item("code_bits", p.code_bits)?;
-        out.set_item("sq_lo", vector(py, p.sq_lo))?;
-        out.set_item("sq_step", vector(py, p.sq_step))?;
-        out.set_item("codes", vector(py, p.codes.into_vec()))?;
-        out.set_item("code_norms", vector(py, p.code_norms.into_vec()))?;
-        Ok(out)
-    }
-
-    /// ``(lims, distances, ids)`` of the vectors within ``radius`` (one value or one per
-    /// query) of each query; a filter is an int64 array of allowed ids or a boolean mask
-    /// indexed by id.
-    #[pyo3(signature = (queries, radius, ef_search, n_jobs=None, allowed_ids=None, allowed_mask=None))]
-    fn range_search(
-        &self,
-        py: Python<'_>,
-        queries: PyReadonlyArray2<'_, f32>,
-        radius: PyReadonlyArray1<'_, f32>,
-        ef_search: usize,
-        n_jobs: Option<i64>,
-        allowed_ids: Option<PyReadonlyArray1<'_, i64>>,
-        allowed_mask: Option<PyReadonlyArray1<'_, bool>>,
-    ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
-        let opts = knnkit_core::index::SearchOptions {
-            threads: pool::resolve_threads(n_jobs),
-            ef_search: Some(ef_search),
-            ..Default::default()
-        };
-        let filter = filter_of(&allowed_ids, &allowed_mask)?;
-        self.inner.range_search(py, queries, radius, filter, opts)
-    }
-
-    /// Writes the index file to ``path`` atomically; ``extra`` (a JSON object's text) joins
-    /// its header.
-    fn save(&self, py: Python<'_>, path: PathBuf, extra: &str) -> PyResult<()> {
-        self.inner.save(py, path, extra)
-    }
-
-    /// The whole index file as bytes (for pickling).
-    fn encode(&self, py: Python<'_>, extra: &str) -> PyResult<Py<PyBytes>> {
-        self.inner.encode(py, extra)
-    }
-
-    /// The index an open ``IndexFile`` holds, validating everything (``CorruptIndexError``
-    /// otherwise); a mapped file's vectors, links and codes stay in its mapping.
-    #[staticmethod]
-    fn from_file(py: Python<'_>, file: PyRef<'_, IndexFile>) -> PyResult<Self> {
-        let file = &file.inner;
-        let h = detach_gated(py, || read_hnsw(file))?.map_err(to_py)?;
-        Ok(Hnsw::wrap(h))
-    }
-}
+});

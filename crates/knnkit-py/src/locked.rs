@@ -180,3 +180,92 @@ pub fn stats_dict<'py>(py: Python<'py>, items: &[(&str, u64)]) -> PyResult<Bound
     }
     Ok(d)
 }
+
+/// The one `#[pymethods]` block of an approximate index binding (`$class` holding
+/// `inner: Locked<core type>`): the kind's own methods (`$own`: construction, add, search,
+/// remove and what only that kind has) plus the methods every kind answers the same way through
+/// the core's [`Index`] trait — `get`, `ids`, `__len__`, `memory_usage`, `range_search` (with
+/// the kind's search-width keyword `$width`), `save`, `encode` and `from_file` (with the kind's
+/// file reader `$read`). One macro instead of the same methods written in each binding.
+macro_rules! native_index_methods {
+    ($class:ident, $read:path, $width:ident, { $($own:tt)* }) => {
+        #[pymethods]
+        impl $class {
+            $($own)*
+
+            /// The stored vectors of ``ids`` (KeyError for an id not in the index; decoded
+            /// codes where the vectors are not kept).
+            fn get<'py>(
+                &self,
+                py: Python<'py>,
+                ids: numpy::PyReadonlyArray1<'py, i64>,
+            ) -> PyResult<Py<PyAny>> {
+                use knnkit_core::index::Index;
+                self.inner
+                    .get_rows(py, ids, |ix| Index::dim(ix), |ix, id| Index::get(ix, id))
+            }
+
+            /// Ids of the live vectors.
+            fn ids<'py>(&self, py: Python<'py>) -> PyResult<Py<PyAny>> {
+                use knnkit_core::index::Index;
+                let ids = Index::ids(&*self.inner.read()?);
+                Ok(crate::conversion::vector(py, ids).into_any().unbind())
+            }
+
+            fn __len__(&self) -> PyResult<usize> {
+                Ok(knnkit_core::index::Index::len(&*self.inner.read()?))
+            }
+
+            /// Bytes held by the index.
+            fn memory_usage(&self) -> PyResult<usize> {
+                Ok(knnkit_core::index::Index::memory_usage(&*self.inner.read()?))
+            }
+
+            /// ``(lims, distances, ids)`` of the vectors within ``radius`` (one value or one
+            /// per query) of each query; a filter is an int64 array of allowed ids or a boolean
+            /// mask indexed by id.
+            #[pyo3(signature = (queries, radius, $width, n_jobs=None, allowed_ids=None, allowed_mask=None))]
+            #[allow(clippy::too_many_arguments)]
+            fn range_search(
+                &self,
+                py: Python<'_>,
+                queries: numpy::PyReadonlyArray2<'_, f32>,
+                radius: numpy::PyReadonlyArray1<'_, f32>,
+                $width: usize,
+                n_jobs: Option<i64>,
+                allowed_ids: Option<numpy::PyReadonlyArray1<'_, i64>>,
+                allowed_mask: Option<numpy::PyReadonlyArray1<'_, bool>>,
+            ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
+                let opts = knnkit_core::index::SearchOptions {
+                    threads: knnkit_core::pool::resolve_threads(n_jobs),
+                    $width: Some($width),
+                    ..Default::default()
+                };
+                let filter = crate::locked::filter_of(&allowed_ids, &allowed_mask)?;
+                self.inner.range_search(py, queries, radius, filter, opts)
+            }
+
+            /// Writes the index file to ``path`` atomically; ``extra`` (a JSON object's text)
+            /// joins its header.
+            fn save(&self, py: Python<'_>, path: std::path::PathBuf, extra: &str) -> PyResult<()> {
+                self.inner.save(py, path, extra)
+            }
+
+            /// The whole index file as bytes (for pickling).
+            fn encode(&self, py: Python<'_>, extra: &str) -> PyResult<Py<pyo3::types::PyBytes>> {
+                self.inner.encode(py, extra)
+            }
+
+            /// The index an open ``IndexFile`` holds, validating everything
+            /// (``CorruptIndexError`` otherwise); mappable sections stay in a mapped file.
+            #[staticmethod]
+            fn from_file(py: Python<'_>, file: PyRef<'_, crate::io::IndexFile>) -> PyResult<Self> {
+                let file = &file.inner;
+                let ix = crate::error::detach_gated(py, || $read(file))?
+                    .map_err(crate::error::to_py)?;
+                Ok(Self::wrap(ix))
+            }
+        }
+    };
+}
+pub(crate) use native_index_methods;

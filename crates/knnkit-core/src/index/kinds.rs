@@ -3,16 +3,15 @@
 //! Ids, membership and filters go through each kind's [`crate::ids::IdMap`], the same way for
 //! all.
 
-use std::any::Any;
-
 use serde_json::{Map, Value};
 
-use super::{file, Filter, Hits, Index, SearchOptions, Stats};
+use super::{file, Hits, Index, SearchOptions};
 use crate::error::{Error, Result};
 use crate::filter::Allowed;
 use crate::flat::index::FlatIndex;
 use crate::flat::{Radius, RangeResult, SearchParams};
 use crate::hnsw::{self, Hnsw};
+use crate::ids::IdMap;
 use crate::ivf::Ivf;
 use crate::metric::Metric;
 
@@ -38,25 +37,29 @@ fn check_rows(data: &[f32], ids: &[i64], dim: usize) -> Result<()> {
     Ok(())
 }
 
+/// The trait methods every kind answers with its inherent method of the same name.
+macro_rules! forward_to_inherent {
+    () => {
+        fn dim(&self) -> usize {
+            Self::dim(self)
+        }
+        fn metric(&self) -> Metric {
+            Self::metric(self)
+        }
+        fn id_map(&self) -> &IdMap {
+            Self::id_map(self)
+        }
+        fn memory_usage(&self) -> usize {
+            Self::memory_usage(self)
+        }
+    };
+}
+
 impl Index for FlatIndex<f32> {
     fn kind(&self) -> &'static str {
         "flat"
     }
-    fn dim(&self) -> usize {
-        FlatIndex::dim(self)
-    }
-    fn metric(&self) -> Metric {
-        FlatIndex::metric(self)
-    }
-    fn len(&self) -> usize {
-        FlatIndex::len(self)
-    }
-    fn ids(&self) -> Vec<i64> {
-        self.id_map().live_ids()
-    }
-    fn contains(&self, id: i64) -> bool {
-        self.id_map().slot(id).is_some()
-    }
+    forward_to_inherent!();
     fn get(&self, id: i64) -> Option<Vec<f32>> {
         FlatIndex::get(self, id).map(<[f32]>::to_vec)
     }
@@ -66,9 +69,6 @@ impl Index for FlatIndex<f32> {
     }
     fn remove(&mut self, ids: &[i64]) -> usize {
         FlatIndex::remove(self, ids)
-    }
-    fn allowed(&self, filter: Filter<'_>) -> Allowed {
-        filter.allowed(self.id_map())
     }
     fn search(
         &self,
@@ -94,21 +94,8 @@ impl Index for FlatIndex<f32> {
     ) -> Result<RangeResult<f32>> {
         FlatIndex::range_search(self, queries, radius, allowed, &flat_params(self, opts))
     }
-    fn stats(&self) -> Stats {
-        Stats {
-            len: self.len(),
-            slots: self.len(),
-            memory_bytes: self.memory_usage(),
-        }
-    }
     fn encode(&self, extra: &Map<String, Value>) -> Result<Vec<u8>> {
         file::encode_flat(self, extra)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 
@@ -124,21 +111,7 @@ impl Index for Hnsw {
     fn kind(&self) -> &'static str {
         "hnsw"
     }
-    fn dim(&self) -> usize {
-        Hnsw::dim(self)
-    }
-    fn metric(&self) -> Metric {
-        Hnsw::metric(self)
-    }
-    fn len(&self) -> usize {
-        Hnsw::len(self)
-    }
-    fn ids(&self) -> Vec<i64> {
-        self.id_map().live_ids()
-    }
-    fn contains(&self, id: i64) -> bool {
-        self.id_map().slot(id).is_some()
-    }
+    forward_to_inherent!();
     fn get(&self, id: i64) -> Option<Vec<f32>> {
         Hnsw::get(self, id).map(<[f32]>::to_vec)
     }
@@ -148,9 +121,6 @@ impl Index for Hnsw {
     }
     fn remove(&mut self, ids: &[i64]) -> usize {
         Hnsw::remove(self, ids, 1)
-    }
-    fn allowed(&self, filter: Filter<'_>) -> Allowed {
-        filter.allowed(self.id_map())
     }
     fn search(
         &self,
@@ -172,21 +142,8 @@ impl Index for Hnsw {
             distance_computations: res.stats.distance_computations,
         })
     }
-    fn stats(&self) -> Stats {
-        Stats {
-            len: self.len(),
-            slots: self.slots(),
-            memory_bytes: self.memory_usage(),
-        }
-    }
     fn encode(&self, extra: &Map<String, Value>) -> Result<Vec<u8>> {
         file::encode_hnsw(self, extra)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 
@@ -194,21 +151,7 @@ impl Index for Ivf {
     fn kind(&self) -> &'static str {
         "ivf"
     }
-    fn dim(&self) -> usize {
-        Ivf::dim(self)
-    }
-    fn metric(&self) -> Metric {
-        Ivf::metric(self)
-    }
-    fn len(&self) -> usize {
-        Ivf::len(self)
-    }
-    fn ids(&self) -> Vec<i64> {
-        self.id_map().live_ids()
-    }
-    fn contains(&self, id: i64) -> bool {
-        self.id_map().slot(id).is_some()
-    }
+    forward_to_inherent!();
     fn get(&self, id: i64) -> Option<Vec<f32>> {
         Ivf::get(self, id)
     }
@@ -227,9 +170,6 @@ impl Index for Ivf {
     }
     fn remove(&mut self, ids: &[i64]) -> usize {
         Ivf::remove(self, ids)
-    }
-    fn allowed(&self, filter: Filter<'_>) -> Allowed {
-        filter.allowed(self.id_map())
     }
     fn search(
         &self,
@@ -254,20 +194,7 @@ impl Index for Ivf {
             distance_computations: res.distance_computations,
         })
     }
-    fn stats(&self) -> Stats {
-        Stats {
-            len: self.len(),
-            slots: self.len(),
-            memory_bytes: self.memory_usage(),
-        }
-    }
     fn encode(&self, extra: &Map<String, Value>) -> Result<Vec<u8>> {
         file::encode_ivf(self, extra)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }

@@ -102,23 +102,18 @@ pub struct Stats {
 ///
 /// Every method leaves the index as it was when it returns an error. Implementations are
 /// `Send + Sync`: searches take `&self` and may run from many threads at once.
-pub trait Index: Send + Sync {
+pub trait Index: AsAny + Send + Sync {
     /// The kind's name, as written in files: `"flat"`, `"hnsw"`, `"ivf"`.
     fn kind(&self) -> &'static str;
     /// Values per vector.
     fn dim(&self) -> usize;
     /// The metric distances are reported in.
     fn metric(&self) -> Metric;
-    /// Number of live vectors.
-    fn len(&self) -> usize;
-    /// True when no vector is live.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Ids of the live vectors (in slot order).
-    fn ids(&self) -> Vec<i64>;
-    /// True when `id` is live.
-    fn contains(&self, id: i64) -> bool;
+    /// The ids of the slots: every kind keeps them in one [`IdMap`], and the defaults below
+    /// (ids, membership, filters, counts) read it.
+    fn id_map(&self) -> &IdMap;
+    /// Bytes held in process memory (mapped sections count 0).
+    fn memory_usage(&self) -> usize;
     /// The stored vector of `id` (for code-only kinds, its decoded approximation).
     fn get(&self, id: i64) -> Option<Vec<f32>>;
     /// Adds the rows of `data` (row-major, `dim` columns) under `ids` (one per row: non-negative,
@@ -126,8 +121,6 @@ pub trait Index: Send + Sync {
     fn add(&mut self, data: &[f32], ids: &[i64], threads: usize) -> Result<()>;
     /// Removes `ids` (unknown ones are skipped); returns how many were live.
     fn remove(&mut self, ids: &[i64]) -> usize;
-    /// The slots a filter allows, for [`Index::search`].
-    fn allowed(&self, filter: Filter<'_>) -> Allowed;
     /// The `k` nearest live (and allowed) vectors of each row of `queries`.
     fn search(
         &self,
@@ -136,6 +129,31 @@ pub trait Index: Send + Sync {
         allowed: Option<&Allowed>,
         opts: &SearchOptions<'_>,
     ) -> Result<Hits>;
+    /// The file header entries and sections of this index (see [`file`]); `extra` entries
+    /// (e.g. a caller's parameters or the sequence number a snapshot covers) are added to the
+    /// header.
+    fn encode(&self, extra: &Map<String, Value>) -> Result<Vec<u8>>;
+
+    /// Number of live vectors.
+    fn len(&self) -> usize {
+        self.id_map().n_live()
+    }
+    /// True when no vector is live.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Ids of the live vectors (in slot order).
+    fn ids(&self) -> Vec<i64> {
+        self.id_map().live_ids()
+    }
+    /// True when `id` is live.
+    fn contains(&self, id: i64) -> bool {
+        self.id_map().slot(id).is_some()
+    }
+    /// The slots a filter allows, for [`Index::search`].
+    fn allowed(&self, filter: Filter<'_>) -> Allowed {
+        filter.allowed(self.id_map())
+    }
     /// Every live (and allowed) vector within `radius` of each query (similarity at least
     /// `radius` for inner product), closest first.
     fn range_search(
@@ -148,19 +166,33 @@ pub trait Index: Send + Sync {
         range_by_knn(self, queries, radius, allowed, opts)
     }
     /// Size and memory.
-    fn stats(&self) -> Stats;
-    /// The file header entries and sections of this index (see [`file`]); `extra` entries
-    /// (e.g. a caller's parameters or the sequence number a snapshot covers) are added to the
-    /// header.
-    fn encode(&self, extra: &Map<String, Value>) -> Result<Vec<u8>>;
+    fn stats(&self) -> Stats {
+        Stats {
+            len: self.len(),
+            slots: self.id_map().len(),
+            memory_bytes: self.memory_usage(),
+        }
+    }
     /// Writes the index to `path` atomically and durably (see [`crate::io::write_atomic`]).
     fn write(&self, path: &Path, extra: &Map<String, Value>) -> Result<()> {
         crate::io::write_atomic(path, &self.encode(extra)?)
     }
-    /// The concrete index, for kind-specific calls.
+}
+
+/// The concrete index behind a `dyn Index`, for kind-specific calls (`Hnsw::consolidate`,
+/// `Ivf::train`): `index.as_any().downcast_ref::<Hnsw>()`.
+pub trait AsAny {
     fn as_any(&self) -> &dyn Any;
-    /// The concrete index, for kind-specific calls that change it.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
 /// Range search on top of k-search: `k` starts at 32 and doubles, for the queries whose
