@@ -289,12 +289,15 @@ pub fn insert_collection(tx: &Transaction<'_>, name: &str, spec: &Spec) -> Resul
     Ok(info)
 }
 
-/// The HNSW parameters a store collection takes, with their defaults (the `HNSWIndex` façade's).
+/// The HNSW parameters a store collection takes, with their defaults: the `HNSWIndex`
+/// façade's, except `codes`: a store receives vectors in small batches, and SQ8 code ranges
+/// learnt on the first small batches saturate for later vectors outside them (wrong k=1
+/// answers until the ranges are relearnt), so traversal uses the exact vectors by default.
 pub const HNSW_PARAMS: [(&str, &str); 5] = [
     ("m", "16"),
     ("ef_construction", "200"),
     ("ef_search", "64"),
-    ("codes", "\"sq8\""),
+    ("codes", "\"flat\""),
     ("seed", "0"),
 ];
 
