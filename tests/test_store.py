@@ -478,3 +478,35 @@ def test_a_second_writer_waits_then_errors_clearly(tmp_path):
         assert locker.wait(timeout=60) == 0
     col.add(["x"], [[1.0, 0.0]])
     assert col.get().ids == ["x"]
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import knnkit.store
+
+    result = doctest.testmod(knnkit.store, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_must_reopen_the_store(store):
+    import warnings
+
+    col = store.create_collection("c", dim=2, index="flat")
+    col.add(["a"], [[1.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python 3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's store refuses, a new one works
+        code = 1
+        try:
+            col.count()
+        except ValueError as e:
+            if "fork" in str(e) and len(knnkit.Store(store.path).get_collection("c")) == 1:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(col) == 1
