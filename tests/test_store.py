@@ -510,3 +510,46 @@ def test_a_forked_child_must_reopen_the_store(store):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(col) == 1
+
+
+def test_threads_never_see_a_record_in_get_that_query_misses(store):
+    import threading
+
+    col = store.create_collection("c", dim=4, metric="euclidean", index="hnsw")
+    rng = np.random.default_rng(SEED + 5)
+    x = rng.standard_normal((300, 4)).astype(np.float32)
+    errors: list[str] = []
+    done = threading.Event()
+
+    def writer():
+        try:
+            for i in range(0, 300, 3):
+                col.add(
+                    [f"r{j}" for j in range(i, i + 3)],
+                    x[i : i + 3],
+                    [{"n": j} for j in range(i, i + 3)],
+                )
+                if i % 30 == 0:
+                    col.update([f"r{i}"], vectors=x[i : i + 1] + 1)
+        finally:
+            done.set()
+
+    def reader():
+        while not done.is_set():
+            ids = col.get(include=()).ids
+            if not ids:
+                continue
+            last = int(ids[-1][1:])
+            res = col.query(x[last : last + 1] + 0.5, k=1, where={"n": last}, include=())
+            if res.ids != [[f"r{last}"]]:
+                errors.append(f"r{last} is in get() but query() found {res.ids}")
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]
+    assert len(col) == 300 and col._native.index_state()[0] == 300

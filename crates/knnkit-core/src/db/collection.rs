@@ -400,8 +400,10 @@ fn open_snapshot(
     let h = file.header();
     let covers = h.get("covers_seq").and_then(Value::as_i64);
     let owner = h.get("collection_id").and_then(Value::as_i64);
+    let epoch = h.get("store_epoch").and_then(Value::as_i64);
+    let ours = owner == Some(info.id) && epoch == Some(schema::epoch(conn)?);
     let pruned = schema::pruned_seq(conn, info.id)?;
-    let Some(covers) = covers.filter(|&c| owner == Some(info.id) && c <= seq && c >= pruned) else {
+    let Some(covers) = covers.filter(|&c| ours && c <= seq && c >= pruned) else {
         return Ok(None);
     };
     let Ok(index) = index::from_file(&file) else {
@@ -1087,8 +1089,10 @@ impl Collection {
     pub fn snapshot(&self) -> Result<std::path::PathBuf> {
         let live = self.synced()?;
         let path = self.snapshot_path();
+        let epoch = schema::epoch(&*self.db.reader()?)?;
         let mut extra = Map::new();
         extra.insert("collection_id".into(), self.info.id.into());
+        extra.insert("store_epoch".into(), epoch.into());
         extra.insert("covers_seq".into(), live.applied.into());
         live.index.write(&path, &extra)?;
         let covers = live.applied;

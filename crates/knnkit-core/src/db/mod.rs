@@ -12,7 +12,8 @@
 //!
 //! Tables (see `schema.rs`):
 //!
-//! - `meta(key, value)`: `schema_version` and `seq`, the store's sequence number. Every write
+//! - `meta(key, value)`: `schema_version`, `epoch` (a random number naming the database's
+//!   history, new in each backup copy) and `seq`, the store's sequence number. Every write
 //!   transaction takes the next number, and every row it writes carries it. Writers are
 //!   serialised by SQLite's write lock, so commit order is sequence order: a reader that has
 //!   applied everything up to `s` needs exactly the rows with `seq > s`.
@@ -50,11 +51,12 @@
 //!   tells whether any other connection committed; when one did, the collection replays the
 //!   rows and deletions after the sequence number it has applied.
 //! - **Snapshots are hints.** [`Collection::snapshot`] writes the index atomically with
-//!   `collection_id` and `covers_seq` in its header. Opening a collection maps the snapshot,
+//!   `collection_id`, the database's `epoch` and `covers_seq` in its header. Opening a collection maps the snapshot,
 //!   replays what came after `covers_seq`, and checks that the index holds exactly SQLite's
-//!   keys. A missing, foreign, damaged (checksums), stale beyond replay (its deletions were
-//!   pruned) or inconsistent snapshot is discarded and the index is rebuilt from SQLite:
-//!   never an error. Writing a snapshot prunes the deletion log up to what it covers
+//!   keys. A missing, foreign (another collection, or another history of the database: a
+//!   backup copied over the directory), damaged (checksums), stale beyond replay (its
+//!   deletions were pruned) or inconsistent snapshot is discarded and the index is rebuilt
+//!   from SQLite: never an error. Writing a snapshot prunes the deletion log up to what it covers
 //!   (`pruned_seq`); a process whose index is older than that reloads instead of replaying.
 //!
 //! ## Concurrency
@@ -412,6 +414,11 @@ impl Db {
                 }
             }
         }
+        // The copy starts a history of its own (see `schema::new_epoch`).
+        out.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'epoch'",
+            [schema::new_epoch()],
+        )?;
         out.close().map_err(|(_, e)| Error::from(e))?;
         Ok(())
     }

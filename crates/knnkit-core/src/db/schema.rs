@@ -71,26 +71,61 @@ pub fn connect(path: &Path, opts: &Options) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Creates the tables if missing and checks the schema version.
-pub fn init(conn: &mut Connection) -> Result<()> {
-    let tx = begin_write(conn)?;
-    tx.execute_batch(SCHEMA)?;
-    tx.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
-        [SCHEMA_VERSION],
-    )?;
-    let version: i64 = tx.query_row(
+fn schema_version(conn: &Connection) -> Option<i64> {
+    conn.query_row(
         "SELECT value FROM meta WHERE key = 'schema_version'",
         [],
         |r| r.get(0),
-    )?;
+    )
+    .ok()
+}
+
+/// Creates the tables if missing (a store that has them is only read: opening never waits
+/// for a writer) and checks the schema version.
+pub fn init(conn: &mut Connection) -> Result<()> {
+    let version = match schema_version(conn) {
+        Some(v) => v,
+        None => {
+            let tx = begin_write(conn)?;
+            tx.execute_batch(SCHEMA)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)",
+                [new_epoch()],
+            )?;
+            tx.commit()?;
+            schema_version(conn).unwrap_or(0)
+        }
+    };
     if version != SCHEMA_VERSION {
         return Err(Error::Database(format!(
             "the store has schema version {version}; this knnkit reads version {SCHEMA_VERSION}"
         )));
     }
-    tx.commit()?;
     Ok(())
+}
+
+/// A random number naming a database's history: set when it is created and again in each
+/// backup copy, written into snapshots, so a snapshot never serves a database of another
+/// history (a backup copied over a store directory) whose sequence numbers it would misread.
+pub fn new_epoch() -> i64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = nanos ^ (u64::from(std::process::id()) << 32);
+    (crate::rng::SplitMix64::new(seed).next_u64() >> 1) as i64
+}
+
+/// The database's epoch (see [`new_epoch`]).
+pub fn epoch(conn: &Connection) -> Result<i64> {
+    Ok(
+        conn.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// Starts a write transaction (`BEGIN IMMEDIATE`: the write lock is taken now, waiting at

@@ -668,3 +668,35 @@ fn filtered_queries_return_min_k_matches_exactly() {
     }
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_backup_is_a_store_of_its_own_history() {
+    let dir = tmp("backup");
+    let copy = tmp("backup-copy");
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let c = db
+        .create_collection("c", &spec(2, "hnsw", "euclidean"))
+        .unwrap();
+    let mut rng = SplitMix64::new(9);
+    let mut next = 0;
+    churn(&c, &mut rng, 20, &mut next);
+    let snap = c.snapshot().unwrap();
+    db.backup(&copy).unwrap();
+    assert!(
+        db.backup(&copy).is_err(),
+        "a backup never overwrites a store"
+    );
+    // The original's snapshot placed next to the copy does not serve it (another epoch).
+    fs::copy(&snap, copy.join("c.hnsw.knn")).unwrap();
+    let b = Db::open(&copy, Options::default()).unwrap();
+    let cb = b.get_collection("c", &Spec::default()).unwrap();
+    assert_eq!(cb.index_state().unwrap(), (c.count(None).unwrap(), false));
+    assert_eq!(rows_of(&cb), rows_of(&c));
+    // The original still loads from its own snapshot.
+    drop((c, db));
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let c = db.get_collection("c", &Spec::default()).unwrap();
+    assert!(c.index_state().unwrap().1);
+    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_dir_all(&copy);
+}
