@@ -77,7 +77,7 @@ def _ids(ids: Any) -> list[str]:
     return list(ids)
 
 
-def _per_record(value: Any, single: bool, name: str) -> Any:
+def _per_record(value: Any, single: bool) -> Any:
     """One entry per id; a lone dict/str is accepted for a single id."""
     if value is None:
         return None
@@ -130,8 +130,8 @@ class Collection:
         getattr(self._native, method)(
             ids,
             vectors,
-            _per_record(metadata, single, "metadata"),
-            _per_record(documents, single, "documents"),
+            _per_record(metadata, single),
+            _per_record(documents, single),
         )
 
     def add(
