@@ -5,7 +5,8 @@ kill the store is reopened and checked:
 - every acknowledged write is there, and nothing else (the one write in flight at the kill is
   either wholly there or wholly absent);
 - no duplicate ids; the index holds exactly SQLite's records;
-- queries equal a brute-force oracle over SQLite's rows (flat: the same ids; HNSW: recall);
+- queries equal a brute-force oracle over SQLite's rows (flat: the same distances; HNSW:
+  recall measured by distance, and exactly min(k, records) results);
 - now and then the snapshot files are truncated or bit-flipped first: the reopen rebuilds.
 
 The writers are forked by one long-lived launcher process that has imported knnkit but opened
@@ -197,7 +198,6 @@ def check_queries(store: knnkit.Store, rows: dict[str, dict[str, Row]], rng) -> 
         x = np.array([rows[kind][i][0] for i in ids], dtype=np.float64)
         d = ((q[:, None, :].astype(np.float64) - x[None]) ** 2).sum(-1)
         k = min(5, len(ids))
-        want = [[ids[j] for j in np.argsort(row, kind="stable")[:k]] for row in d]
         got = store.get_collection(kind).query(q, k=5, include=("distances",))
         assert all(len(g) == k for g in got.ids), kind
         if kind == "flat":
@@ -205,8 +205,15 @@ def check_queries(store: knnkit.Store, rows: dict[str, dict[str, Row]], rng) -> 
             want_d = np.sort(np.sqrt(d), axis=1)[:, :k]
             np.testing.assert_allclose(got.distances, want_d, rtol=1e-5, atol=1e-6)
         else:
-            found = sum(len(set(w) & set(g)) for w, g in zip(want, got.ids, strict=True))
-            assert found / (k * len(q)) >= MIN_RECALL, f"hnsw recall {found / (k * len(q))}"
+            # Recall by distance (ties on the grid of values make ids ambiguous): a hit counts
+            # when it is no farther than the exact k-th neighbour.
+            kth = np.sort(np.sqrt(d), axis=1)[:, k - 1]
+            good = sum(
+                int((np.array(g) <= t + 1e-6).sum())
+                for g, t in zip(got.distances, kth, strict=True)
+            )
+            recall = good / (k * len(q))
+            assert recall >= MIN_RECALL, f"hnsw recall {recall} over {len(ids)} records"
 
 
 def damage(path: Path, rng: random.Random) -> None:
@@ -273,8 +280,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
                 stats["in_flight_kept"] += 1
             elif pending is not None and apply(model, pending) != model:
                 stats["in_flight_lost"] += 1
-            if cycle % 10 == 0 or cycle == kills - 1:
-                check_queries(store, model, nrng)
+            check_queries(store, model, nrng)
             del store
             gc.collect()
         launcher.stdin.close()
