@@ -335,11 +335,11 @@ impl Hnsw {
     }
 }
 
-/// Rebuilds every list that points to a deleted node from its live neighbours, the live
-/// neighbours of the deleted ones, and the live nodes a search for the node finds at that
-/// level (the search still routes through the deleted nodes), pruned with the heuristic. The
-/// search keeps a node connected when its neighbours and theirs were all deleted, where one
-/// hop alone would isolate it.
+/// Rebuilds every list that points to a deleted node from its live neighbours and the live
+/// neighbours of the deleted ones (one hop), pruned with the heuristic. Where one hop leaves
+/// fewer than half a list's capacity (the neighbourhood was mostly deleted), the live nodes a
+/// search for the node finds (routing through the deleted ones) are candidates too: one hop
+/// alone could isolate the node.
 pub(super) fn repair_deleted(h: &mut Hnsw, threads: usize) {
     let this = &*h;
     let n = this.ids.len() as u32;
@@ -357,8 +357,8 @@ pub(super) fn repair_deleted(h: &mut Hnsw, threads: usize) {
             .map_init(
                 || this.take_scratch(),
                 |s, u| {
-                    let found = this.plan(u, s);
-                    let mut out = Vec::new();
+                    // One hop through each deleted neighbour, per level with a deleted one.
+                    let mut lists: Vec<(usize, Vec<u32>)> = Vec::new();
                     for level in 0..=this.levels[u as usize] as usize {
                         let nbrs = this.neighbors(u, level);
                         if !nbrs.iter().any(|&x| this.deleted[x as usize]) {
@@ -376,22 +376,35 @@ pub(super) fn repair_deleted(h: &mut Hnsw, threads: usize) {
                                 all.push(x);
                             }
                         }
-                        if let Some(f) = found.get(level) {
-                            all.extend(f.iter().filter(|&&y| y != u && !this.deleted[y as usize]));
-                        }
                         all.sort_unstable();
                         all.dedup();
-                        let mut cands: Vec<Cand> = all
-                            .iter()
-                            .map(|&x| Cand {
-                                key: this.key_nodes(u, x),
-                                id: x,
-                            })
-                            .collect();
-                        cands.sort_unstable();
-                        out.push((u, level, this.select_heuristic(&cands, this.cap(level))));
+                        lists.push((level, all));
                     }
-                    out
+                    // Few candidates left (the neighbourhood was mostly deleted): search.
+                    if lists.iter().any(|(l, all)| all.len() < this.cap(*l) / 2) {
+                        let found = this.plan(u, s);
+                        for (level, all) in &mut lists {
+                            if let Some(f) = found.get(*level) {
+                                all.extend(f.iter().filter(|&&y| y != u));
+                            }
+                            all.sort_unstable();
+                            all.dedup();
+                        }
+                    }
+                    lists
+                        .into_iter()
+                        .map(|(level, all)| {
+                            let mut cands: Vec<Cand> = all
+                                .iter()
+                                .map(|&x| Cand {
+                                    key: this.key_nodes(u, x),
+                                    id: x,
+                                })
+                                .collect();
+                            cands.sort_unstable();
+                            (u, level, this.select_heuristic(&cands, this.cap(level)))
+                        })
+                        .collect::<Vec<_>>()
                 },
             )
             .flatten_iter()
