@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-installed
 # Wheel build in release mode; `make dev` rebuilds the extension in place.
 BUILD := $(PY) -m maturin develop --release --quiet
 
-.PHONY: help demo test test-rust test-python test-all fuzz lint bench bench-ann bench-gpu bench-trees build dev clean
+.PHONY: help demo test test-rust test-python test-all fuzz crash lint bench bench-ann bench-gpu bench-trees build dev clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -40,6 +40,9 @@ test-all: build test-rust ## every test, slow ones included
 fuzz: build ## index-file fuzzer, index state machines and concurrency tests, long (FUZZ_SECONDS=600)
 	KNNKIT_FUZZ_SECONDS=$(or $(FUZZ_SECONDS),600) KNNKIT_LONG_TESTS=1 $(PY) -m pytest -q -rxX \
 		tests/test_index_fuzz.py tests/test_index_state_machine.py tests/test_index_concurrency.py
+
+crash: build ## store crash harness, long: 2,000 SIGKILLs of a writer, each followed by a full check (KNNKIT_CRASH_SEED to vary)
+	KNNKIT_LONG_TESTS=1 $(PY) -m pytest -q -s tests/test_store_crash.py
 
 lint: $(STAMP) ## cargo fmt + clippy -D warnings, ruff
 	cargo fmt --all -- --check

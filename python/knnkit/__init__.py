@@ -4,6 +4,8 @@
   ``KNeighborsClassifier``, ``KNeighborsRegressor``), same answers, faster.
 - ``knnkit.FlatIndex`` (exact) and ``knnkit.HNSWIndex`` (approximate graph): one faiss-like
   API (``add``, ``search`` with filters, ``range_search``, ``remove``, ``save``/``load``).
+- ``knnkit.Store``: an embedded vector database (SQLite the truth, indexes derived), with
+  Mongo-style metadata filters.
 - ``knnkit.model_selection.select_k``: choose K by cross-validation with one neighbour search per
   fold.
 """
@@ -14,6 +16,7 @@ from knnkit import _core
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
 from knnkit.index import FlatIndex, HNSWIndex, IVFIndex, index_factory, load
 from knnkit.index._result import SearchResult
+from knnkit.store import Store
 
 __version__: str = _core.__version__
 
@@ -50,6 +53,7 @@ __all__ = [
     "HNSWIndex",
     "IVFIndex",
     "SearchResult",
+    "Store",
     "__version__",
     "index_factory",
     "load",

@@ -282,3 +282,59 @@ class Ivf:
     def encode(self, extra: str) -> bytes: ...
     @staticmethod
     def from_file(file: IndexFile) -> Ivf: ...
+
+class Db:
+    """A store directory (internal; use ``knnkit.Store``)."""
+
+    def __init__(
+        self, path: str, durability: str = "full", timeout: float = 5.0, snapshot_every: int = 50000
+    ) -> None: ...
+    def collection(
+        self,
+        name: str,
+        mode: str,
+        dim: int | None = None,
+        metric: str | None = None,
+        index: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Collection: ...
+    def list_collections(self) -> list[dict[str, Any]]: ...
+    def delete_collection(self, name: str) -> None: ...
+    def backup(self, path: str) -> None: ...
+    def path(self) -> str: ...
+
+class Collection:
+    """A collection of a store (internal; use ``knnkit.Store``)."""
+
+    def info(self) -> dict[str, Any]: ...
+    def add(
+        self, ids: Any, vectors: Any = None, metadata: Any = None, documents: Any = None
+    ) -> int: ...
+    def upsert(
+        self, ids: Any, vectors: Any = None, metadata: Any = None, documents: Any = None
+    ) -> int: ...
+    def update(
+        self, ids: Any, vectors: Any = None, metadata: Any = None, documents: Any = None
+    ) -> int: ...
+    def delete(self, ids: Any = None, where: Any = None) -> int: ...
+    def count(self, where: Any = None) -> int: ...
+    def get(
+        self,
+        ids: Any = None,
+        where: Any = None,
+        limit: int | None = None,
+        offset: int = 0,
+        metadata: bool = True,
+        documents: bool = True,
+        vectors: bool = False,
+    ) -> dict[str, Any]: ...
+    def query(
+        self,
+        vectors: np.ndarray[Any, np.dtype[np.float32]],
+        k: int = 10,
+        where: Any = None,
+        metadata: bool = True,
+        documents: bool = True,
+    ) -> dict[str, Any]: ...
+    def snapshot(self) -> str: ...
+    def index_state(self) -> tuple[int, bool]: ...

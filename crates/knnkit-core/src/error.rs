@@ -44,6 +44,15 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
 
+    /// The store's database stayed locked by another writer past the busy timeout.
+    #[error("the store is locked: {0}")]
+    Busy(String),
+
+    /// The store's database failed (SQLite's own message): an unreadable or full disk, a file
+    /// that is not a knnkit store.
+    #[error("store database error: {0}")]
+    Database(String),
+
     /// An object cannot be used any more: an earlier operation on it failed midway (a panic
     /// while it was locked). Not a user error; reported instead of reusing half-changed state.
     #[error("internal error: {0}")]

@@ -16,6 +16,7 @@
 //! # Ok::<(), knnkit_core::Error>(())
 //! ```
 
+pub mod db;
 pub mod error;
 pub mod filter;
 pub mod flat;

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use knnkit_core::Error;
 use pyo3::exceptions::{
     PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError,
-    PyValueError,
+    PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 
@@ -85,6 +85,10 @@ pub fn to_py(err: Error) -> PyErr {
             }
         }
         Error::Internal(msg) => InternalError::new_err(msg),
+        // A writer waited out the busy timeout: retrying later can succeed.
+        err @ Error::Busy(_) => PyTimeoutError::new_err(err.to_string()),
+        // The store's database failed below the store (disk, foreign file).
+        err @ Error::Database(_) => PyOSError::new_err(err.to_string()),
         other => PyValueError::new_err(other.to_string()),
     }
 }

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod conversion;
+mod db;
 mod error;
 mod flat;
 mod flat_index;
@@ -60,6 +61,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hnsw::Hnsw>()?;
     m.add_class::<ivf::Ivf>()?;
     m.add_class::<io::IndexFile>()?;
+    m.add_class::<db::Db>()?;
+    m.add_class::<db::Collection>()?;
     m.add_function(wrap_pyfunction!(io::write_index_file, m)?)?;
     // Private name: the stubs list public exports; users catch it as RuntimeError.
     m.add("_InternalError", m.py().get_type::<error::InternalError>())?;

@@ -273,8 +273,73 @@ impl Hnsw {
     }
 }
 
+impl Hnsw {
+    /// Links again, as new nodes are linked, the live nodes that no link reaches from the
+    /// entry point (after a repair: nodes whose neighbours and their neighbours were all
+    /// deleted). One node at a time, each searching the graph the previous ones joined; its
+    /// nearest neighbour then links back to it even where the heuristic would not (its
+    /// farthest neighbour makes room), and the pass repeats for nodes that this cut off, a
+    /// few times at most.
+    pub(super) fn reconnect(&mut self) {
+        const ROUNDS: usize = 4;
+        for _ in 0..ROUNDS {
+            let orphans = self.unreachable();
+            if orphans.is_empty() {
+                return;
+            }
+            let mut s = self.take_scratch();
+            for &p in &orphans {
+                let mut plan = self.plan(p, &mut s);
+                for list in &mut plan {
+                    list.retain(|&x| x != p && !self.ids.is_deleted(x as usize));
+                }
+                let nearest = plan.first().and_then(|l| l.first()).copied();
+                self.apply_batch(&[p], vec![plan]);
+                if let Some(t) = nearest {
+                    let mut list = self.neighbors(t, 0).to_vec();
+                    if !list.contains(&p) {
+                        if list.len() >= self.cap(0) {
+                            list.pop();
+                        }
+                        list.push(p);
+                        self.set_neighbors(t, 0, &list);
+                    }
+                }
+            }
+            self.give_scratch(s);
+        }
+    }
+
+    /// Live nodes that no path of links (at any level) reaches from the entry point.
+    fn unreachable(&self) -> Vec<u32> {
+        if self.entry == NONE {
+            return Vec::new();
+        }
+        let n = self.ids.len();
+        let mut seen = vec![false; n];
+        let mut stack = vec![self.entry];
+        seen[self.entry as usize] = true;
+        while let Some(u) = stack.pop() {
+            for level in 0..=self.levels[u as usize] as usize {
+                for &v in self.neighbors(u, level) {
+                    if !seen[v as usize] {
+                        seen[v as usize] = true;
+                        stack.push(v);
+                    }
+                }
+            }
+        }
+        (0..n as u32)
+            .filter(|&u| !seen[u as usize] && !self.ids.is_deleted(u as usize))
+            .collect()
+    }
+}
+
 /// Rebuilds every list that points to a deleted node from its live neighbours and the live
-/// neighbours of the deleted ones, pruned with the heuristic.
+/// neighbours of the deleted ones (one hop), pruned with the heuristic. Where one hop leaves
+/// fewer than half a list's capacity (the neighbourhood was mostly deleted), the live nodes a
+/// search for the node finds (routing through the deleted ones) are candidates too: one hop
+/// alone could isolate the node.
 pub(super) fn repair_deleted(h: &mut Hnsw, threads: usize) {
     let this = &*h;
     let n = this.ids.len() as u32;
@@ -282,37 +347,67 @@ pub(super) fn repair_deleted(h: &mut Hnsw, threads: usize) {
         (0..n)
             .into_par_iter()
             .filter(|&u| !this.ids.is_deleted(u as usize))
-            .flat_map_iter(|u| {
-                (0..=this.levels[u as usize] as usize).filter_map(move |level| {
-                    let nbrs = this.neighbors(u, level);
-                    if !nbrs.iter().any(|&x| this.ids.is_deleted(x as usize)) {
-                        return None;
-                    }
-                    let mut all: Vec<u32> = Vec::with_capacity(2 * this.cap(level));
-                    for &x in nbrs {
-                        if this.ids.is_deleted(x as usize) {
-                            all.extend(
-                                this.neighbors(x, level)
-                                    .iter()
-                                    .filter(|&&y| y != u && !this.ids.is_deleted(y as usize)),
-                            );
-                        } else {
-                            all.push(x);
-                        }
-                    }
-                    all.sort_unstable();
-                    all.dedup();
-                    let mut cands: Vec<Cand> = all
+            .filter(|&u| {
+                (0..=this.levels[u as usize] as usize).any(|level| {
+                    this.neighbors(u, level)
                         .iter()
-                        .map(|&x| Cand {
-                            key: this.key_nodes(u, x),
-                            id: x,
-                        })
-                        .collect();
-                    cands.sort_unstable();
-                    Some((u, level, this.select_heuristic(&cands, this.cap(level))))
+                        .any(|&x| this.ids.is_deleted(x as usize))
                 })
             })
+            .map_init(
+                || this.take_scratch(),
+                |s, u| {
+                    // One hop through each deleted neighbour, per level with a deleted one.
+                    let mut lists: Vec<(usize, Vec<u32>)> = Vec::new();
+                    for level in 0..=this.levels[u as usize] as usize {
+                        let nbrs = this.neighbors(u, level);
+                        if !nbrs.iter().any(|&x| this.ids.is_deleted(x as usize)) {
+                            continue;
+                        }
+                        let mut all: Vec<u32> = Vec::with_capacity(3 * this.cap(level));
+                        for &x in nbrs {
+                            if this.ids.is_deleted(x as usize) {
+                                all.extend(
+                                    this.neighbors(x, level)
+                                        .iter()
+                                        .filter(|&&y| y != u && !this.ids.is_deleted(y as usize)),
+                                );
+                            } else {
+                                all.push(x);
+                            }
+                        }
+                        all.sort_unstable();
+                        all.dedup();
+                        lists.push((level, all));
+                    }
+                    // Few candidates left (the neighbourhood was mostly deleted): search.
+                    if lists.iter().any(|(l, all)| all.len() < this.cap(*l) / 2) {
+                        let found = this.plan(u, s);
+                        for (level, all) in &mut lists {
+                            if let Some(f) = found.get(*level) {
+                                all.extend(f.iter().filter(|&&y| y != u));
+                            }
+                            all.sort_unstable();
+                            all.dedup();
+                        }
+                    }
+                    lists
+                        .into_iter()
+                        .map(|(level, all)| {
+                            let mut cands: Vec<Cand> = all
+                                .iter()
+                                .map(|&x| Cand {
+                                    key: this.key_nodes(u, x),
+                                    id: x,
+                                })
+                                .collect();
+                            cands.sort_unstable();
+                            (u, level, this.select_heuristic(&cands, this.cap(level)))
+                        })
+                        .collect::<Vec<_>>()
+                },
+            )
+            .flatten_iter()
             .collect()
     });
     for (u, level, list) in updates {

@@ -40,9 +40,13 @@
 //! route searches. When the
 //! deleted share passes [`CONSOLIDATE_FRACTION`] (or on `consolidate`), every list that points
 //! to a deleted node is rebuilt from its live neighbours and theirs (one hop through the deleted
-//! node) with the heuristic, and the arrays are compacted: memory is given back. A removed id
-//! may be added again before that: it then maps to the new live slot, and the deleted slot
-//! keeps the id until it is compacted away (a saved file may hold it twice, once live).
+//! node) with the heuristic, and the arrays are compacted: memory is given back. One hop can
+//! leave a node with no live neighbour (all of them and theirs deleted): after compaction,
+//! every live node that no link reaches any more from the entry point (itself chosen among
+//! the top-level nodes that have level-0 neighbours) is linked again as a new node would be,
+//! so no live vector becomes unreachable. A removed id
+//! may be added again before that: it then maps to the new live slot, and the deleted
+//! slot keeps the id until it is compacted away (a saved file may hold it twice, once live).
 //!
 //! # Failure
 //!
@@ -761,6 +765,7 @@ impl Hnsw {
         }
         build::repair_deleted(self, threads);
         self.compact();
+        self.reconnect();
     }
 
     /// Drops deleted slots and renumbers the rest in slot order.
@@ -877,16 +882,17 @@ impl Hnsw {
         self.reset_entry();
     }
 
-    /// Makes the entry point a node of the highest level (the lowest such slot when the current
-    /// entry is gone or no longer the highest).
+    /// Makes the entry point a node of the highest level: the current one if it still is and
+    /// has level-0 neighbours, else the lowest such slot with level-0 neighbours (an isolated
+    /// entry point would hide the whole graph), else the lowest such slot.
     fn reset_entry(&mut self) {
         let top = self.levels.iter().copied().max().unwrap_or(0) as usize;
-        if self.entry == NONE || self.levels[self.entry as usize] as usize != top {
-            self.entry = self
-                .levels
-                .iter()
-                .position(|&l| l as usize == top)
-                .map_or(NONE, |p| p as u32);
+        let linked = |p: u32| !self.neighbors(p, 0).is_empty();
+        let at_top = |p: &u32| self.levels[*p as usize] as usize == top;
+        if self.entry == NONE || !at_top(&self.entry) || !linked(self.entry) {
+            let mut candidates = (0..self.levels.len() as u32).filter(at_top);
+            let first = candidates.clone().next();
+            self.entry = candidates.find(|&p| linked(p)).or(first).unwrap_or(NONE);
         }
         self.max_level = top;
     }

@@ -453,3 +453,57 @@ fn limits_are_checked_before_allocating() {
     assert!(e.to_string().contains("row 1"), "{e}");
     assert_eq!(h.len(), 0);
 }
+
+/// Live slots that links (at any level) reach from the entry point.
+fn reachable(h: &Hnsw) -> usize {
+    let n = h.ids.len();
+    let mut seen = vec![false; n];
+    let mut stack = vec![h.entry];
+    let mut live = 0;
+    while let Some(u) = stack.pop() {
+        if u == NONE || seen[u as usize] {
+            continue;
+        }
+        seen[u as usize] = true;
+        live += usize::from(!h.ids.is_deleted(u as usize));
+        for level in 0..=h.levels[u as usize] as usize {
+            stack.extend_from_slice(h.neighbors(u, level));
+        }
+    }
+    live
+}
+
+#[test]
+fn consolidation_leaves_every_live_vector_reachable() {
+    // Deleting most of a graph in one call leaves survivors whose neighbours, and theirs, are
+    // all gone: the repair alone would leave them (or the entry point) isolated.
+    for seed in 0..40u64 {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let n = 400;
+        let data: Vec<f32> = (0..n * 4).map(|_| rng.next_f64() as f32).collect();
+        let ids: Vec<i64> = (0..n as i64).collect();
+        let params = HnswParams {
+            m: 8,
+            ef_construction: 40,
+            seed,
+            codes: Codes::Flat,
+        };
+        let mut h = Hnsw::new(4, Metric::Euclidean, params).unwrap();
+        h.add(&data, &ids, 1, None).unwrap();
+        let gone: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|_| rng.next_f64() < 0.95)
+            .collect();
+        h.remove(&gone, 1);
+        assert_eq!(h.n_deleted(), 0, "consolidated");
+        assert_eq!(reachable(&h), h.len(), "seed {seed}");
+        // Every survivor is its own nearest neighbour: the graph finds it.
+        for id in h.live_ids() {
+            let v = h.get(id).unwrap().to_vec();
+            let r = h.search(&v, 1, &SearchOptions::default(), None).unwrap();
+            assert_eq!(r.ids, [id], "seed {seed}");
+            assert_eq!(r.stats.exact_fallbacks, 0, "seed {seed}");
+        }
+    }
+}

@@ -1,0 +1,372 @@
+"""``knnkit.Store``: an embedded vector database (a directory; SQLite inside is the truth).
+
+A store holds named collections of records: a str id, a float32 vector, optional metadata (a
+dict of str, int, float, bool and lists of those) and an optional document (str). Writes are
+all-or-nothing and durable when they return; queries return exactly ``min(k, matches)``
+results; other processes see every committed write on their next call. The index of each
+collection (exact ``"flat"`` or approximate ``"hnsw"``) is derived from SQLite: a snapshot
+file that is missing or damaged is rebuilt, never an error. The design is argued in
+``crates/knnkit-core/src/db/mod.rs`` and in the user guide ("Store").
+
+>>> import tempfile, numpy as np, knnkit
+>>> with tempfile.TemporaryDirectory() as d:
+...     db = knnkit.Store(d)
+...     col = db.get_or_create_collection("docs", dim=2, metric="euclidean", index="flat")
+...     col.add(["a", "b"], vectors=[[0, 0], [1, 1]], metadata=[{"year": 2020}, {"year": 2024}])
+...     res = col.query([[0.9, 0.9]], k=2, where={"year": {"$gte": 2021}})
+...     print(res.ids, len(col))
+[['b']] 2
+
+Not yet here (later versions of the store): embedders (``texts=``, ``embedder=``), full-text
+and hybrid search (``where_document=``, ``mode=``), IVF collections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from knnkit import _core
+from knnkit._validation import as_matrix
+
+__all__ = ["Collection", "Result", "Store"]
+
+_LATER = "arrives in a later version of knnkit's store"
+GET_FIELDS = ("metadata", "documents", "vectors")
+QUERY_FIELDS = ("distances", "metadata", "documents")
+
+
+class Result(dict):  # type: ignore[type-arg]
+    """The answer of :meth:`Collection.get` or :meth:`Collection.query`: a dict whose entries
+    are also attributes (``res["ids"]`` or ``res.ids``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"{name!r}: this result holds {sorted(self)} (ask for more with include=)"
+            ) from None
+
+
+def _not_yet(**given: Any) -> None:
+    for name, value in given.items():
+        if value is not None:
+            raise NotImplementedError(f"{name}= {_LATER}")
+
+
+def _include(include: Iterable[str], allowed: tuple[str, ...]) -> set[str]:
+    if isinstance(include, str):
+        include = (include,)
+    chosen = set(include)
+    unknown = chosen - set(allowed)
+    if unknown:
+        raise ValueError(f"include: expected some of {allowed}, got {sorted(unknown)}")
+    return chosen
+
+
+def _ids(ids: Any) -> list[str]:
+    if isinstance(ids, str):
+        return [ids]
+    if isinstance(ids, (bytes, Mapping)) or not isinstance(ids, Iterable):
+        raise TypeError(f"ids: expected a str or a list of str, got {type(ids).__name__}")
+    return list(ids)
+
+
+def _per_record(value: Any, single: bool) -> Any:
+    """One entry per id; a lone dict/str is accepted for a single id."""
+    if value is None:
+        return None
+    if single and isinstance(value, (Mapping, str)):
+        return [value]
+    return value
+
+
+class Collection:
+    """A named set of records in a :class:`Store`. Get one from
+    :meth:`Store.get_or_create_collection` (or ``create_collection``/``get_collection``).
+
+    Attributes ``name``, ``dim``, ``metric``, ``index`` and ``params`` say what it is."""
+
+    def __init__(self, native: Any, store: Store) -> None:
+        self._native = native
+        self._store = store
+        info = native.info()
+        self.name: str = info["name"]
+        self.dim: int = info["dim"]
+        self.metric: str = info["metric"]
+        self.index: str = info["index"]
+        self.params: dict[str, Any] = json.loads(info["params"])
+
+    def __repr__(self) -> str:
+        return (
+            f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r}, "
+            f"index={self.index!r})"
+        )
+
+    def _write(
+        self,
+        method: str,
+        ids: Any,
+        vectors: Any,
+        metadata: Any,
+        documents: Any,
+        texts: Any,
+    ) -> None:
+        _not_yet(texts=texts)
+        ids = _ids(ids)
+        if vectors is None and documents is not None and method != "update":
+            raise NotImplementedError(
+                f"{method} without vectors: embedding documents needs an embedder, which "
+                f"{_LATER}; pass vectors="
+            )
+        if vectors is not None:
+            vectors = as_matrix(vectors, "vectors", np.dtype(np.float32), self.dim, False)
+        single = len(ids) == 1
+        getattr(self._native, method)(
+            ids,
+            vectors,
+            _per_record(metadata, single),
+            _per_record(documents, single),
+        )
+
+    def add(
+        self,
+        ids: str | Sequence[str],
+        vectors: Any = None,
+        metadata: Sequence[Mapping[str, Any] | None] | Mapping[str, Any] | None = None,
+        documents: Sequence[str | None] | str | None = None,
+        *,
+        texts: Any = None,
+    ) -> None:
+        """Adds records: ``ids[i]`` with ``vectors[i]`` (shape ``(n, dim)``), ``metadata[i]``
+        and ``documents[i]``. Every id must be new (``ValueError`` naming the existing ones,
+        and nothing is written); durable when it returns."""
+        self._write("add", ids, vectors, metadata, documents, texts)
+
+    def upsert(
+        self,
+        ids: str | Sequence[str],
+        vectors: Any = None,
+        metadata: Sequence[Mapping[str, Any] | None] | Mapping[str, Any] | None = None,
+        documents: Sequence[str | None] | str | None = None,
+        *,
+        texts: Any = None,
+    ) -> None:
+        """Adds new records and replaces existing ones' vectors, and their metadata and
+        documents where given (``None`` for the whole argument keeps them)."""
+        self._write("upsert", ids, vectors, metadata, documents, texts)
+
+    def update(
+        self,
+        ids: str | Sequence[str],
+        vectors: Any = None,
+        metadata: Sequence[Mapping[str, Any] | None] | Mapping[str, Any] | None = None,
+        documents: Sequence[str | None] | str | None = None,
+        *,
+        texts: Any = None,
+    ) -> None:
+        """Replaces the given fields of existing records (every id must exist; a ``None``
+        entry in a list clears that record's field, ``None`` for the argument keeps them)."""
+        self._write("update", ids, vectors, metadata, documents, texts)
+
+    def delete(
+        self,
+        ids: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        *,
+        where_document: Any = None,
+    ) -> int:
+        """Deletes the records with these ids (unknown ones are skipped) that ``where``
+        matches (at least one of the two); returns how many were deleted."""
+        _not_yet(where_document=where_document)
+        return int(self._native.delete(None if ids is None else _ids(ids), where))
+
+    def count(self, where: Mapping[str, Any] | None = None) -> int:
+        """Number of records (that ``where`` matches)."""
+        return int(self._native.count(where))
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def get(
+        self,
+        ids: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include: Iterable[str] = ("metadata", "documents"),
+        *,
+        where_document: Any = None,
+    ) -> Result:
+        """Records by id (in the order asked; unknown ids are skipped) or all of them (in
+        insertion order), those ``where`` matches, from ``offset``, at most ``limit``.
+
+        Returns a :class:`Result` with ``ids`` and the fields of ``include`` (``"metadata"``,
+        ``"documents"``, ``"vectors"``: an ``(n, dim)`` float32 array)."""
+        _not_yet(where_document=where_document)
+        chosen = _include(include, GET_FIELDS)
+        if limit is not None and (isinstance(limit, bool) or int(limit) < 0):
+            raise ValueError(f"limit: expected None or a non-negative int, got {limit!r}")
+        if isinstance(offset, bool) or int(offset) < 0:
+            raise ValueError(f"offset: expected a non-negative int, got {offset!r}")
+        out = self._native.get(
+            None if ids is None else _ids(ids),
+            where,
+            None if limit is None else int(limit),
+            int(offset),
+            "metadata" in chosen,
+            "documents" in chosen,
+            "vectors" in chosen,
+        )
+        return Result(out)
+
+    def query(
+        self,
+        vectors: Any = None,
+        k: int = 10,
+        where: Mapping[str, Any] | None = None,
+        include: Iterable[str] = ("distances", "metadata", "documents"),
+        *,
+        texts: Any = None,
+        where_document: Any = None,
+        mode: str = "vector",
+    ) -> Result:
+        """The ``k`` nearest records of each query vector among those ``where`` matches:
+        exactly ``min(k, matches)`` per query, closest first.
+
+        Returns a :class:`Result` with one list per query: ``ids`` and the fields of
+        ``include`` (``"distances"`` in the metric's units, ``"metadata"``,
+        ``"documents"``)."""
+        _not_yet(texts=texts, where_document=where_document)
+        if mode != "vector":
+            raise NotImplementedError(f"mode={mode!r}: text and hybrid search {_LATER}")
+        if vectors is None:
+            raise ValueError("vectors: expected query vectors of shape (n, dim), got None")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k: expected a positive int, got {k!r}")
+        chosen = _include(include, QUERY_FIELDS)
+        q = as_matrix(vectors, "vectors", np.dtype(np.float32), self.dim, False)
+        out = self._native.query(q, int(k), where, "metadata" in chosen, "documents" in chosen)
+        if "distances" not in chosen:
+            del out["distances"]
+        return Result(out)
+
+    def snapshot(self) -> str:
+        """Writes the index snapshot now (the store also does after enough writes); a later
+        open then replays only what came after it. Returns its path."""
+        return os.fspath(self._native.snapshot())
+
+
+class Store:
+    """An embedded vector database in the directory ``path`` (created if missing).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store's directory: ``store.sqlite3`` (the truth) and index snapshots.
+    durability : {"full", "normal"}
+        ``"full"``: every write is on disk when it returns. ``"normal"``: safe against a crash
+        of the process, but a power cut or OS crash may roll back the last writes (those since
+        SQLite's last WAL checkpoint); faster writes.
+    timeout : float
+        Seconds a writer waits for another process's write to finish before ``TimeoutError``.
+    snapshot_every : int
+        Write a collection's index snapshot after this many changed records (and at least a
+        quarter of the collection); 0: only on :meth:`Collection.snapshot`.
+
+    A store must not be used across ``os.fork()``: open it again in the child.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: str = "full",
+        timeout: float = 5.0,
+        snapshot_every: int = 50_000,
+    ) -> None:
+        if isinstance(snapshot_every, bool) or int(snapshot_every) < 0:
+            raise ValueError(f"snapshot_every: expected a non-negative int, got {snapshot_every!r}")
+        self._native = _core.Db(os.fspath(path), durability, float(timeout), int(snapshot_every))
+        self.path = os.fspath(path)
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r})"
+
+    def _collection(
+        self,
+        mode: str,
+        name: str,
+        dim: int | None,
+        metric: str | None,
+        index: str | None,
+        embedder: Any,
+        params: dict[str, Any],
+    ) -> Collection:
+        _not_yet(embedder=embedder)
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a str, got {type(name).__name__}")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer))):
+            raise TypeError(f"dim: expected an int, got {dim!r}")
+        native = self._native.collection(
+            name, mode, None if dim is None else int(dim), metric, index, params or None
+        )
+        return Collection(native, self)
+
+    def create_collection(
+        self,
+        name: str,
+        dim: int | None = None,
+        metric: str | None = None,
+        index: str | None = None,
+        embedder: Any = None,
+        **params: Any,
+    ) -> Collection:
+        """Creates the collection ``name`` (an error if it exists). ``metric`` defaults to
+        ``"cosine"``, ``index`` to ``"hnsw"`` (or ``"flat"``: exact); ``params`` are the HNSW
+        parameters ``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``."""
+        return self._collection("create", name, dim, metric, index, embedder, params)
+
+    def get_collection(
+        self,
+        name: str,
+        dim: int | None = None,
+        metric: str | None = None,
+        index: str | None = None,
+        embedder: Any = None,
+        **params: Any,
+    ) -> Collection:
+        """The existing collection ``name``; what is given must match it (``ValueError``)."""
+        return self._collection("get", name, dim, metric, index, embedder, params)
+
+    def get_or_create_collection(
+        self,
+        name: str,
+        dim: int | None = None,
+        metric: str | None = None,
+        index: str | None = None,
+        embedder: Any = None,
+        **params: Any,
+    ) -> Collection:
+        """The collection ``name``, created if missing (see :meth:`create_collection`); an
+        existing one must match what is given (``ValueError`` naming the difference)."""
+        return self._collection("get_or_create", name, dim, metric, index, embedder, params)
+
+    def list_collections(self) -> list[str]:
+        """The names of the collections, sorted."""
+        return [c["name"] for c in self._native.list_collections()]
+
+    def delete_collection(self, name: str) -> None:
+        """Deletes a collection, its records and its snapshot."""
+        self._native.delete_collection(name)
+
+    def backup(self, path: str | os.PathLike[str]) -> None:
+        """Copies the store's database into the directory ``path`` (created; it must not hold
+        a store) with SQLite's online backup: a consistent copy while writers run. Indexes are
+        rebuilt when the copy is opened."""
+        self._native.backup(os.fspath(path))
