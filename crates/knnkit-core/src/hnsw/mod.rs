@@ -15,10 +15,12 @@
 //!   Cosine scores a code as the cosine of the decoded vector, ⟨q, x̂⟩/‖x̂‖ (`code_inv` holds
 //!   1/‖x̂‖, derived, not saved): coarse codes change the decoded norm, and an inner product
 //!   alone would favour the codes that happen to decode longer.
-//! - The code ranges are learnt from the first `add` and relearnt (every code re-encoded) when a
-//!   later `add` at least doubles the slots since the last training and more than
-//!   [`CODE_OUTSIDE_SHARE`] of its coded values fall outside the ranges: a first batch of one
-//!   row does not freeze the ranges, and the cost stays amortised O(n·d).
+//! - The code ranges are learnt from the first `add` and relearnt (every code re-encoded) when
+//!   more than [`CODE_OUTSIDE_SHARE`] of a later `add`'s coded values fall outside them and
+//!   either the slots have grown by [`CODE_RETRAIN_GROWTH`] since the last training or the
+//!   index is still small ([`CODE_RETRAIN_SMALL`] slots, where a retraining costs about what
+//!   linking one row does): a first batch of one row does not freeze the ranges, rows added one
+//!   at a time to a small index are never clamped, and the cost stays amortised O(n·d).
 //!
 //! # Keys
 //!
@@ -91,8 +93,13 @@ pub const MAX_LEVEL: u8 = 16;
 /// Slot value meaning "none".
 pub(crate) const NONE: u32 = u32::MAX;
 /// Share of a new batch's coded values outside the code ranges above which the ranges are
-/// relearnt (when the index has also doubled since they were learnt).
+/// relearnt (when the index has also grown enough since they were learnt, or is small).
 pub const CODE_OUTSIDE_SHARE: f64 = 0.03;
+/// Growth of the slots since the last training that allows a retraining (amortises the
+/// re-encoding: O(n·d) in total).
+pub const CODE_RETRAIN_GROWTH: f64 = 1.25;
+/// Up to this many slots, every add whose rows fall outside the ranges retrains them.
+pub const CODE_RETRAIN_SMALL: usize = 1024;
 /// At most this many rows (evenly strided) train relearnt code ranges.
 pub const CODE_RETRAIN_SAMPLE: usize = 1 << 17;
 
@@ -699,14 +706,15 @@ impl Hnsw {
 
     /// Whether the code ranges are (re)learnt for an add whose new slots start at `start`:
     /// `Some(first slot of the training rows)` — the new rows on the first add, every row
-    /// when the index has doubled since the last training and the new rows fall outside the
-    /// ranges (see [`CODE_OUTSIDE_SHARE`]).
+    /// when the new rows fall outside the ranges and the index has grown enough since the last
+    /// training or is small (see the module comment).
     fn retrain_from(&self, start: usize) -> Option<usize> {
         let Some(q) = &self.sq else {
             return Some(start);
         };
         let n = self.ids.len();
-        if n < 2 * self.coded_at.max(1) {
+        let grown = n as f64 >= CODE_RETRAIN_GROWTH * self.coded_at.max(1) as f64;
+        if !grown && n > CODE_RETRAIN_SMALL {
             return None;
         }
         let mut buf = Vec::new();

@@ -440,6 +440,29 @@ fn code_ranges_follow_later_batches() {
 }
 
 #[test]
+fn rows_added_one_at_a_time_are_never_clamped_by_the_codes() {
+    // Points on a line, each outside the code ranges learnt so far: every point is its own
+    // nearest neighbour (clamped codes once made (13, 0) answer id 9). SQ4's 16 levels cannot
+    // tell neighbours on the line apart, so there the point need only be among the top 10.
+    for (codes, k) in [(Codes::Sq8, 1), (Codes::Sq4, 10)] {
+        let mut h = small(codes);
+        let n = 200;
+        for i in 0..n {
+            let mut x = vec![0.0f32; 8];
+            x[0] = i as f32;
+            x[1 + i % 7] = 0.5;
+            h.add(&x, &[i as i64], 1, None).unwrap();
+        }
+        for i in 0..n {
+            let q = h.get(i as i64).unwrap().to_vec();
+            let res = h.search(&q, k, &SearchOptions::default(), None).unwrap();
+            assert!(res.ids.contains(&(i as i64)), "{codes:?}: point {i}: {:?}", res.ids);
+            assert_eq!(res.distances[0], 0.0, "{codes:?}: point {i}");
+        }
+    }
+}
+
+#[test]
 fn limits_are_checked_before_allocating() {
     let p = HnswParams::default();
     assert!(Hnsw::new(1 << 40, Metric::Euclidean, p).is_err());
