@@ -456,7 +456,11 @@ fn rows_added_one_at_a_time_are_never_clamped_by_the_codes() {
         for i in 0..n {
             let q = h.get(i as i64).unwrap().to_vec();
             let res = h.search(&q, k, &SearchOptions::default(), None).unwrap();
-            assert!(res.ids.contains(&(i as i64)), "{codes:?}: point {i}: {:?}", res.ids);
+            assert!(
+                res.ids.contains(&(i as i64)),
+                "{codes:?}: point {i}: {:?}",
+                res.ids
+            );
             assert_eq!(res.distances[0], 0.0, "{codes:?}: point {i}");
         }
     }
