@@ -117,7 +117,8 @@ class HNSWIndex(NativeIndex):
 
     def train(self, X: Any = None) -> None:
         """No-op: the graph needs no training (code ranges are learnt from the first ``add``
-        and relearnt when later adds, at least doubling the index, fall outside them)."""
+        and relearnt when later adds fall outside them: always while the index is small,
+        after a quarter's growth beyond that)."""
 
     def add(
         self, X: Any, ids: Any = None, n_jobs: int | None = None, progress: bool | None = None
