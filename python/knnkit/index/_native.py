@@ -171,10 +171,8 @@ class NativeIndex:
         r_in = np.asarray(radius)
         if r_in.ndim > 1 or r_in.size not in (1, nq) or r_in.dtype.kind not in "fiu":
             raise ValueError(f"radius: expected a number or {nq} numbers, got {radius!r}")
+        # Finite and (for distances) non-negative values are the core's check.
         r = np.ascontiguousarray(r_in.astype(np.float32).reshape(-1))
-        sim = self.metric == "inner_product"
-        if not np.isfinite(r).all() or (not sim and (r < 0).any()):
-            raise ValueError(f"radius: expected finite non-negative values, got {radius!r}")
         if nq == 0:
             return np.zeros(1, np.int64), np.empty(0, np.float32), np.empty(0, np.int64)
         ids, mask = self._allowed(filter)

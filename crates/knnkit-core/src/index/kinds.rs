@@ -20,23 +20,6 @@ use crate::metric::Metric;
 pub const DEFAULT_EF_SEARCH: usize = 64;
 pub const DEFAULT_NPROBE: usize = 8;
 
-fn check_rows(data: &[f32], ids: &[i64], dim: usize) -> Result<()> {
-    if !data.len().is_multiple_of(dim) {
-        return Err(Error::DimensionMismatch {
-            expected: dim,
-            got: data.len() % dim,
-        });
-    }
-    if data.len() / dim != ids.len() {
-        return Err(Error::Shape {
-            name: "ids",
-            expected: data.len() / dim,
-            got: ids.len(),
-        });
-    }
-    Ok(())
-}
-
 /// The trait methods every kind answers with its inherent method of the same name.
 macro_rules! forward_to_inherent {
     () => {
@@ -64,7 +47,6 @@ impl Index for FlatIndex<f32> {
         FlatIndex::get(self, id).map(<[f32]>::to_vec)
     }
     fn add(&mut self, data: &[f32], ids: &[i64], _threads: usize) -> Result<()> {
-        check_rows(data, ids, self.dim())?;
         FlatIndex::add(self, data, Some(ids))
     }
     fn remove(&mut self, ids: &[i64]) -> usize {
@@ -116,7 +98,6 @@ impl Index for Hnsw {
         Hnsw::get(self, id).map(<[f32]>::to_vec)
     }
     fn add(&mut self, data: &[f32], ids: &[i64], threads: usize) -> Result<()> {
-        check_rows(data, ids, self.dim())?;
         Hnsw::add(self, data, ids, threads.max(1), None)
     }
     fn remove(&mut self, ids: &[i64]) -> usize {
@@ -157,12 +138,19 @@ impl Index for Ivf {
     }
     /// Trains on the first batch when untrained (it needs at least `nlist` rows).
     fn add(&mut self, data: &[f32], ids: &[i64], threads: usize) -> Result<()> {
-        check_rows(data, ids, self.dim())?;
-        if ids.is_empty() {
+        if ids.is_empty() && data.is_empty() {
             return Ok(());
         }
         if !self.is_trained() {
-            // Validate the ids before the (long) training, so bad ids cost nothing.
+            // Validate the batch before the (long) training, so bad input costs nothing
+            // (`Ivf::add` checks the same once trained).
+            if data.len() != ids.len().saturating_mul(self.dim()) {
+                return Err(Error::Shape {
+                    name: "ids",
+                    expected: data.len() / self.dim(),
+                    got: ids.len(),
+                });
+            }
             self.id_map().check_new(ids)?;
             self.train(data, threads.max(1))?;
         }

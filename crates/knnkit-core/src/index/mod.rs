@@ -226,11 +226,14 @@ pub fn range_by_knn<I: Index + ?Sized>(
         }
     }
     let sim = index.metric().is_similarity();
-    if (0..nq).any(|q| !r(q).is_finite() || (!sim && r(q) < 0.0)) {
+    if let Some(bad) = (0..nq)
+        .map(r)
+        .find(|&r| !r.is_finite() || (!sim && r < 0.0))
+    {
         return Err(Error::param(
             "radius",
             "finite values (non-negative for distances)",
-            "a non-finite or negative value",
+            bad,
         ));
     }
     let inside = |dist: f32, q: usize| if sim { dist >= r(q) } else { dist <= r(q) };

@@ -286,3 +286,17 @@ fn pinned_files_still_open() {
     let f64_file = IndexFile::open(&dir.join("flat_cos_f64.knn"), false).unwrap();
     assert_eq!(file::read_flat::<f64>(&f64_file).unwrap().len(), 118);
 }
+
+#[test]
+fn batches_whose_ids_do_not_match_their_rows_change_nothing() {
+    let mut rng = SplitMix64::new(5);
+    let data = rows(&mut rng, 10);
+    for (name, mut ix) in kinds() {
+        assert!(ix.add(&data, &[0, 1, 2], 1).is_err(), "{name}");
+        assert!(ix.add(&data[..DIM + 1], &[0], 1).is_err(), "{name}");
+        assert_eq!(ix.len(), 0, "{name}");
+        ix.add(&data, &(0..10).collect::<Vec<_>>(), 1).unwrap();
+        assert!(ix.add(&data, &[20], 1).is_err(), "{name}");
+        assert_eq!(ix.len(), 10, "{name}");
+    }
+}
