@@ -3,7 +3,8 @@
 
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, Transaction};
@@ -65,6 +66,14 @@ pub struct QueryHits {
     pub documents: Vec<Option<String>>,
 }
 
+impl Drop for Collection {
+    /// A collection's last handle waits for its background snapshot: a store closed and its
+    /// directory removed never sees a snapshot file appear afterwards.
+    fn drop(&mut self) {
+        self.wait_for_snapshot();
+    }
+}
+
 /// The derived state of a collection.
 struct Live {
     index: Box<dyn Index>,
@@ -88,7 +97,12 @@ pub struct Collection {
     db: Arc<Shared>,
     info: CollectionInfo,
     metric: Metric,
-    state: RwLock<Live>,
+    state: Arc<RwLock<Live>>,
+    /// Held while a snapshot is encoded and written: one at a time per collection, so an
+    /// older snapshot never replaces a newer one.
+    snapshot_lock: Arc<Mutex<()>>,
+    /// The background snapshot started by a write, if any.
+    pending: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What a committed write changes in the derived state.
@@ -520,7 +534,9 @@ impl Collection {
             db,
             info,
             metric,
-            state: RwLock::new(live),
+            state: Arc::new(RwLock::new(live)),
+            snapshot_lock: Arc::new(Mutex::new(())),
+            pending: Mutex::new(None),
         })
     }
 
@@ -629,18 +645,26 @@ impl Collection {
                 drop(tx);
                 return Ok(count);
             }
+            let freed = !change.removed.is_empty();
             tx.commit()?;
             if live.apply(change, seq).is_err() {
                 // Committed and durable: the index is rebuilt from SQLite on the next call.
                 live.reload = true;
             }
+            if freed {
+                // Best effort, like the snapshot: the write is committed.
+                let _ = schema::reclaim_space(&conn);
+            }
             let every = self.db.opts.snapshot_every;
             let due = every > 0 && live.since_snapshot >= every.max(live.mirror.len() / 4);
+            if due {
+                // Counted as taken now, so the writes that follow do not start another.
+                live.since_snapshot = 0;
+            }
             (count, due)
         };
         if snapshot_due {
-            // Best effort: the write is committed; a failed snapshot only costs replay time.
-            let _ = self.snapshot();
+            self.snapshot_in_background();
         }
         Ok(count)
     }
@@ -1085,28 +1109,42 @@ impl Collection {
     }
 
     /// Writes the index snapshot (atomically, with the sequence number it covers), then
-    /// prunes the deletion log up to it. Returns the snapshot's path.
+    /// prunes the deletion log up to it. Returns the snapshot's path. Waits for a background
+    /// snapshot in progress first.
     pub fn snapshot(&self) -> Result<std::path::PathBuf> {
-        let live = self.synced()?;
-        let path = self.snapshot_path();
-        let epoch = schema::epoch(&*self.db.reader()?)?;
-        let mut extra = Map::new();
-        extra.insert("collection_id".into(), self.info.id.into());
-        extra.insert("store_epoch".into(), epoch.into());
-        extra.insert("covers_seq".into(), live.applied.into());
-        live.index.write(&path, &extra)?;
-        let covers = live.applied;
-        drop(live);
-        if let Ok(mut live) = self.write_state() {
-            if live.applied == covers {
-                live.since_snapshot = 0;
-            }
+        self.wait_for_snapshot();
+        drop(self.synced()?);
+        write_snapshot(&self.db, &self.info, &self.state, &self.snapshot_lock)?;
+        Ok(self.snapshot_path())
+    }
+
+    /// Starts writing a snapshot on another thread, unless one is still being written: the
+    /// writer that made it due returns without waiting for the encoding and the fsync.
+    /// Best effort: the writes are committed; a snapshot that fails only costs replay time
+    /// at the next open.
+    fn snapshot_in_background(&self) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        if pending.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
         }
-        let mut conn = self.db.writer()?;
-        let tx = schema::begin_write(&mut conn)?;
-        schema::prune_deletions(&tx, self.info.id, covers)?;
-        tx.commit()?;
-        Ok(path)
+        let (db, info) = (Arc::clone(&self.db), self.info.clone());
+        let (state, lock) = (Arc::clone(&self.state), Arc::clone(&self.snapshot_lock));
+        *pending = std::thread::Builder::new()
+            .name("knnkit-snapshot".into())
+            .spawn(move || {
+                let _ = write_snapshot(&db, &info, &state, &lock);
+            })
+            .ok();
+    }
+
+    /// Waits until the background snapshot in progress, if any, is written.
+    pub fn wait_for_snapshot(&self) {
+        let handle = self.pending.lock().ok().and_then(|mut p| p.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     /// The derived index's live vectors, and whether it was loaded from a snapshot (rather
@@ -1115,4 +1153,45 @@ impl Collection {
         let live = self.synced()?;
         Ok((live.index.len(), live.from_snapshot))
     }
+}
+
+/// Encodes the collection's index as it stands (under the state's read lock: queries go on,
+/// writes wait for the encoding only), writes it atomically with what it covers, then prunes
+/// the deletion log up to it. Skips an index that must be reloaded or a dropped collection.
+fn write_snapshot(
+    db: &Shared,
+    info: &CollectionInfo,
+    state: &RwLock<Live>,
+    lock: &Mutex<()>,
+) -> Result<()> {
+    let _one_at_a_time = lock
+        .lock()
+        .map_err(|_| Error::Internal("a snapshot lock was poisoned".into()))?;
+    let (bytes, covers) = {
+        let live = state
+            .read()
+            .map_err(|_| Error::Internal("a collection lock was poisoned".into()))?;
+        if live.dropped || live.reload {
+            return Ok(());
+        }
+        let epoch = schema::epoch(&*db.reader()?)?;
+        let mut extra = Map::new();
+        extra.insert("collection_id".into(), info.id.into());
+        extra.insert("store_epoch".into(), epoch.into());
+        extra.insert("covers_seq".into(), live.applied.into());
+        (live.index.encode(&extra)?, live.applied)
+    };
+    crate::io::write_atomic(&db.snapshot_path(&info.name, &info.index), &bytes)?;
+    drop(bytes);
+    let mut conn = db.writer()?;
+    let tx = schema::begin_write(&mut conn)?;
+    schema::prune_deletions(&tx, info.id, covers)?;
+    tx.commit()?;
+    drop(conn);
+    if let Ok(mut live) = state.write() {
+        if live.applied == covers {
+            live.since_snapshot = 0;
+        }
+    }
+    Ok(())
 }

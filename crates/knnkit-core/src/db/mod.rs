@@ -77,8 +77,19 @@
 //! reading the vectors written after the snapshot; a rebuild adds every vector again.
 //! Snapshots are written after `snapshot_every` changed rows, and no sooner than a quarter of
 //! the collection has changed since the last one, so their total size written stays a small
-//! multiple of the data (the sizes grow geometrically). A query takes one `data_version`
-//! read, the index search, and one SQLite read when documents are asked for.
+//! multiple of the data (the sizes grow geometrically). The write that makes one due does not
+//! wait for it: a background thread encodes the index under the collection's read lock
+//! (queries go on; writes wait only for the encoding, a copy of the index in memory), then
+//! writes and fsyncs the file and prunes the deletion log without any lock. One snapshot is
+//! written at a time per collection (so an older one never replaces a newer one), and a
+//! collection's last handle waits for its snapshot before it is dropped. A query takes one
+//! `data_version` read, the index search, and one SQLite read when documents are asked for.
+//!
+//! Space is given back: deleted and replaced vectors leave the HNSW graph at its next
+//! consolidation (past 10 % of it) and the flat index at once; the database is created with
+//! `auto_vacuum=INCREMENTAL`, and a write that frees pages gives them back to the file system
+//! when they pass 1 MB and an eighth of the file (`schema::reclaim_space`); the
+//! write-ahead log is truncated to 64 MB after checkpoints.
 //!
 //! ## Filters
 //!

@@ -55,6 +55,9 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 pub fn connect(path: &Path, opts: &Options) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(opts.timeout)?;
+    // Only takes effect on a new, empty database (before the WAL header is written): free
+    // pages can then be given back to the file system (see `reclaim_space`).
+    conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL;")?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Database(format!(
@@ -66,7 +69,9 @@ pub fn connect(path: &Path, opts: &Options) -> Result<Connection> {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
-    conn.execute_batch(&format!("PRAGMA synchronous={sync};"))?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA journal_size_limit={WAL_SIZE_LIMIT};"
+    ))?;
     rusqlite::vtab::array::load_module(&conn)?;
     Ok(conn)
 }
@@ -144,6 +149,34 @@ pub fn next_seq(tx: &Transaction<'_>) -> Result<i64> {
     let seq = current_seq(tx)? + 1;
     tx.execute("UPDATE meta SET value = ?1 WHERE key = 'seq'", [seq])?;
     Ok(seq)
+}
+
+/// Bytes the write-ahead log is truncated to after a checkpoint: a burst of writes does not
+/// leave a large `-wal` file behind.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
+/// Free pages (deleted rows, replaced vectors) past which a write gives them back to the file
+/// system ...
+const RECLAIM_MIN_PAGES: i64 = 256;
+/// ... when they are also at least this share of the file.
+const RECLAIM_SHARE: f64 = 0.125;
+
+/// Gives free pages back to the file system when they pass [`RECLAIM_MIN_PAGES`] and
+/// [`RECLAIM_SHARE`] of the database (an incremental vacuum: pages are moved from the end of
+/// the file into the holes, then the file is truncated; the WAL carries the change, so the
+/// main file shrinks at the next checkpoint). Stores created before auto-vacuum was set keep
+/// their pages for reuse by later writes (no effect here). Call outside a transaction.
+pub fn reclaim_space(conn: &Connection) -> Result<bool> {
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    if free < RECLAIM_MIN_PAGES || (free as f64) < RECLAIM_SHARE * pages as f64 {
+        return Ok(false);
+    }
+    // Each step of the statement frees one page: run it to its end.
+    let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(true)
 }
 
 /// `PRAGMA data_version`: changes when another connection commits.

@@ -700,3 +700,75 @@ fn a_backup_is_a_store_of_its_own_history() {
     let _ = fs::remove_dir_all(&dir);
     let _ = fs::remove_dir_all(&copy);
 }
+
+#[test]
+fn snapshots_due_are_written_in_the_background_and_serve_the_next_open() {
+    for kind in ["flat", "hnsw"] {
+        let dir = tmp(&format!("background-{kind}"));
+        let mut rng = SplitMix64::new(11);
+        let mut next = 0;
+        let opts = Options {
+            snapshot_every: 40,
+            ..Default::default()
+        };
+        {
+            let db = Db::open(&dir, opts.clone()).unwrap();
+            let c = db
+                .create_collection("c", &spec(4, kind, "euclidean"))
+                .unwrap();
+            // Queries and writes go on while snapshots are written.
+            churn(&c, &mut rng, 60, &mut next);
+            c.wait_for_snapshot();
+            assert!(dir.join(format!("c.{kind}.knn")).exists(), "{kind}");
+            churn(&c, &mut rng, 10, &mut next);
+            check_against_oracle(&c, &mut rng);
+        }
+        let db = Db::open(&dir, opts).unwrap();
+        let c = db.get_collection("c", &Spec::default()).unwrap();
+        assert!(c.index_state().unwrap().1, "{kind}: loaded from a snapshot");
+        check_against_oracle(&c, &mut rng);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn deleting_records_gives_disk_space_back() {
+    let dir = tmp("reclaim");
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let c = db
+        .create_collection("c", &spec(256, "flat", "euclidean"))
+        .unwrap();
+    let mut rng = SplitMix64::new(5);
+    let n = 4000; // 4 MB of vectors
+    c.add(&Write {
+        ids: ids(0..n),
+        vectors: Some(vectors(&mut rng, n, 256)),
+        ..Default::default()
+    })
+    .unwrap();
+    let pages = |conn: &rusqlite::Connection| -> (i64, i64) {
+        let p = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let f = conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
+        (p, f)
+    };
+    let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+    let (full, _) = pages(&conn);
+    c.delete(Some(&ids(100..n)), None).unwrap();
+    let (after, free) = pages(&conn);
+    assert!(
+        after * 5 < full && free < 256,
+        "{full} pages before, {after} after ({free} free)"
+    );
+    // The main file shrinks at the next checkpoint, and the log is truncated to its limit.
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    let size = fs::metadata(dir.join(DB_FILE)).unwrap().len();
+    assert!(size < 1 << 20, "{size} bytes after the checkpoint");
+    assert_eq!(c.count(None).unwrap(), 100);
+    drop(conn);
+    let _ = fs::remove_dir_all(&dir);
+}
