@@ -14,6 +14,7 @@ use super::meta::Metadata;
 use super::mirror::{Mirror, RowMirror};
 use super::predicate::Where;
 use super::schema;
+use super::text::{self, DocFilter};
 use super::{CollectionInfo, Shared, EXACT_SCAN_MAX, EXACT_SCAN_SHARE};
 use crate::error::{Error, Result};
 use crate::flat::index::FlatIndex;
@@ -57,11 +58,15 @@ pub struct Records {
     pub vectors: Vec<f32>,
 }
 
-/// The results of one query, closest first.
+/// The results of one query, best first.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct QueryHits {
     pub ids: Vec<String>,
+    /// Vector mode: the distance of each hit (empty in the other modes).
     pub distances: Vec<f32>,
+    /// Text mode: each hit's BM25 score; hybrid mode: its reciprocal rank fusion score
+    /// (higher is better; empty in vector mode).
+    pub scores: Vec<f64>,
     pub metadata: Vec<Option<Metadata>>,
     pub documents: Vec<Option<String>>,
 }
@@ -72,6 +77,69 @@ impl Drop for Collection {
     fn drop(&mut self) {
         self.wait_for_snapshot();
     }
+}
+
+/// Which records a call is about: those both filters match (`None`: no condition).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Filters<'a> {
+    /// `where`, on metadata.
+    pub meta: Option<&'a Where>,
+    /// `where_document`, on documents.
+    pub document: Option<&'a DocFilter>,
+}
+
+impl<'a> Filters<'a> {
+    /// A `where` filter alone.
+    pub fn meta(meta: Option<&'a Where>) -> Self {
+        Filters {
+            meta,
+            document: None,
+        }
+    }
+
+    fn is_some(&self) -> bool {
+        self.meta.is_some() || self.document.is_some()
+    }
+}
+
+/// How a query ranks records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueryMode {
+    /// By distance to query vectors.
+    #[default]
+    Vector,
+    /// By BM25 of query texts over documents.
+    Text,
+    /// Both, fused by reciprocal rank.
+    Hybrid,
+}
+
+impl QueryMode {
+    pub fn parse(name: &str) -> Result<QueryMode> {
+        match name {
+            "vector" => Ok(QueryMode::Vector),
+            "text" => Ok(QueryMode::Text),
+            "hybrid" => Ok(QueryMode::Hybrid),
+            _ => Err(Error::param(
+                "mode",
+                "'vector', 'text' or 'hybrid'",
+                format!("{name:?}"),
+            )),
+        }
+    }
+}
+
+/// A query (see [`Collection::search`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Query<'a> {
+    pub mode: QueryMode,
+    /// Row-major query vectors (vector and hybrid modes).
+    pub vectors: Option<&'a [f32]>,
+    /// Query texts (text and hybrid modes): one per result row.
+    pub texts: Option<&'a [String]>,
+    pub k: usize,
+    pub filters: Filters<'a>,
+    pub include: Include,
 }
 
 /// The derived state of a collection.
@@ -764,6 +832,9 @@ impl Collection {
                         meta_text(&meta),
                         doc.cloned().flatten(),
                     ])?;
+                    if let Some(Some(d)) = doc {
+                        text::insert(tx, self.info.id, key, d)?;
+                    }
                     change.rows.push((key, id.clone(), meta));
                     change.new_keys.push(key);
                     change.new_vectors.extend_from_slice(vector);
@@ -773,6 +844,12 @@ impl Collection {
                     let meta = match meta {
                         Some(m) => m.clone(),
                         None => live.mirror.metadata(old).cloned(),
+                    };
+                    // The full-text row follows the key and the document.
+                    let moves = vector.is_some() || doc.is_some();
+                    let old_doc = match moves {
+                        true => text::stored(tx, self.info.id, old)?,
+                        false => None,
                     };
                     update.execute(params![
                         self.info.id,
@@ -785,6 +862,11 @@ impl Collection {
                         doc.is_some(),
                         doc.cloned().flatten(),
                     ])?;
+                    if moves {
+                        let new_doc = doc.map_or(old_doc.as_deref(), |d| d.as_deref());
+                        let old = (old, old_doc.as_deref());
+                        text::replace(tx, self.info.id, old, (new_key, new_doc))?;
+                    }
                     if let Some(v) = vector {
                         log.execute(params![self.info.id, seq, old])?;
                         change.removed.push(old);
@@ -817,11 +899,16 @@ impl Collection {
     /// Deletes the records with these ids (unknown ones are skipped) that `filter` matches;
     /// at least one of the two must be given. Returns how many were deleted.
     pub fn delete(&self, ids: Option<&[String]>, filter: Option<&Where>) -> Result<usize> {
-        if ids.is_none() && filter.is_none() {
+        self.delete_matching(ids, Filters::meta(filter))
+    }
+
+    /// [`Collection::delete`] with a `where_document` filter too.
+    pub fn delete_matching(&self, ids: Option<&[String]>, filters: Filters<'_>) -> Result<usize> {
+        if ids.is_none() && !filters.is_some() {
             return Err(Error::param(
                 "delete",
-                "ids or where (to delete every record, delete the collection)",
-                "neither",
+                "ids or where or where_document (to delete every record, delete the collection)",
+                "none of them",
             ));
         }
         self.write(|tx, live, seq| {
@@ -833,8 +920,7 @@ impl Collection {
                     .collect(),
                 None => Vec::new(),
             };
-            if let Some(w) = filter {
-                let matching = live.mirror.matching(w);
+            if let Some(matching) = self.allowed(tx, live, filters)? {
                 if ids.is_some() {
                     keys.retain(|(k, _)| matching.binary_search(k).is_ok());
                 } else {
@@ -854,6 +940,7 @@ impl Collection {
                 "INSERT INTO deletions (collection, seq, key) VALUES (?1, ?2, ?3)",
             )?;
             for (key, id) in &keys {
+                text::forget(tx, self.info.id, *key)?;
                 del.execute(params![self.info.id, id])?;
                 log.execute(params![self.info.id, seq, key])?;
                 change.removed.push(*key);
@@ -865,11 +952,38 @@ impl Collection {
 
     /// Number of records (that `filter` matches).
     pub fn count(&self, filter: Option<&Where>) -> Result<usize> {
+        self.count_matching(Filters::meta(filter))
+    }
+
+    /// Number of records that `filters` match.
+    pub fn count_matching(&self, filters: Filters<'_>) -> Result<usize> {
         let live = self.synced()?;
-        Ok(match filter {
-            None => live.mirror.len(),
-            Some(w) => live.mirror.matching(w).len(),
-        })
+        if filters.document.is_none() {
+            return Ok(match filters.meta {
+                None => live.mirror.len(),
+                Some(w) => live.mirror.matching(w).len(),
+            });
+        }
+        let conn = self.db.reader()?;
+        Ok(self.allowed(&conn, &live, filters)?.map_or(0, |m| m.len()))
+    }
+
+    /// The keys `filters` match, ascending (`None` without filters), read through `conn`
+    /// (the reader, or the writer's transaction).
+    fn allowed(
+        &self,
+        conn: &Connection,
+        live: &Live,
+        filters: Filters<'_>,
+    ) -> Result<Option<Vec<i64>>> {
+        let meta = filters.meta.map(|w| live.mirror.matching(w));
+        let Some(doc) = filters.document else {
+            return Ok(meta);
+        };
+        let mut keys = text::matching(conn, self.info.id, doc, meta.as_deref())?;
+        // Another process may have committed since `live` was synced: keep what it knows.
+        keys.retain(|&k| live.mirror.contains(k));
+        Ok(Some(keys))
     }
 
     /// Records by id (in the order asked, unknown ids skipped) or all of them (in insertion
@@ -882,9 +996,22 @@ impl Collection {
         offset: usize,
         include: Include,
     ) -> Result<Records> {
+        self.get_matching(ids, Filters::meta(filter), limit, offset, include)
+    }
+
+    /// [`Collection::get`] with a `where_document` filter too.
+    pub fn get_matching(
+        &self,
+        ids: Option<&[String]>,
+        filters: Filters<'_>,
+        limit: Option<usize>,
+        offset: usize,
+        include: Include,
+    ) -> Result<Records> {
         let live = self.synced()?;
-        let matching = filter.map(|w| live.mirror.matching(w));
         let conn = self.db.reader()?;
+        let matching = self.allowed(&conn, &live, filters)?;
+        let filtered = matching.is_some();
         let mut sql = String::from(
             "SELECT id, metadata, document, CASE WHEN ?2 THEN vector END FROM records
              WHERE collection = ?1",
@@ -917,7 +1044,7 @@ impl Collection {
         if ids.is_some() {
             stmt.raw_bind_parameter(3, &ids_arg)?;
         }
-        if filter.is_some() {
+        if filtered {
             stmt.raw_bind_parameter(4, &keys_arg)?;
         }
         let mut rows = stmt.raw_query();
@@ -970,15 +1097,151 @@ impl Collection {
         filter: Option<&Where>,
         include: Include,
     ) -> Result<Vec<QueryHits>> {
+        self.search(&Query {
+            mode: QueryMode::Vector,
+            vectors: Some(queries),
+            texts: None,
+            k,
+            filters: Filters::meta(filter),
+            include,
+        })
+    }
+
+    /// A query in any mode among the records `q.filters` match, one result per query row:
+    /// - [`QueryMode::Vector`]: the `min(k, matches)` nearest to each vector, closest first, with
+    ///   their distances;
+    /// - [`QueryMode::Text`]: at most `k` records whose document holds a term of each text, best
+    ///   BM25 first, with their scores (fewer when fewer documents match);
+    /// - [`QueryMode::Hybrid`]: the `min(k, matches)` best by reciprocal rank fusion of both, with
+    ///   the fused scores (`vectors` and `texts` row by row).
+    ///
+    /// See the module comment of [`super::text`].
+    pub fn search(&self, q: &Query<'_>) -> Result<Vec<QueryHits>> {
         let dim = self.info.dim;
-        check_searchable(queries, dim, "queries")?;
-        let nq = queries.len() / dim;
+        let needs = |what: &'static str| {
+            let mode = match q.mode {
+                QueryMode::Vector => "vector",
+                QueryMode::Text => "text",
+                QueryMode::Hybrid => "hybrid",
+            };
+            Error::param(what, format!("{what} for a query in {mode} mode"), "none")
+        };
+        let vectors = match q.mode {
+            QueryMode::Text => None,
+            _ => Some(q.vectors.ok_or_else(|| needs("vectors"))?),
+        };
+        let texts = match q.mode {
+            QueryMode::Vector => None,
+            _ => Some(q.texts.ok_or_else(|| needs("texts"))?),
+        };
+        if let Some(v) = vectors {
+            check_searchable(v, dim, "queries")?;
+        }
+        let nq = match (vectors, texts) {
+            (Some(v), Some(t)) if v.len() / dim != t.len() => {
+                return Err(Error::Shape {
+                    name: "texts",
+                    expected: v.len() / dim,
+                    got: t.len(),
+                })
+            }
+            (_, Some(t)) => t.len(),
+            (Some(v), None) => v.len() / dim,
+            (None, None) => 0,
+        };
+        let k = q.k;
         if k == 0 {
             return Err(Error::param("k", "a positive integer", 0));
         }
         let live = self.synced()?;
-        let matching = filter.map(|w| live.mirror.matching(w));
-        let n = matching.as_ref().map_or(live.mirror.len(), Vec::len);
+        let matching = match q.filters.document {
+            Some(_) => self.allowed(&*self.db.reader()?, &live, q.filters)?,
+            None => q.filters.meta.map(|w| live.mirror.matching(w)),
+        };
+        let allow = |key: i64| {
+            live.mirror.contains(key)
+                && matching
+                    .as_ref()
+                    .is_none_or(|m| m.binary_search(&key).is_ok())
+        };
+        let ranked_texts = |depth: usize| -> Result<Vec<Vec<(i64, f64)>>> {
+            let conn = self.db.reader()?;
+            texts
+                .unwrap_or_default()
+                .iter()
+                .map(|t| text::search(&conn, self.info.id, t, depth, allow, matching.is_none()))
+                .collect()
+        };
+        // Per query row: the keys, their distances (vector mode) or scores (the others).
+        let hits: Vec<(Vec<i64>, Vec<f32>, Vec<f64>)> = match (q.mode, vectors) {
+            (QueryMode::Vector, Some(v)) => self
+                .nearest(&live, v, k, matching.as_ref())?
+                .into_iter()
+                .map(|(keys, d)| (keys, d, Vec::new()))
+                .collect(),
+            (QueryMode::Hybrid, Some(v)) => {
+                let depth = text::fusion_depth(k);
+                let near = self.nearest(&live, v, depth, matching.as_ref())?;
+                let words = ranked_texts(depth)?;
+                near.into_iter()
+                    .zip(words)
+                    .map(|((by_vector, _), by_text)| {
+                        let by_text: Vec<i64> = by_text.into_iter().map(|(key, _)| key).collect();
+                        let (keys, scores) =
+                            text::fuse(&[&by_vector, &by_text], k).into_iter().unzip();
+                        (keys, Vec::new(), scores)
+                    })
+                    .collect()
+            }
+            _ => ranked_texts(k)?
+                .into_iter()
+                .map(|r| {
+                    let (keys, scores) = r.into_iter().unzip();
+                    (keys, Vec::new(), scores)
+                })
+                .collect(),
+        };
+        debug_assert_eq!(hits.len(), nq);
+        let docs = if q.include.documents {
+            let keys: Vec<i64> = hits.iter().flat_map(|h| h.0.iter().copied()).collect();
+            self.documents(&keys)?
+        } else {
+            Default::default()
+        };
+        let mut out = Vec::with_capacity(nq);
+        for (keys, distances, scores) in hits {
+            let mut r = QueryHits {
+                distances,
+                scores,
+                ..Default::default()
+            };
+            for &key in &keys {
+                r.ids
+                    .push(live.mirror.id(key).unwrap_or_default().to_string());
+                if q.include.metadata {
+                    r.metadata.push(live.mirror.metadata(key).cloned());
+                }
+                if q.include.documents {
+                    r.documents.push(docs.get(&key).cloned().flatten());
+                }
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// The `k` nearest of each query among `matching` (`None`: every record): exactly
+    /// `min(k, matches)` keys and distances per query.
+    fn nearest(
+        &self,
+        live: &Live,
+        queries: &[f32],
+        k: usize,
+        matching: Option<&Vec<i64>>,
+    ) -> Result<Vec<(Vec<i64>, Vec<f32>)>> {
+        let dim = self.info.dim;
+        let nq = queries.len() / dim;
+        let n = matching.map_or(live.mirror.len(), Vec::len);
         let kk = k.min(n);
         let mut hits: Vec<(Vec<i64>, Vec<f32>)> = vec![Default::default(); nq];
         if kk > 0 {
@@ -987,12 +1250,10 @@ impl Collection {
                 m.len() <= EXACT_SCAN_MAX
                     || (m.len() as f64) < EXACT_SCAN_SHARE * live.mirror.len() as f64
             };
-            let (ids, distances) = match &matching {
+            let (ids, distances) = match matching {
                 Some(m) if few(m) => self.scan(&*live.index, m, queries, kk, threads)?,
                 _ => {
-                    let allowed = matching
-                        .as_ref()
-                        .map(|m| live.index.allowed(Filter::Ids(m)));
+                    let allowed = matching.map(|m| live.index.allowed(Filter::Ids(m)));
                     let opts = SearchOptions {
                         threads,
                         ef_search: self.ef_search(),
@@ -1007,38 +1268,14 @@ impl Collection {
                 // An approximate search that found fewer than min(k, matches) (a filter that
                 // cut the graph apart) is answered by an exact scan of the candidates.
                 if h.0.len() < kk {
-                    let keys = matching.clone().unwrap_or_else(|| live.index.ids());
+                    let keys = matching.cloned().unwrap_or_else(|| live.index.ids());
                     let one = &queries[q * dim..(q + 1) * dim];
                     let (ids, distances) = self.scan(&*live.index, &keys, one, kk, 1)?;
                     *h = found(&ids, &distances, 0, kk);
                 }
             }
         }
-        let docs = if include.documents {
-            let keys: Vec<i64> = hits.iter().flat_map(|h| h.0.iter().copied()).collect();
-            self.documents(&keys)?
-        } else {
-            Default::default()
-        };
-        let mut out = Vec::with_capacity(nq);
-        for (keys, distances) in hits {
-            let mut r = QueryHits {
-                distances,
-                ..Default::default()
-            };
-            for &key in &keys {
-                r.ids
-                    .push(live.mirror.id(key).unwrap_or_default().to_string());
-                if include.metadata {
-                    r.metadata.push(live.mirror.metadata(key).cloned());
-                }
-                if include.documents {
-                    r.documents.push(docs.get(&key).cloned().flatten());
-                }
-            }
-            out.push(r);
-        }
-        Ok(out)
+        Ok(hits)
     }
 
     fn ef_search(&self) -> Option<usize> {
@@ -1145,6 +1382,14 @@ impl Collection {
         if let Some(h) = handle {
             let _ = h.join();
         }
+    }
+
+    /// Checks the full-text index against the documents (see [`text::check`]); returns its
+    /// rows. For checks: it takes the write lock.
+    pub fn check_text_index(&self) -> Result<usize> {
+        let mut conn = self.db.writer()?;
+        let tx = schema::begin_write(&mut conn)?;
+        text::check(&tx, self.info.id)
     }
 
     /// The derived index's live vectors, and whether it was loaded from a snapshot (rather

@@ -25,6 +25,10 @@
 //!   little-endian, `metadata` the JSON of a checked object (`meta.rs`).
 //! - `deletions(collection, seq, key)`: the log of keys that left the index: deleted records
 //!   and replaced vectors.
+//! - `fts_<collection id>`: the collection's FTS5 index of its documents (contentless, one row
+//!   per record with a document, `rowid` = its key), changed by the same transactions as
+//!   `records`: it is part of the truth, not of the derived state (see [`text`]). Schema
+//!   version 2 added these tables; a version-1 store is migrated when opened.
 //!
 //! ## Invariants
 //!
@@ -72,9 +76,11 @@
 //!
 //! ## Cost
 //!
-//! A write costs one transaction (one fsync with `FULL`) plus the index insertion; a
-//! collection's open costs one pass over its rows' ids and metadata (the mirror), plus
-//! reading the vectors written after the snapshot; a rebuild adds every vector again.
+//! A write costs one transaction (one fsync with `FULL`) plus the index insertion, and the
+//! FTS5 insertion of its documents (a changed or deleted document is read back and tokenized
+//! again to take it out); a collection's open costs one pass over its rows' ids and metadata
+//! (the mirror), plus reading the vectors written after the snapshot; a rebuild adds every
+//! vector again (the FTS tables are never rebuilt: they are in the same transactions).
 //! Snapshots are written after `snapshot_every` changed rows, and no sooner than a quarter of
 //! the collection has changed since the last one, so their total size written stays a small
 //! multiple of the data (the sizes grow geometrically). The write that makes one due does not
@@ -96,13 +102,25 @@
 //! `where` filters are parsed into a typed tree ([`predicate`]) and evaluated on the mirror
 //! ([`mirror`]); the matching keys become the index's allowed set, or, when they are few
 //! ([`EXACT_SCAN_MAX`], [`EXACT_SCAN_SHARE`]), an exact scan of just those vectors. Either way
-//! a query returns exactly `min(k, matches)` results.
+//! a query returns exactly `min(k, matches)` results. `where_document` filters
+//! ([`text::DocFilter`]: `$contains`, `$not_contains`, `$and`, `$or`) are evaluated on the
+//! documents in SQLite, narrowed by FTS5 where a needle holds a whole word, and their keys
+//! intersected with `where`'s, for every read and for `delete`.
+//!
+//! ## Text and hybrid search
+//!
+//! [`Collection::search`] ranks by vector distance (`QueryMode::Vector`), by BM25 of query
+//! texts over the documents (`Text`: at most `k`, only records holding a query term), or by
+//! reciprocal rank fusion of both (`Hybrid`: `min(k, matches)`); `where` and `where_document`
+//! apply to every mode. The argument (table layout, query quoting, fusion depth) is the
+//! module comment of [`text`].
 
 mod collection;
 pub mod meta;
 pub mod mirror;
 pub mod predicate;
 mod schema;
+pub mod text;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -112,9 +130,10 @@ use std::time::Duration;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 
-pub use collection::{Collection, Include, QueryHits, Records, Write};
+pub use collection::{Collection, Filters, Include, Query, QueryHits, QueryMode, Records, Write};
 pub use meta::{MetaValue, Metadata, Scalar};
 pub use predicate::Where;
+pub use text::DocFilter;
 
 use crate::error::{Error, Result};
 

@@ -6,15 +6,17 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::{Map, Value};
 
-use super::{CollectionInfo, Durability, Options, Spec};
+use super::{text, CollectionInfo, Durability, Options, Spec};
 use crate::error::{Error, Result};
 use crate::metric::Metric;
 use crate::validate::MAX_DIM;
 
-/// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this build reads and writes: 2 adds one FTS5 table per collection (`text.rs`);
+/// a store of version 1 is migrated when opened.
+pub const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// The tables every version has (version 1 is exactly these).
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -105,12 +107,40 @@ pub fn init(conn: &mut Connection) -> Result<()> {
             schema_version(conn).unwrap_or(0)
         }
     };
+    let version = if version == 1 {
+        migrate_from_v1(conn)?
+    } else {
+        version
+    };
     if version != SCHEMA_VERSION {
         return Err(Error::Database(format!(
             "the store has schema version {version}; this knnkit reads version {SCHEMA_VERSION}"
         )));
     }
     Ok(())
+}
+
+/// Version 1 to 2: creates and fills each collection's FTS table, in one transaction (another
+/// process may have migrated first: the version is read again under the write lock).
+fn migrate_from_v1(conn: &mut Connection) -> Result<i64> {
+    let tx = begin_write(conn)?;
+    if schema_version(&tx) != Some(1) {
+        return Ok(schema_version(&tx).unwrap_or(0));
+    }
+    let ids: Vec<i64> = tx
+        .prepare("SELECT id FROM collections ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in ids {
+        text::create(&tx, id)?;
+        text::fill(&tx, id)?;
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [SCHEMA_VERSION],
+    )?;
+    tx.commit()?;
+    Ok(SCHEMA_VERSION)
 }
 
 /// A random number naming a database's history: set when it is created and again in each
@@ -286,6 +316,7 @@ pub fn delete_collection(tx: &Transaction<'_>, id: i64) -> Result<()> {
     tx.execute("DELETE FROM records WHERE collection = ?1", [id])?;
     tx.execute("DELETE FROM deletions WHERE collection = ?1", [id])?;
     tx.execute("DELETE FROM collections WHERE id = ?1", [id])?;
+    text::drop_table(tx, id)?;
     Ok(())
 }
 
@@ -349,6 +380,7 @@ pub fn insert_collection(tx: &Transaction<'_>, name: &str, spec: &Spec) -> Resul
         ],
     )?;
     info.id = tx.last_insert_rowid();
+    text::create(tx, info.id)?;
     info.created = tx.query_row(
         "SELECT created FROM collections WHERE id = ?1",
         [info.id],

@@ -772,3 +772,450 @@ fn deleting_records_gives_disk_space_back() {
     drop(conn);
     let _ = fs::remove_dir_all(&dir);
 }
+
+fn docs_write(docs: &[(&str, Option<&str>)], dim: usize) -> Write {
+    Write {
+        ids: docs.iter().map(|(i, _)| (*i).to_string()).collect(),
+        vectors: Some(
+            (0..docs.len() * dim)
+                .map(|j| (j / dim) as f32 + 0.1 * (j % dim) as f32)
+                .collect(),
+        ),
+        metadata: None,
+        documents: Some(docs.iter().map(|(_, d)| d.map(str::to_string)).collect()),
+    }
+}
+
+fn text_query<'a>(texts: &'a [String], k: usize, filters: Filters<'a>) -> Query<'a> {
+    Query {
+        mode: QueryMode::Text,
+        texts: Some(texts),
+        k,
+        filters,
+        ..Default::default()
+    }
+}
+
+fn texts(t: &[&str]) -> Vec<String> {
+    t.iter().map(|s| (*s).to_string()).collect()
+}
+
+#[test]
+fn bm25_ranks_a_hand_checked_example() {
+    let dir = tmp("bm25");
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let c = db
+        .create_collection("c", &spec(2, "flat", "euclidean"))
+        .unwrap();
+    c.add(&docs_write(
+        &[
+            ("d0", Some("Apple banana")),
+            ("d1", Some("apple APPLE cherry")),
+            ("d2", Some("cherry date")),
+            ("d3", Some("elder fig grape")),
+            ("d4", Some("kiwi")),
+            ("none", None),
+        ],
+        2,
+    ))
+    .unwrap();
+    // N = 5 documents, 11 tokens (avgdl 2.2); "apple" and "cherry" are in 2 each:
+    // idf = ln(3.5 / 2.5); score = idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / 2.2)).
+    let q = texts(&["apple cherry", "APPLE", "\"", "AND", "foo*(", "", "zebra"]);
+    let r = c.search(&text_query(&q, 10, Filters::default())).unwrap();
+    assert_eq!(r[0].ids, ["d1", "d0", "d2"]); // d0 and d2 tie: the older record first
+    let want = [0.419_723_1 + 0.292_900_3, 0.349_469_0, 0.349_469_0];
+    for (got, want) in r[0].scores.iter().zip(want) {
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+    assert!(r[0].distances.is_empty());
+    assert_eq!(r[1].ids, ["d1", "d0"]);
+    for hostile in &r[2..] {
+        assert!(hostile.ids.is_empty(), "{hostile:?}");
+    }
+    // k cuts; `where` and `where_document` filter the ranked stream
+    let r = c
+        .search(&text_query(&q[..1], 1, Filters::default()))
+        .unwrap();
+    assert_eq!(r[0].ids, ["d1"]);
+    let not_d1 = DocFilter::parse(&json!({"$not_contains": "APPLE"})).unwrap();
+    let r = c
+        .search(&text_query(
+            &q[..1],
+            10,
+            Filters {
+                meta: None,
+                document: Some(&not_d1),
+            },
+        ))
+        .unwrap();
+    assert_eq!(r[0].ids, ["d0", "d2"]);
+    assert_eq!(c.check_text_index().unwrap(), 5);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_text_index_follows_every_write() {
+    let dir = tmp("fts-writes");
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let c = db
+        .create_collection("c", &spec(2, "hnsw", "euclidean"))
+        .unwrap();
+    let find = |word: &str| -> Vec<String> {
+        let q = texts(&[word]);
+        let mut ids = c.search(&text_query(&q, 100, Filters::default())).unwrap()[0]
+            .ids
+            .clone();
+        ids.sort();
+        ids
+    };
+    c.add(&docs_write(
+        &[("a", Some("red fox")), ("b", Some("blue fox")), ("c", None)],
+        2,
+    ))
+    .unwrap();
+    assert_eq!(find("fox"), ["a", "b"]);
+    // a new vector moves the row to the new key; the document stays
+    c.update(&Write {
+        ids: vec!["a".into()],
+        vectors: Some(vec![9.0, 9.0]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(find("red"), ["a"]);
+    // a new document replaces the old one; a cleared one leaves the index
+    c.update(&Write {
+        ids: vec!["a".into(), "b".into()],
+        documents: Some(vec![Some("green owl".into()), None]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(find("fox"), Vec::<String>::new());
+    assert_eq!(find("owl"), ["a"]);
+    // upsert: a document for c and a new vector and document for a, a new record d
+    c.upsert(&Write {
+        ids: vec!["c".into(), "a".into(), "d".into()],
+        vectors: Some(vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0]),
+        metadata: None,
+        documents: Some(vec![Some("owl".into()), Some("grey owl".into()), None]),
+    })
+    .unwrap();
+    assert_eq!(find("owl"), ["a", "c"]);
+    assert_eq!(c.check_text_index().unwrap(), 2);
+    // a failed write changes nothing
+    assert!(c
+        .add(&docs_write(&[("e", Some("owl")), ("a", Some("owl"))], 2))
+        .is_err());
+    assert_eq!(find("owl"), ["a", "c"]);
+    assert_eq!(c.delete(Some(&["a".into()]), None).unwrap(), 1);
+    assert_eq!(find("owl"), ["c"]);
+    assert_eq!(c.check_text_index().unwrap(), 1);
+    // a reopened store reads the same index; a deleted collection drops its table
+    drop((c, db));
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let c = db.get_collection("c", &Spec::default()).unwrap();
+    let q = texts(&["owl"]);
+    assert_eq!(
+        c.search(&text_query(&q, 5, Filters::default())).unwrap()[0].ids,
+        ["c"]
+    );
+    let table = text::table(c.info().id);
+    // the check sees totals that disagree with the rows
+    {
+        let raw = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+        raw.execute(&format!("UPDATE {table}_docsize SET sz = X'09'"), [])
+            .unwrap();
+    }
+    let e = c.check_text_index().unwrap_err().to_string();
+    assert!(
+        e.contains("totals of 1 rows and 1 tokens, but 1 rows of 9 tokens"),
+        "{e}"
+    );
+    db.delete_collection("c").unwrap();
+    let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+    let left: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE ?1",
+            [format!("{table}%")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn where_document_filters_every_read_and_delete() {
+    let dir = tmp("where-doc");
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let c = db
+        .create_collection("c", &spec(2, "flat", "euclidean"))
+        .unwrap();
+    c.add(&Write {
+        metadata: Some(vec![
+            meta(json!({"g": 1})),
+            meta(json!({"g": 2})),
+            meta(json!({"g": 1})),
+            None,
+        ]),
+        ..docs_write(
+            &[
+                ("a", Some("the quick brown fox")),
+                ("b", Some("Quick brownies")),
+                ("c", Some("slow brown dog")),
+                ("d", None),
+            ],
+            2,
+        )
+    })
+    .unwrap();
+    let f = |v: serde_json::Value| DocFilter::parse(&v).unwrap();
+    let ids_of = |d: &DocFilter, w: Option<&Where>| {
+        let filters = Filters {
+            meta: w,
+            document: Some(d),
+        };
+        c.get_matching(None, filters, None, 0, Include::default())
+            .unwrap()
+            .ids
+    };
+    assert_eq!(
+        ids_of(&f(json!({"$contains": "brown"})), None),
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        ids_of(&f(json!({"$contains": " brown "})), None),
+        ["a", "c"]
+    );
+    assert_eq!(ids_of(&f(json!({"$contains": "quick"})), None), ["a"]);
+    assert_eq!(
+        ids_of(&f(json!({"$not_contains": "quick"})), None),
+        ["b", "c", "d"]
+    );
+    assert_eq!(
+        ids_of(
+            &f(json!({"$or": [{"$contains": "fox"}, {"$contains": "dog"}]})),
+            None
+        ),
+        ["a", "c"]
+    );
+    assert_eq!(
+        ids_of(
+            &f(json!({"$and": [{"$contains": "brown"}, {"$not_contains": "fox"}]})),
+            None
+        ),
+        ["b", "c"]
+    );
+    let g1 = Where::parse(&json!({"g": 1})).unwrap();
+    assert_eq!(
+        ids_of(&f(json!({"$contains": "brown"})), Some(&g1)),
+        ["a", "c"]
+    );
+    let brown = f(json!({"$contains": "brown"}));
+    let both = Filters {
+        meta: Some(&g1),
+        document: Some(&brown),
+    };
+    assert_eq!(c.count_matching(both).unwrap(), 2);
+    let q = [0.0f32, 0.0];
+    let r = c
+        .search(&Query {
+            vectors: Some(&q),
+            k: 10,
+            filters: both,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r[0].ids, ["a", "c"]);
+    for (bad, want) in [
+        (json!({"$contains": 1}), "a str after $contains"),
+        (json!({"$regex": "x"}), "unknown operator \"$regex\""),
+        (json!({"$and": []}), "non-empty list"),
+        (json!("x"), "a dict"),
+        (json!({}), "at least one operator"),
+    ] {
+        let e = DocFilter::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+    assert_eq!(c.delete_matching(None, both).unwrap(), 2);
+    assert_eq!(c.count(None).unwrap(), 2);
+    assert_eq!(c.check_text_index().unwrap(), 1);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hybrid_fuses_both_rankings_and_returns_k() {
+    let dir = tmp("hybrid");
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let c = db
+        .create_collection("c", &spec(2, "hnsw", "euclidean"))
+        .unwrap();
+    let n = 300;
+    let docs: Vec<Option<String>> = (0..n)
+        .map(|i| match i {
+            7 => Some("alpha beta gamma".into()),
+            11 => Some("alpha alpha alpha".into()),
+            _ if i % 3 == 0 => None,
+            _ => Some(format!("filler word{i}")),
+        })
+        .collect();
+    c.add(&Write {
+        ids: ids(0..n),
+        vectors: Some((0..n).flat_map(|i| [i as f32, 0.0]).collect()),
+        metadata: None,
+        documents: Some(docs),
+    })
+    .unwrap();
+    // r7 is first in both lists (nearest, and the only document with "gamma"); r11 is
+    // second by text and far by vector
+    let v = [7.2f32, 0.0];
+    let t = texts(&["alpha gamma"]);
+    let q = Query {
+        mode: QueryMode::Hybrid,
+        vectors: Some(&v),
+        texts: Some(&t),
+        k: 10,
+        ..Default::default()
+    };
+    let r = c.search(&q).unwrap();
+    assert_eq!(r[0].ids.len(), 10);
+    assert_eq!(r[0].ids[0], "r7");
+    assert!(r[0].ids.contains(&"r11".to_string()));
+    assert!(r[0].scores.windows(2).all(|w| w[0] >= w[1]));
+    assert!(
+        (r[0].scores[0] - 2.0 / 61.0).abs() < 1e-12,
+        "{:?}",
+        r[0].scores
+    );
+    // the fused list of a filter returns min(k, matches)
+    let all_meta = Where::parse(&json!({"$not": {"x": 1}})).unwrap();
+    let gamma = DocFilter::parse(&json!({"$contains": "gamma"})).unwrap();
+    let r = c
+        .search(&Query {
+            filters: Filters {
+                meta: Some(&all_meta),
+                document: Some(&gamma),
+            },
+            ..q
+        })
+        .unwrap();
+    assert_eq!(r[0].ids, ["r7"]);
+    // bad requests name what is missing
+    for bad in [
+        Query { texts: None, ..q },
+        Query { vectors: None, ..q },
+        Query {
+            mode: QueryMode::Text,
+            texts: None,
+            ..q
+        },
+    ] {
+        let e = c.search(&bad).unwrap_err().to_string();
+        assert!(e.contains("for a query in"), "{e}");
+    }
+    let two = texts(&["a", "b"]);
+    let e = c
+        .search(&Query {
+            texts: Some(&two),
+            ..q
+        })
+        .unwrap_err();
+    assert!(matches!(e, Error::Shape { name: "texts", .. }), "{e}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A store as schema version 1 wrote it (the tables of `schema::SCHEMA`, no FTS tables).
+fn write_v1_store(dir: &std::path::Path) {
+    fs::create_dir_all(dir).unwrap();
+    let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+    conn.execute_batch(schema::SCHEMA).unwrap();
+    conn.execute_batch(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', 1), ('epoch', 12345);
+         UPDATE meta SET value = 4 WHERE key = 'seq';
+         INSERT INTO collections (name, dim, metric, kind, params, created, next_key)
+         VALUES ('docs', 2, 'euclidean', 'flat', '{}', '2025-01-01T00:00:00.000Z', 4),
+                ('other', 2, 'euclidean', 'hnsw',
+                 '{\"codes\":\"flat\",\"ef_construction\":200,\"ef_search\":64,\"m\":16,\"seed\":0}',
+                 '2025-01-01T00:00:00.000Z', 1);",
+    )
+    .unwrap();
+    let blob =
+        |x: f32, y: f32| -> Vec<u8> { [x, y].iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let rows: [(i64, &str, i64, Option<&str>); 5] = [
+        (1, "a", 0, Some("the owl and the pussycat")),
+        (1, "b", 1, None),
+        (1, "c", 3, Some("an owl")),
+        (1, "d", 2, Some("went to sea")),
+        (2, "z", 0, Some("owl owl owl")),
+    ];
+    for (coll, id, key, doc) in rows {
+        conn.execute(
+            "INSERT INTO records (collection, id, key, seq, vector, metadata, document)
+             VALUES (?1, ?2, ?3, 1, ?4, NULL, ?5)",
+            rusqlite::params![coll, id, key, blob(key as f32, 0.0), doc],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_version_1_store_is_migrated_when_opened() {
+    let dir = tmp("migrate");
+    write_v1_store(&dir);
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+    let version: i64 = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION);
+    let c = db.get_collection("docs", &Spec::default()).unwrap();
+    assert_eq!(c.check_text_index().unwrap(), 3);
+    let q = texts(&["owl"]);
+    let r = c.search(&text_query(&q, 10, Filters::default())).unwrap();
+    assert_eq!(r[0].ids, ["c", "a"]); // the shorter document first
+                                      // the other collection's documents have a table of their own (its own statistics)
+    let o = db.get_collection("other", &Spec::default()).unwrap();
+    assert_eq!(
+        o.search(&text_query(&q, 10, Filters::default())).unwrap()[0].ids,
+        ["z"]
+    );
+    assert_eq!(
+        c.query(&[2.9, 0.0], 1, None, Include::default()).unwrap()[0].ids,
+        ["c"]
+    );
+    // writes keep the migrated index in step; a second open does not migrate again
+    c.upsert(&docs_write(&[("b", Some("owl"))], 2)).unwrap();
+    assert_eq!(c.check_text_index().unwrap(), 4);
+    drop((c, o, db));
+    let db = Db::open(&dir, Options::default()).unwrap();
+    let c = db.get_collection("docs", &Spec::default()).unwrap();
+    assert_eq!(c.check_text_index().unwrap(), 4);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fts_queries_quote_every_term() {
+    assert_eq!(text::fts_query("  "), None);
+    assert_eq!(text::fts_query("\"*(^)-:"), None);
+    assert_eq!(
+        text::fts_query("foo*( AND \"bar\" NEAR/2 Café"),
+        Some("\"foo\" OR \"AND\" OR \"bar\" OR \"NEAR\" OR \"2\" OR \"Café\"".into())
+    );
+}
+
+#[test]
+fn reciprocal_rank_fusion_adds_inverse_ranks() {
+    let fused = text::fuse(&[&[1, 2, 3], &[3, 4]], 3);
+    let keys: Vec<i64> = fused.iter().map(|f| f.0).collect();
+    assert_eq!(keys, [3, 1, 2]);
+    assert!((fused[0].1 - (1.0 / 63.0 + 1.0 / 61.0)).abs() < 1e-15);
+    // a tie goes to the better single rank, then the smaller key
+    let fused = text::fuse(&[&[5, 6], &[6, 5]], 2);
+    assert_eq!(fused.iter().map(|f| f.0).collect::<Vec<_>>(), [5, 6]);
+    assert_eq!(text::fusion_depth(10), 80);
+}
