@@ -168,9 +168,14 @@ def test_bad_input_is_refused_and_changes_nothing(store):
         (ValueError, lambda: store.create_collection("x", dim=3, mm=4)),
         (ValueError, lambda: store.get_collection("missing")),
         (NotImplementedError, lambda: col.add(["c"], documents=["text only"])),
-        (NotImplementedError, lambda: col.query(texts=["hello"])),
-        (NotImplementedError, lambda: col.query([[1, 1, 1]], mode="hybrid")),
-        (NotImplementedError, lambda: col.query([[1, 1, 1]], where_document={"$contains": "x"})),
+        (ValueError, lambda: col.query(texts=["hello"])),
+        (ValueError, lambda: col.query([[1, 1, 1]], mode="hybrid")),
+        (ValueError, lambda: col.query([[1, 1, 1]], mode="bm25")),
+        (ValueError, lambda: col.query([[1, 1, 1]], texts=["x"], mode="text")),
+        (ValueError, lambda: col.query([[1, 1, 1]], where_document={"$contains": 1})),
+        (ValueError, lambda: col.query(texts="x", mode="text", where_document={"$has": "x"})),
+        (ValueError, lambda: col.delete(where_document={"$or": []})),
+        (TypeError, lambda: col.query(texts=[1], mode="text")),
         (NotImplementedError, lambda: store.get_or_create_collection("e", dim=3, embedder=len)),
     ]
     for i, (exc, call) in enumerate(bad):

@@ -7,6 +7,8 @@ kill the store is reopened and checked:
 - no duplicate ids; the index holds exactly SQLite's records;
 - queries equal a brute-force oracle over SQLite's rows (flat: the same distances; HNSW:
   recall measured by distance, and exactly min(k, records) results);
+- the full-text index holds exactly the records with a document, with totals that agree with
+  its rows, and a text query for a document finds exactly the records holding it;
 - now and then the snapshot files are truncated or bit-flipped first: the reopen rebuilds.
 
 The writers are forked by one long-lived launcher process that has imported knnkit but opened
@@ -216,6 +218,19 @@ def check_queries(store: knnkit.Store, rows: dict[str, dict[str, Row]], rng) -> 
             assert recall >= MIN_RECALL, f"hnsw recall {recall} over {len(ids)} records"
 
 
+def check_text(store: knnkit.Store, rows: dict[str, dict[str, Row]], rng) -> None:
+    for kind in KINDS:
+        if not rows[kind]:
+            continue
+        col = store.get_collection(kind)
+        documented = {i: r[2] for i, r in rows[kind].items() if r[2] is not None}
+        assert col._native.check_text_index() == len(documented), kind
+        for doc in rng.sample(sorted(set(documented.values())), min(3, len(documented))):
+            want = sorted(i for i, d in documented.items() if d == doc)
+            got = col.query(texts=[doc], k=len(rows[kind]), mode="text", include=()).ids[0]
+            assert sorted(got) == want, (kind, doc)
+
+
 def damage(path: Path, rng: random.Random) -> None:
     for kind in KINDS:
         snap = path / f"{kind}.{kind}.knn"
@@ -233,6 +248,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
     kills = LONG_KILLS if os.environ.get("KNNKIT_LONG_TESTS") else KILLS
     rng = random.Random(SEED)
     nrng = np.random.default_rng(SEED)
+    text_rng = random.Random(SEED + 1)  # its own stream: the kills stay those of SEED
     path = tmp_path / "db"
     env = dict(
         os.environ,
@@ -281,6 +297,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
             elif pending is not None and apply(model, pending) != model:
                 stats["in_flight_lost"] += 1
             check_queries(store, model, nrng)
+            check_text(store, model, text_rng)
             del store
             gc.collect()
         launcher.stdin.close()

@@ -17,7 +17,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
-use knnkit_core::db::{self, Include, MetaValue, Metadata, Options, Scalar, Spec, Where, Write};
+use knnkit_core::db::{
+    self, DocFilter, Filters, Include, MetaValue, Metadata, Options, Query, QueryMode, Scalar,
+    Spec, Where, Write,
+};
 
 use crate::conversion::{matrix, rows};
 use crate::error::{detach_interruptible, to_py};
@@ -125,6 +128,17 @@ fn parse_where(ob: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Where>> {
         Some(ob) if !ob.is_none() => {
             let v = to_json(ob, "where")?;
             Where::parse(&v).map(Some).map_err(to_py)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The `where_document` filter of a Python dict (`None`: no filter).
+fn parse_doc_filter(ob: Option<&Bound<'_, PyAny>>) -> PyResult<Option<DocFilter>> {
+    match ob {
+        Some(ob) if !ob.is_none() => {
+            let v = to_json(ob, "where_document")?;
+            DocFilter::parse(&v).map(Some).map_err(to_py)
         }
         _ => Ok(None),
     }
@@ -408,31 +422,49 @@ impl Collection {
         detach_interruptible(py, |_| self.inner.update(&w))
     }
 
-    /// Deletes the records with these ids that ``where`` matches; returns how many.
-    #[pyo3(signature = (ids=None, r#where=None))]
+    /// Deletes the records with these ids that ``where`` and ``where_document`` match;
+    /// returns how many.
+    #[pyo3(signature = (ids=None, r#where=None, where_document=None))]
     fn delete(
         &self,
         py: Python<'_>,
         ids: Option<&Bound<'_, PyAny>>,
         r#where: Option<&Bound<'_, PyAny>>,
+        where_document: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
         let ids = ids
             .filter(|o| !o.is_none())
             .map(|o| strings(o, "ids"))
             .transpose()?;
         let w = parse_where(r#where)?;
-        detach_interruptible(py, |_| self.inner.delete(ids.as_deref(), w.as_ref()))
+        let d = parse_doc_filter(where_document)?;
+        let filters = Filters {
+            meta: w.as_ref(),
+            document: d.as_ref(),
+        };
+        detach_interruptible(py, |_| self.inner.delete_matching(ids.as_deref(), filters))
     }
 
-    #[pyo3(signature = (r#where=None))]
-    fn count(&self, py: Python<'_>, r#where: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+    #[pyo3(signature = (r#where=None, where_document=None))]
+    fn count(
+        &self,
+        py: Python<'_>,
+        r#where: Option<&Bound<'_, PyAny>>,
+        where_document: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
         let w = parse_where(r#where)?;
-        detach_interruptible(py, |_| self.inner.count(w.as_ref()))
+        let d = parse_doc_filter(where_document)?;
+        let filters = Filters {
+            meta: w.as_ref(),
+            document: d.as_ref(),
+        };
+        detach_interruptible(py, |_| self.inner.count_matching(filters))
     }
 
     /// ``{"ids": [...], "metadata": [...], "documents": [...], "vectors": (n, dim) array}``
     /// (the fields asked for).
-    #[pyo3(signature = (ids=None, r#where=None, limit=None, offset=0, metadata=true, documents=true, vectors=false))]
+    #[pyo3(signature = (ids=None, r#where=None, limit=None, offset=0, metadata=true, documents=true, vectors=false, where_document=None))]
+    #[allow(clippy::too_many_arguments)]
     fn get<'py>(
         &self,
         py: Python<'py>,
@@ -443,12 +475,18 @@ impl Collection {
         metadata: bool,
         documents: bool,
         vectors: bool,
+        where_document: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let ids = ids
             .filter(|o| !o.is_none())
             .map(|o| strings(o, "ids"))
             .transpose()?;
         let w = parse_where(r#where)?;
+        let d = parse_doc_filter(where_document)?;
+        let filters = Filters {
+            meta: w.as_ref(),
+            document: d.as_ref(),
+        };
         let include = Include {
             metadata,
             documents,
@@ -456,7 +494,7 @@ impl Collection {
         };
         let r = detach_interruptible(py, |_| {
             self.inner
-                .get(ids.as_deref(), w.as_ref(), limit, offset, include)
+                .get_matching(ids.as_deref(), filters, limit, offset, include)
         })?;
         let out = PyDict::new(py);
         let n = r.ids.len();
@@ -478,34 +516,59 @@ impl Collection {
         Ok(out)
     }
 
-    /// ``{"ids": [[...]], "distances": [[...]], "metadata": [[...]], "documents": [[...]]}``:
-    /// one list per query, closest first, ``min(k, matches)`` each.
-    #[pyo3(signature = (vectors, k=10, r#where=None, metadata=true, documents=true))]
+    /// ``{"ids": [[...]], "distances" or "scores": [[...]], "metadata": [[...]],
+    /// "documents": [[...]]}``: one list per query row, best first. ``mode="vector"``:
+    /// ``min(k, matches)`` nearest with their distances; ``"text"``: at most ``k`` by BM25 of
+    /// ``texts`` with their scores; ``"hybrid"``: ``min(k, matches)`` by reciprocal rank
+    /// fusion of both with the fused scores.
+    #[pyo3(signature = (vectors=None, k=10, r#where=None, metadata=true, documents=true, texts=None, where_document=None, mode="vector"))]
+    #[allow(clippy::too_many_arguments)]
     fn query<'py>(
         &self,
         py: Python<'py>,
-        vectors: PyReadonlyArray2<'py, f32>,
+        vectors: Option<PyReadonlyArray2<'py, f32>>,
         k: usize,
         r#where: Option<&Bound<'py, PyAny>>,
         metadata: bool,
         documents: bool,
+        texts: Option<&Bound<'py, PyAny>>,
+        where_document: Option<&Bound<'py, PyAny>>,
+        mode: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let mode = QueryMode::parse(mode).map_err(to_py)?;
         let dim = self.inner.info().dim;
-        if vectors.shape()[1] != dim {
-            return Err(to_py(knnkit_core::Error::DimensionMismatch {
-                expected: dim,
-                got: vectors.shape()[1],
-            }));
+        if let Some(v) = &vectors {
+            if v.shape()[1] != dim {
+                return Err(to_py(knnkit_core::Error::DimensionMismatch {
+                    expected: dim,
+                    got: v.shape()[1],
+                }));
+            }
         }
-        let q = rows(&vectors, "vectors")?;
+        let q = vectors.as_ref().map(|v| rows(v, "vectors")).transpose()?;
+        let texts = texts
+            .filter(|o| !o.is_none())
+            .map(|o| strings(o, "texts"))
+            .transpose()?;
         let w = parse_where(r#where)?;
-        let include = Include {
-            metadata,
-            documents,
-            vectors: false,
+        let d = parse_doc_filter(where_document)?;
+        let query = Query {
+            mode,
+            vectors: q,
+            texts: texts.as_deref(),
+            k,
+            filters: Filters {
+                meta: w.as_ref(),
+                document: d.as_ref(),
+            },
+            include: Include {
+                metadata,
+                documents,
+                vectors: false,
+            },
         };
-        let hits = detach_interruptible(py, |_| self.inner.query(q, k, w.as_ref(), include))?;
-        let (ids, dist, meta, docs) = (
+        let hits = detach_interruptible(py, |_| self.inner.search(&query))?;
+        let (ids, values, meta, docs) = (
             PyList::empty(py),
             PyList::empty(py),
             PyList::empty(py),
@@ -513,7 +576,11 @@ impl Collection {
         );
         for h in hits {
             ids.append(h.ids)?;
-            dist.append(h.distances)?;
+            if mode == QueryMode::Vector {
+                values.append(h.distances)?;
+            } else {
+                values.append(h.scores)?;
+            }
             if metadata {
                 let m = h
                     .metadata
@@ -528,7 +595,12 @@ impl Collection {
         }
         let out = PyDict::new(py);
         out.set_item("ids", ids)?;
-        out.set_item("distances", dist)?;
+        let name = if mode == QueryMode::Vector {
+            "distances"
+        } else {
+            "scores"
+        };
+        out.set_item(name, values)?;
         if metadata {
             out.set_item("metadata", meta)?;
         }
@@ -541,6 +613,11 @@ impl Collection {
     /// Writes the index snapshot now; returns its path.
     fn snapshot(&self, py: Python<'_>) -> PyResult<PathBuf> {
         detach_interruptible(py, |_| self.inner.snapshot())
+    }
+
+    /// Checks the full-text index against the documents; returns its rows (for checks).
+    fn check_text_index(&self, py: Python<'_>) -> PyResult<usize> {
+        detach_interruptible(py, |_| self.inner.check_text_index())
     }
 
     /// ``(vectors in the index, loaded from a snapshot)`` (for checks).

@@ -17,8 +17,12 @@ file that is missing or damaged is rebuilt, never an error. The design is argued
 ...     print(res.ids, len(col))
 [['b']] 2
 
-Not yet here (later versions of the store): embedders (``texts=``, ``embedder=``), full-text
-and hybrid search (``where_document=``, ``mode=``), IVF collections.
+Documents are also searched by text: ``query(texts=..., mode="text")`` ranks records by BM25
+(SQLite FTS5), ``mode="hybrid"`` fuses that with the vector search by reciprocal rank, and
+``where_document={"$contains": "..."}`` filters any read by substring.
+
+Not yet here (later versions of the store): embedders (``texts=`` for writes and for vector
+queries, ``embedder=``), IVF collections.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ __all__ = ["Collection", "Result", "Store"]
 
 _LATER = "arrives in a later version of knnkit's store"
 GET_FIELDS = ("metadata", "documents", "vectors")
-QUERY_FIELDS = ("distances", "metadata", "documents")
+QUERY_FIELDS = ("distances", "scores", "metadata", "documents")
+MODES = ("vector", "text", "hybrid")
 
 
 class Result(dict):  # type: ignore[type-arg]
@@ -75,6 +80,14 @@ def _ids(ids: Any) -> list[str]:
     if isinstance(ids, (bytes, Mapping)) or not isinstance(ids, Iterable):
         raise TypeError(f"ids: expected a str or a list of str, got {type(ids).__name__}")
     return list(ids)
+
+
+def _texts(texts: Any) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, Mapping)) or not isinstance(texts, Iterable):
+        raise TypeError(f"texts: expected a str or a list of str, got {type(texts).__name__}")
+    return list(texts)
 
 
 def _per_record(value: Any, single: bool) -> Any:
@@ -179,16 +192,21 @@ class Collection:
         ids: str | Sequence[str] | None = None,
         where: Mapping[str, Any] | None = None,
         *,
-        where_document: Any = None,
+        where_document: Mapping[str, Any] | None = None,
     ) -> int:
-        """Deletes the records with these ids (unknown ones are skipped) that ``where``
-        matches (at least one of the two); returns how many were deleted."""
-        _not_yet(where_document=where_document)
-        return int(self._native.delete(None if ids is None else _ids(ids), where))
+        """Deletes the records with these ids (unknown ones are skipped) that ``where`` and
+        ``where_document`` match (at least one of the three); returns how many were
+        deleted."""
+        return int(self._native.delete(None if ids is None else _ids(ids), where, where_document))
 
-    def count(self, where: Mapping[str, Any] | None = None) -> int:
-        """Number of records (that ``where`` matches)."""
-        return int(self._native.count(where))
+    def count(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        where_document: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Number of records (that ``where`` and ``where_document`` match)."""
+        return int(self._native.count(where, where_document))
 
     def __len__(self) -> int:
         return self.count()
@@ -201,14 +219,14 @@ class Collection:
         offset: int = 0,
         include: Iterable[str] = ("metadata", "documents"),
         *,
-        where_document: Any = None,
+        where_document: Mapping[str, Any] | None = None,
     ) -> Result:
         """Records by id (in the order asked; unknown ids are skipped) or all of them (in
-        insertion order), those ``where`` matches, from ``offset``, at most ``limit``.
+        insertion order), those ``where`` and ``where_document`` match, from ``offset``, at
+        most ``limit``.
 
         Returns a :class:`Result` with ``ids`` and the fields of ``include`` (``"metadata"``,
         ``"documents"``, ``"vectors"``: an ``(n, dim)`` float32 array)."""
-        _not_yet(where_document=where_document)
         chosen = _include(include, GET_FIELDS)
         if limit is not None and (isinstance(limit, bool) or int(limit) < 0):
             raise ValueError(f"limit: expected None or a non-negative int, got {limit!r}")
@@ -222,6 +240,7 @@ class Collection:
             "metadata" in chosen,
             "documents" in chosen,
             "vectors" in chosen,
+            where_document,
         )
         return Result(out)
 
@@ -232,28 +251,73 @@ class Collection:
         where: Mapping[str, Any] | None = None,
         include: Iterable[str] = ("distances", "metadata", "documents"),
         *,
-        texts: Any = None,
-        where_document: Any = None,
+        texts: str | Sequence[str] | None = None,
+        where_document: Mapping[str, Any] | None = None,
         mode: str = "vector",
     ) -> Result:
-        """The ``k`` nearest records of each query vector among those ``where`` matches:
-        exactly ``min(k, matches)`` per query, closest first.
+        """The best ``k`` records for each query among those ``where`` and ``where_document``
+        match, best first, one list per query row.
 
-        Returns a :class:`Result` with one list per query: ``ids`` and the fields of
-        ``include`` (``"distances"`` in the metric's units, ``"metadata"``,
-        ``"documents"``)."""
-        _not_yet(texts=texts, where_document=where_document)
-        if mode != "vector":
-            raise NotImplementedError(f"mode={mode!r}: text and hybrid search {_LATER}")
-        if vectors is None:
-            raise ValueError("vectors: expected query vectors of shape (n, dim), got None")
+        ``mode="vector"`` (default): the nearest to each of ``vectors`` (shape ``(n, dim)``),
+        exactly ``min(k, matches)`` per query, with their ``distances`` (in the metric's
+        units). ``mode="text"``: records ranked by BM25 (SQLite FTS5: ``unicode61`` tokens,
+        case and diacritics ignored, k1=1.2, b=0.75) of each of ``texts`` (a str or a list:
+        one result row per text) against their documents, with their ``scores`` (higher is
+        better); only records whose document holds a term of the text are ranked, so a row
+        holds *at most* ``k`` (none for a text without terms). The text is never read as
+        FTS5 syntax: its words are looked up as words. ``mode="hybrid"``: both rankings
+        (``vectors`` and ``texts`` row by row), each taken to depth ``2k + 60`` and fused by
+        reciprocal rank (``scores``: ``sum(1 / (60 + rank))`` over the two lists), exactly
+        ``min(k, matches)`` per query.
+
+        ``where_document``: ``{"$contains": "text"}`` (the document contains this exact,
+        case-sensitive substring), ``{"$not_contains": "text"}`` (records without a
+        document match it), and ``{"$and": [...]}`` / ``{"$or": [...]}`` of those.
+
+        Returns a :class:`Result` with ``ids`` and the fields of ``include``: ``"distances"``
+        (or its alias ``"scores"``: the ranking values, named ``distances`` in vector mode and
+        ``scores`` in the others), ``"metadata"``, ``"documents"``."""
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k: expected a positive int, got {k!r}")
         chosen = _include(include, QUERY_FIELDS)
-        q = as_matrix(vectors, "vectors", np.dtype(np.float32), self.dim, False)
-        out = self._native.query(q, int(k), where, "metadata" in chosen, "documents" in chosen)
-        if "distances" not in chosen:
-            del out["distances"]
+        if texts is not None:
+            texts = _texts(texts)
+        if mode == "text":
+            if texts is None:
+                raise ValueError("text mode needs texts= (one query string per result row)")
+            if vectors is not None:
+                raise ValueError(
+                    "text mode ranks by texts only: pass vectors=None, or mode='hybrid' to use both"
+                )
+        else:
+            if vectors is None:
+                raise ValueError(
+                    f"{mode} mode needs vectors (or an embedder): query vectors of shape (n, dim)"
+                )
+            if mode == "hybrid" and texts is None:
+                raise ValueError("hybrid mode needs texts= (one query string per vector)")
+            if mode == "vector" and texts is not None:
+                raise ValueError(
+                    "texts= in vector mode: pass mode='text' or mode='hybrid' to search documents"
+                )
+        q = None
+        if vectors is not None:
+            q = as_matrix(vectors, "vectors", np.dtype(np.float32), self.dim, False)
+        out = self._native.query(
+            q,
+            int(k),
+            where,
+            "metadata" in chosen,
+            "documents" in chosen,
+            texts,
+            where_document,
+            mode,
+        )
+        if not chosen & {"distances", "scores"}:
+            out.pop("distances", None)
+            out.pop("scores", None)
         return Result(out)
 
     def snapshot(self) -> str:
