@@ -33,13 +33,13 @@ def tokens(text: str) -> list[str]:
 
 def bm25(docs: dict[str, str | None], query: str) -> dict[str, float]:
     """FTS5's bm25() (k1=1.2, b=0.75, IDF floored at 1e-6), negated, summed over the query's
-    terms (repeats count again), for the records holding at least one term."""
+    distinct terms, for the records holding at least one term."""
     toks = {i: tokens(d) for i, d in docs.items() if d is not None}
     if not toks:
         return {}
     n_docs = len(toks)
     avgdl = sum(len(t) for t in toks.values()) / n_docs
-    terms = tokens(query)
+    terms = list(dict.fromkeys(tokens(query)))
     idf = {}
     for t in set(terms):
         n = sum(t in d for d in toks.values())
@@ -507,3 +507,7 @@ def test_mode_arguments_are_checked(store):
         col.query([[0, 0], [1, 1]], texts=["x"], mode="hybrid")
     with pytest.raises(TypeError, match="texts"):
         col.query(texts=[b"x"], mode="text")
+    with pytest.raises(ValueError, match="at most 128 distinct words"):
+        col.query(texts=" ".join(f"w{i}" for i in range(200)), mode="text")
+    # repeats count once: a long text of few words is a cheap query
+    assert col.query(texts="x " * 50_000, mode="text").ids == [["a"]]

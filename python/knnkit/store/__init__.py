@@ -263,9 +263,10 @@ class Collection:
         units). ``mode="text"``: records ranked by BM25 (SQLite FTS5: ``unicode61`` tokens,
         case and diacritics ignored, k1=1.2, b=0.75) of each of ``texts`` (a str or a list:
         one result row per text) against their documents, with their ``scores`` (higher is
-        better); only records whose document holds a term of the text are ranked, so a row
-        holds *at most* ``k`` (none for a text without terms). The text is never read as
-        FTS5 syntax: its words are looked up as words. ``mode="hybrid"``: both rankings
+        better; each distinct word of a text counts once, and a text may hold at most 128
+        distinct words); only records whose document holds a word of the text are ranked, so
+        a row holds *at most* ``k`` (none for a text without words). The text is never read
+        as FTS5 syntax: its words are looked up as words. ``mode="hybrid"``: both rankings
         (``vectors`` and ``texts`` row by row), each taken to depth ``2k + 60`` and fused by
         reciprocal rank (``scores``: ``sum(1 / (60 + rank))`` over the two lists), exactly
         ``min(k, matches)`` per query.

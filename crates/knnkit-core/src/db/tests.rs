@@ -1200,12 +1200,18 @@ fn a_version_1_store_is_migrated_when_opened() {
 
 #[test]
 fn fts_queries_quote_every_term() {
-    assert_eq!(text::fts_query("  "), None);
-    assert_eq!(text::fts_query("\"*(^)-:"), None);
+    assert_eq!(text::fts_query("  ").unwrap(), None);
+    assert_eq!(text::fts_query("\"*(^)-:").unwrap(), None);
     assert_eq!(
-        text::fts_query("foo*( AND \"bar\" NEAR/2 Café"),
+        text::fts_query("foo*( AND \"bar\" NEAR/2 Café and BAR").unwrap(),
         Some("\"foo\" OR \"AND\" OR \"bar\" OR \"NEAR\" OR \"2\" OR \"Café\"".into())
     );
+    let many: Vec<String> = (0..=text::MAX_QUERY_TERMS)
+        .map(|i| format!("w{i}"))
+        .collect();
+    let e = text::fts_query(&many.join(" ")).unwrap_err().to_string();
+    assert!(e.contains("at most 128 distinct words"), "{e}");
+    assert!(text::fts_query(&"word ".repeat(100_000)).unwrap().is_some());
 }
 
 #[test]
