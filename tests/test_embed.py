@@ -248,3 +248,14 @@ def test_store_round_trip_with_minilm_and_reopen_needs_no_embedder(tmp_path, min
     assert isinstance(col.embedder, embed.MiniLM)
     col.embedder._model = minilm._model  # the model is loaded once in this test module
     assert col.query(texts=["baking bread"], k=1).ids == [["bread"]]
+
+
+def test_importing_knnkit_loads_no_model_library():
+    import subprocess
+
+    code = (
+        "import sys, knnkit; knnkit.embed.MiniLM(); "
+        "assert not {'sentence_transformers', 'transformers', 'torch'} & set(sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
