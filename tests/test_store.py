@@ -167,16 +167,20 @@ def test_bad_input_is_refused_and_changes_nothing(store):
         (ValueError, lambda: store.create_collection("x", dim=3, index="ivf")),
         (ValueError, lambda: store.create_collection("x", dim=3, mm=4)),
         (ValueError, lambda: store.get_collection("missing")),
-        (NotImplementedError, lambda: col.add(["c"], documents=["text only"])),
+        # No embedder: text cannot become vectors (tests/test_embed.py covers embedders).
+        (ValueError, lambda: col.add(["c"], documents=["text only"])),
         (ValueError, lambda: col.query(texts=["hello"])),
         (ValueError, lambda: col.query([[1, 1, 1]], mode="hybrid")),
+        (ValueError, lambda: col.query(texts=["x"], mode="hybrid")),
         (ValueError, lambda: col.query([[1, 1, 1]], mode="bm25")),
         (ValueError, lambda: col.query([[1, 1, 1]], texts=["x"], mode="text")),
+        (ValueError, lambda: col.query([[1, 1, 1]], texts=["x"])),
         (ValueError, lambda: col.query([[1, 1, 1]], where_document={"$contains": 1})),
         (ValueError, lambda: col.query(texts="x", mode="text", where_document={"$has": "x"})),
         (ValueError, lambda: col.delete(where_document={"$or": []})),
         (TypeError, lambda: col.query(texts=[1], mode="text")),
-        (NotImplementedError, lambda: store.get_or_create_collection("e", dim=3, embedder=len)),
+        (TypeError, lambda: store.get_or_create_collection("e", dim=3, embedder=42)),
+        (ValueError, lambda: store.get_or_create_collection("e", dim=4, embedder=_ones3)),
     ]
     for i, (exc, call) in enumerate(bad):
         with pytest.raises(exc):
@@ -184,6 +188,10 @@ def test_bad_input_is_refused_and_changes_nothing(store):
         assert everything(col) == before, f"bad call {i} changed the collection"
     assert store.list_collections() == ["c"]
     assert col._native.index_state()[0] == 2
+
+
+def _ones3(texts):
+    return np.ones((len(texts), 3), dtype=np.float32)
 
 
 def test_reopen_sees_everything_and_damaged_snapshots_are_rebuilt(tmp_path):

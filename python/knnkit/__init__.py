@@ -5,14 +5,15 @@
 - ``knnkit.FlatIndex`` (exact) and ``knnkit.HNSWIndex`` (approximate graph): one faiss-like
   API (``add``, ``search`` with filters, ``range_search``, ``remove``, ``save``/``load``).
 - ``knnkit.Store``: an embedded vector database (SQLite the truth, indexes derived), with
-  Mongo-style metadata filters.
+  Mongo-style metadata filters; ``knnkit.embed`` embeds text for it (offline MiniLM, or any
+  callable).
 - ``knnkit.model_selection.select_k``: choose K by cross-validation with one neighbour search per
   fold.
 """
 
 from __future__ import annotations
 
-from knnkit import _core
+from knnkit import _core, embed
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
 from knnkit.index import FlatIndex, HNSWIndex, IVFIndex, index_factory, load
 from knnkit.index._result import SearchResult
@@ -55,6 +56,7 @@ __all__ = [
     "SearchResult",
     "Store",
     "__version__",
+    "embed",
     "index_factory",
     "load",
     "simd_level",

@@ -19,10 +19,11 @@ file that is missing or damaged is rebuilt, never an error. The design is argued
 
 Documents are also searched by text: ``query(texts=..., mode="text")`` ranks records by BM25
 (SQLite FTS5), ``mode="hybrid"`` fuses that with the vector search by reciprocal rank, and
-``where_document={"$contains": "..."}`` filters any read by substring.
+``where_document={"$contains": "..."}`` filters any read by substring. With an embedder
+(``knnkit.embed``: the built-in ``MiniLM()`` or any callable), the store embeds for you:
+``add(ids, documents=[...])`` without vectors and ``query(texts=[...])``.
 
-Not yet here (later versions of the store): embedders (``texts=`` for writes and for vector
-queries, ``embedder=``), IVF collections.
+Not yet here (later versions of the store): IVF collections.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from knnkit import _core
+from knnkit import _core, embed
 from knnkit._validation import as_matrix
 
 __all__ = ["Collection", "Result", "Store"]
@@ -103,9 +104,10 @@ class Collection:
     """A named set of records in a :class:`Store`. Get one from
     :meth:`Store.get_or_create_collection` (or ``create_collection``/``get_collection``).
 
-    Attributes ``name``, ``dim``, ``metric``, ``index`` and ``params`` say what it is."""
+    Attributes ``name``, ``dim``, ``metric``, ``index`` and ``params`` say what it is;
+    ``embedder`` is what embeds its texts (None when it has none: pass vectors)."""
 
-    def __init__(self, native: Any, store: Store) -> None:
+    def __init__(self, native: Any, store: Store, embedder: Any = None) -> None:
         self._native = native
         self._store = store
         info = native.info()
@@ -114,6 +116,38 @@ class Collection:
         self.metric: str = info["metric"]
         self.index: str = info["index"]
         self.params: dict[str, Any] = json.loads(info["params"])
+        # The embedder given, or the built-in one the collection was created with.
+        self.embedder: Any = (
+            embedder if embedder is not None else embed.builtin(self.params.get("embedder"))
+        )
+
+    def _embed(self, texts: Any, what: str) -> np.ndarray:
+        """``texts`` embedded by the collection's embedder: float32 ``(n, dim)``."""
+        if self.embedder is None:
+            made_with = self.params.get("embedder")
+            if made_with is None:
+                raise ValueError(
+                    f"{what}: collection {self.name!r} has no embedder to make vectors from "
+                    f"text: pass vectors=, or open it with embedder= (e.g. "
+                    f"knnkit.embed.MiniLM())"
+                )
+            raise ValueError(
+                f"{what}: collection {self.name!r} was created with the embedder "
+                f"{made_with!r}, which is not built into knnkit: open it with "
+                f"get_collection({self.name!r}, embedder=...) passing that embedder"
+            )
+        out = self.embedder(embed.texts_of(texts, what))
+        return as_matrix(out, f"{what} (embedded)", np.dtype(np.float32), self.dim, False)
+
+    def _query_vectors(self, vectors: Any, texts: Any) -> Any:
+        """The query vectors: ``vectors`` as given, else ``texts`` embedded."""
+        if vectors is not None:
+            return vectors
+        if texts is None:
+            raise ValueError(
+                "vectors: expected query vectors of shape (n, dim) or texts= to embed, got neither"
+            )
+        return self._embed(texts, "texts")
 
     def __repr__(self) -> str:
         return (
@@ -130,22 +164,22 @@ class Collection:
         documents: Any,
         texts: Any,
     ) -> None:
-        _not_yet(texts=texts)
         ids = _ids(ids)
-        if vectors is None and documents is not None and method != "update":
-            raise NotImplementedError(
-                f"{method} without vectors: embedding documents needs an embedder, which "
-                f"{_LATER}; pass vectors="
-            )
+        single = len(ids) == 1
+        documents = _per_record(documents, single)
+        if vectors is None:
+            # Without vectors, the texts (or else the documents) are embedded; an update
+            # re-embeds new documents only when the collection has an embedder.
+            source, what = (texts, "texts") if texts is not None else (documents, "documents")
+            if source is not None and (
+                method != "update" or texts is not None or self.embedder is not None
+            ):
+                vectors = self._embed(_per_record(source, single), what)
+        elif texts is not None:
+            raise ValueError("texts: expected either vectors= or texts= to embed, got both")
         if vectors is not None:
             vectors = as_matrix(vectors, "vectors", np.dtype(np.float32), self.dim, False)
-        single = len(ids) == 1
-        getattr(self._native, method)(
-            ids,
-            vectors,
-            _per_record(metadata, single),
-            _per_record(documents, single),
-        )
+        getattr(self._native, method)(ids, vectors, _per_record(metadata, single), documents)
 
     def add(
         self,
@@ -158,7 +192,9 @@ class Collection:
     ) -> None:
         """Adds records: ``ids[i]`` with ``vectors[i]`` (shape ``(n, dim)``), ``metadata[i]``
         and ``documents[i]``. Every id must be new (``ValueError`` naming the existing ones,
-        and nothing is written); durable when it returns."""
+        and nothing is written); durable when it returns. Without ``vectors``, the
+        collection's embedder embeds ``texts`` (when given: text embedded but not stored) or
+        else the documents."""
         self._write("add", ids, vectors, metadata, documents, texts)
 
     def upsert(
@@ -258,8 +294,8 @@ class Collection:
         """The best ``k`` records for each query among those ``where`` and ``where_document``
         match, best first, one list per query row.
 
-        ``mode="vector"`` (default): the nearest to each of ``vectors`` (shape ``(n, dim)``),
-        exactly ``min(k, matches)`` per query, with their ``distances`` (in the metric's
+        ``mode="vector"`` (default): the nearest to each of ``vectors`` (shape ``(n, dim)``;
+        or ``texts`` embedded by the collection's embedder), exactly ``min(k, matches)`` per query, with their ``distances`` (in the metric's
         units). ``mode="text"``: records ranked by BM25 (SQLite FTS5: ``unicode61`` tokens,
         case and diacritics ignored, k1=1.2, b=0.75) of each of ``texts`` (a str or a list:
         one result row per text) against their documents, with their ``scores`` (higher is
@@ -267,7 +303,7 @@ class Collection:
         distinct words); only records whose document holds a word of the text are ranked, so
         a row holds *at most* ``k`` (none for a text without words). The text is never read
         as FTS5 syntax: its words are looked up as words. ``mode="hybrid"``: both rankings
-        (``vectors`` and ``texts`` row by row), each taken to depth ``2k + 60`` and fused by
+        (``vectors``, or ``texts`` embedded, and ``texts`` row by row), each taken to depth ``2k + 60`` and fused by
         reciprocal rank (``scores``: ``sum(1 / (60 + rank))`` over the two lists), exactly
         ``min(k, matches)`` per query.
 
@@ -292,20 +328,25 @@ class Collection:
                 raise ValueError(
                     "text mode ranks by texts only: pass vectors=None, or mode='hybrid' to use both"
                 )
-        else:
-            if vectors is None:
-                raise ValueError(
-                    f"{mode} mode needs vectors (or an embedder): query vectors of shape (n, dim)"
-                )
-            if mode == "hybrid" and texts is None:
-                raise ValueError("hybrid mode needs texts= (one query string per vector)")
-            if mode == "vector" and texts is not None:
-                raise ValueError(
-                    "texts= in vector mode: pass mode='text' or mode='hybrid' to search documents"
-                )
+        elif vectors is not None and texts is not None and mode == "vector":
+            raise ValueError(
+                "vectors= and texts= both given in vector mode: pass one of them (texts are "
+                "embedded by the collection's embedder), or mode='hybrid' to rank by both"
+            )
+        elif mode == "hybrid" and texts is None:
+            raise ValueError("hybrid mode needs texts= (one query string per vector)")
         q = None
-        if vectors is not None:
-            q = as_matrix(vectors, "vectors", np.dtype(np.float32), self.dim, False)
+        if mode != "text":
+            # Vectors as given, else the texts embedded (an error without an embedder).
+            q = as_matrix(
+                self._query_vectors(vectors, texts),
+                "vectors",
+                np.dtype(np.float32),
+                self.dim,
+                False,
+            )
+        if mode == "vector":
+            texts = None
         out = self._native.query(
             q,
             int(k),
@@ -373,15 +414,37 @@ class Store:
         embedder: Any,
         params: dict[str, Any],
     ) -> Collection:
-        _not_yet(embedder=embedder)
         if not isinstance(name, str):
             raise TypeError(f"name: expected a str, got {type(name).__name__}")
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer))):
             raise TypeError(f"dim: expected an int, got {dim!r}")
+        if embedder is not None:
+            embedder, dim, params = self._with_embedder(name, embedder, dim, params)
         native = self._native.collection(
             name, mode, None if dim is None else int(dim), metric, index, params or None
         )
-        return Collection(native, self)
+        return Collection(native, self, embedder)
+
+    def _with_embedder(
+        self, name: str, embedder: Any, dim: int | None, params: dict[str, Any]
+    ) -> tuple[Any, int, dict[str, Any]]:
+        """The embedder checked, the dimension it gives, and the parameters naming it (the
+        core records the name with a new collection and checks it against an existing one)."""
+        if "embedder" in params:
+            raise TypeError("embedder: pass it once, as embedder=")
+        embedder = embed.as_embedder(embedder)
+        if dim is not None and int(dim) != embedder.dim:
+            raise ValueError(
+                f"dim: expected {embedder.dim}, the dimension of the embedder "
+                f"{embedder.name!r}'s vectors, got {dim}"
+            )
+        existing = [c for c in self._native.list_collections() if c["name"] == name]
+        if existing and existing[0]["dim"] != embedder.dim:
+            raise ValueError(
+                f"embedder: {embedder.name!r} makes vectors of dimension {embedder.dim}, but "
+                f"collection {name!r} holds vectors of dimension {existing[0]['dim']}"
+            )
+        return embedder, embedder.dim, {**params, "embedder": embedder.name}
 
     def create_collection(
         self,
@@ -394,7 +457,13 @@ class Store:
     ) -> Collection:
         """Creates the collection ``name`` (an error if it exists). ``metric`` defaults to
         ``"cosine"``, ``index`` to ``"hnsw"`` (or ``"flat"``: exact); ``params`` are the HNSW
-        parameters ``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``."""
+        parameters ``m``, ``ef_construction``, ``ef_search``, ``codes``, ``seed``.
+
+        ``embedder`` (see ``knnkit.embed``: ``MiniLM()`` or any callable from a list of str
+        to an ``(n, dim)`` array) embeds documents added without vectors and ``texts=``
+        queries; ``dim`` is then the embedder's. The collection records the embedder's name:
+        reopening it needs no ``embedder=`` when that is a built-in one, and an embedder of
+        another name is a ``ValueError``."""
         return self._collection("create", name, dim, metric, index, embedder, params)
 
     def get_collection(

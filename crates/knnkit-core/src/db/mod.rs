@@ -19,7 +19,14 @@
 //!   applied everything up to `s` needs exactly the rows with `seq > s`.
 //! - `collections(id, name, dim, metric, kind, params, created, next_key, pruned_seq)`: `id` is
 //!   never reused (AUTOINCREMENT), so a collection deleted and created again under the same
-//!   name is a different collection to every snapshot and every other process.
+//!   name is a different collection to every snapshot and every other process. `params` (JSON)
+//!   holds the index's parameters, complete with defaults, and `embedder`: the name of the
+//!   embedder (`knnkit.embed`) a collection was created with, if any. The core only stores it
+//!   and checks that a later open naming an embedder names the same one (vectors from two
+//!   models do not compare); the Python layer embeds, and on reopen it finds the built-in
+//!   embedders by that name, so a collection made with one needs no `embedder=` again. The
+//!   name is kept in `params` rather than a column of its own: no schema change, and it is
+//!   part of what the collection is, like its metric.
 //! - `records(collection, id, key, seq, vector, metadata, document)`: `id` is the user's str
 //!   id, `key` the int64 id of the record's vector inside the index, `vector` float32
 //!   little-endian, `metadata` the JSON of a checked object (`meta.rs`).
@@ -191,7 +198,8 @@ pub struct Spec {
     pub metric: Option<String>,
     /// `"flat"` or `"hnsw"`.
     pub index: Option<String>,
-    /// The index's parameters (HNSW: `m`, `ef_construction`, `ef_search`, `codes`, `seed`).
+    /// The index's parameters (HNSW: `m`, `ef_construction`, `ef_search`, `codes`, `seed`),
+    /// and `embedder`: the name of the embedder that makes the vectors from text, if any.
     pub params: Option<Map<String, Value>>,
 }
 

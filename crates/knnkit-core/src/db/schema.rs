@@ -401,8 +401,15 @@ pub const HNSW_PARAMS: [(&str, &str); 5] = [
     ("seed", "0"),
 ];
 
+/// The one catalogue parameter that is not the index's: the name of the embedder that makes
+/// the collection's vectors from text (`knnkit.embed`), recorded when the collection is created
+/// with one, so that a later open knows which model its vectors come from. Any kind takes it;
+/// the core only stores and compares it.
+pub const EMBEDDER_PARAM: &str = "embedder";
+const EMBEDDER_NAME_MAX: usize = 256;
+
 /// The full parameters of an index kind: defaults, overridden by `given` (unknown names and
-/// wrong types are errors).
+/// wrong types are errors), plus the embedder's name when given.
 fn index_params(kind: &str, given: Option<&Map<String, Value>>) -> Result<Map<String, Value>> {
     let defaults: &[(&str, &str)] = match kind {
         "hnsw" => &HNSW_PARAMS,
@@ -431,6 +438,20 @@ fn index_params(kind: &str, given: Option<&Map<String, Value>>) -> Result<Map<St
         );
     }
     for (k, v) in given.into_iter().flatten() {
+        if k == EMBEDDER_PARAM {
+            match v.as_str() {
+                Some(name) if (1..=EMBEDDER_NAME_MAX).contains(&name.len()) => {}
+                _ => {
+                    return Err(Error::param(
+                        "params",
+                        format!("{EMBEDDER_PARAM} as a str of 1 to {EMBEDDER_NAME_MAX} bytes"),
+                        v.to_string(),
+                    ))
+                }
+            }
+            out.insert(k.clone(), v.clone());
+            continue;
+        }
         let Some(default) = out.get(k) else {
             let names: Vec<&str> = defaults.iter().map(|(k, _)| *k).collect();
             return Err(Error::param(
@@ -492,13 +513,26 @@ pub fn check_matches(info: &CollectionInfo, spec: &Spec) -> Result<()> {
         }
     }
     if let Some(p) = &spec.params {
-        let want = index_params(&info.index, Some(p))?;
-        if want != info.params {
-            return mismatch(
-                "params",
-                Value::Object(want).to_string(),
-                Value::Object(info.params.clone()).to_string(),
-            );
+        // The embedder is checked on its own: a collection made without one may be opened with
+        // one (nothing is recorded then), and naming only the embedder checks no index parameter.
+        let mut p = p.clone();
+        let embedder = p.remove(EMBEDDER_PARAM);
+        if let (Some(want), Some(have)) = (&embedder, info.params.get(EMBEDDER_PARAM)) {
+            if want != have {
+                return mismatch(EMBEDDER_PARAM, want.to_string(), have.to_string());
+            }
+        }
+        if embedder.is_none() || !p.is_empty() {
+            let want = index_params(&info.index, Some(&p))?;
+            let mut have = info.params.clone();
+            have.remove(EMBEDDER_PARAM);
+            if want != have {
+                return mismatch(
+                    "params",
+                    Value::Object(want).to_string(),
+                    Value::Object(have).to_string(),
+                );
+            }
         }
     }
     Ok(())

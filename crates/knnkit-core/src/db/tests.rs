@@ -224,6 +224,65 @@ fn collections_are_created_listed_checked_and_deleted() {
 }
 
 #[test]
+fn the_embedder_name_is_recorded_and_checked_apart_from_index_parameters() {
+    let dir = tmp("embedder");
+    let with = |dim: usize, index: &str, p: serde_json::Value| Spec {
+        dim: Some(dim),
+        index: Some(index.into()),
+        params: Some(p.as_object().unwrap().clone()),
+        ..Default::default()
+    };
+    {
+        let db = Db::open(&dir, Options::default()).unwrap();
+        let c = db
+            .create_collection("c", &with(4, "hnsw", json!({"embedder": "e1", "m": 8})))
+            .unwrap();
+        assert_eq!(c.info().params["embedder"], json!("e1"));
+        assert_eq!(c.info().params["m"], json!(8));
+        db.create_collection("f", &with(4, "flat", json!({"embedder": "e1"})))
+            .unwrap();
+        db.create_collection("plain", &spec(4, "flat", "cosine"))
+            .unwrap();
+        for bad in [json!({"embedder": 3}), json!({"embedder": ""})] {
+            let e = db
+                .create_collection("bad", &with(4, "flat", bad))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("embedder"), "{e}");
+        }
+    }
+    let db = Db::open(&dir, Options::default()).unwrap();
+    // Reopened: the name is still there; naming only the embedder checks no index parameter.
+    let c = db
+        .get_collection("c", &with(4, "hnsw", json!({"embedder": "e1"})))
+        .unwrap();
+    assert_eq!(c.info().params["embedder"], json!("e1"));
+    db.get_collection("c", &with(4, "hnsw", json!({"m": 8})))
+        .unwrap();
+    db.get_collection("c", &with(4, "hnsw", json!({"m": 8, "embedder": "e1"})))
+        .unwrap();
+    for (p, what) in [
+        (json!({"embedder": "e2"}), "embedder"),
+        (json!({"m": 16, "embedder": "e1"}), "params"),
+        (json!({"m": 16}), "params"),
+    ] {
+        let e = db
+            .get_or_create_collection("c", &with(4, "hnsw", p))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(what), "{e}");
+    }
+    // A collection made without an embedder may be opened with one; nothing is recorded.
+    let plain = db
+        .get_collection("plain", &with(4, "flat", json!({"embedder": "e1"})))
+        .unwrap();
+    assert!(!plain.info().params.contains_key("embedder"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn writes_are_all_or_nothing() {
     let dir = tmp("atomic");
     let db = Db::open(&dir, Options::default()).unwrap();
