@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from scipy import linalg
-from sklearn.metrics import DistanceMetric
+from sklearn.metrics import DistanceMetric, pairwise_distances
 
 #: scikit-learn metric names the Rust engine computes directly (name -> engine name).
 NATIVE_METRICS = {
@@ -285,8 +285,6 @@ def slow_distances(
     plan: MetricPlan, X: np.ndarray, Y: np.ndarray, n_jobs: int | None
 ) -> np.ndarray:
     """Dense distance block ``(len(X), len(Y))`` in float64 for a ``slow`` plan."""
-    from sklearn.metrics import pairwise_distances
-
     if plan.slow_backend == "object":
         return np.asarray(
             plan.slow_metric.pairwise(np.asarray(X, np.float64), np.asarray(Y, np.float64)),

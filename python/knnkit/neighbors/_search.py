@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.sparse import csr_matrix, issparse
 from sklearn import get_config
+from sklearn.metrics import pairwise_distances
 
 from knnkit import _core
 from knnkit.neighbors._arrays import NUMPY
@@ -317,8 +318,6 @@ class ExactSearch(NativeEngine):
         """Distances of the query rows ``Qb`` (dense or sparse) to the sparse fitted rows."""
         metric = self.plan.engine_metric
         if metric == "manhattan":
-            from sklearn.metrics import pairwise_distances
-
             return np.asarray(
                 pairwise_distances(Qb, self.base, metric="manhattan", n_jobs=n_jobs),
                 dtype=np.float64,

@@ -35,6 +35,11 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import DistanceMetric
+
+# scikit-learn's own trees, from the modules that define them (never rebound by
+# ``knnkit.patch_sklearn``), serve the metrics the Rust engine does not compute.
+from sklearn.neighbors._ball_tree import BallTree as SkBallTree
+from sklearn.neighbors._kd_tree import KDTree as SkKDTree
 from sklearn.utils import check_array
 
 from knnkit import _core
@@ -182,9 +187,6 @@ class _BinaryTree:
 
     def _build_fallback(self, X, leaf_size, metric, sample_weight, kwargs) -> None:
         """Wraps scikit-learn's tree for the metrics the Rust engine does not compute."""
-        from sklearn.neighbors import BallTree as SkBallTree
-        from sklearn.neighbors import KDTree as SkKDTree
-
         if isinstance(metric, DistanceMetric):
             cls_name = _metric_class(metric)
         elif callable(metric):
@@ -198,6 +200,14 @@ class _BinaryTree:
         self._fallback = cls(
             X, leaf_size=leaf_size, metric=metric, sample_weight=sample_weight, **kwargs
         )
+
+    @classmethod
+    def wrap(cls, tree: Any) -> _BinaryTree:
+        """A knnkit tree that answers with scikit-learn's fitted ``tree`` (of the same kind)."""
+        self = cls.__new__(cls)
+        self.n_jobs = None
+        self._fallback = tree
+        return self
 
     def _invalid_metric_message(self, metric: Any) -> str:
         name = metric if isinstance(metric, str) else type(metric).__name__
@@ -659,4 +669,4 @@ class BallTree(_BinaryTree):
     valid_metrics = _NATIVE_METRIC_IDS + _BALL_ONLY_METRIC_IDS
 
 
-__all__ = ["NODE_DATA_DTYPE", "BallTree", "KDTree"]
+__all__ = ["NODE_DATA_DTYPE", "BallTree", "KDTree", "SkBallTree", "SkKDTree"]

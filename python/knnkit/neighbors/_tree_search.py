@@ -36,7 +36,7 @@ from scipy.sparse import issparse
 from sklearn.neighbors import VALID_METRICS
 
 from knnkit.neighbors._search import NativeEngine, float_dtype
-from knnkit.neighbors._tree import BallTree, KDTree
+from knnkit.neighbors._tree import BallTree, KDTree, SkKDTree
 
 if TYPE_CHECKING:
     from knnkit.neighbors._engine import EngineSpec
@@ -134,6 +134,21 @@ class TreeSearch(NativeEngine):
         self.tree = TREES[algorithm](
             self.base, leaf_size=leaf_size, metric=metric, n_jobs=n_jobs, **metric_params
         )
+
+    @classmethod
+    def from_tree(cls, tree: Any) -> TreeSearch:
+        """The engine over a tree built elsewhere (knnkit's, or scikit-learn's, which is then
+        wrapped by knnkit's and queried as it is): what ``fit`` does with a tree as ``X``."""
+        if not isinstance(tree, (KDTree, BallTree)):
+            tree = (KDTree if isinstance(tree, SkKDTree) else BallTree).wrap(tree)
+        self = cls.__new__(cls)
+        self.algorithm = "kd_tree" if isinstance(tree, KDTree) else "ball_tree"
+        data = np.asarray(tree.data)
+        self.dtype = float_dtype(data.dtype)
+        self.base = np.ascontiguousarray(data, dtype=self.dtype)
+        self.n = self.base.shape[0]
+        self.tree = tree
+        return self
 
     @classmethod
     def build(cls, X: Any, spec: EngineSpec) -> TreeSearch:
