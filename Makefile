@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-installed
 # Wheel build in release mode; `make dev` rebuilds the extension in place.
 BUILD := $(PY) -m maturin develop --release --quiet
 
-.PHONY: help demo test test-rust test-python test-all fuzz crash lint bench bench-ann bench-gpu bench-trees build dev clean
+.PHONY: help demo test test-rust test-python test-all fuzz crash lint bench bench-ann bench-gpu bench-trees bench-patch build dev clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -17,7 +17,7 @@ help: ## list targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.5,<2" numpy scipy scikit-learn pytest pytest-timeout hypothesis ruff matplotlib threadpoolctl "torch>=2.2"
+	$(PIP) install --quiet "maturin>=1.5,<2" numpy scipy scikit-learn pytest pytest-timeout hypothesis ruff matplotlib threadpoolctl "torch>=2.2" imbalanced-learn
 	touch $(STAMP)
 
 build: $(STAMP) ## build the Rust extension (release) into the virtual environment
@@ -64,6 +64,9 @@ bench-gpu: build ## knnkit's torch backend vs torch.cdist + topk and faiss-gpu o
 
 bench-trees: build ## KD-tree and ball tree vs scikit-learn's
 	$(PY) benchmarks/bench_trees.py
+
+bench-patch: build ## scikit-learn's estimators (and imbalanced-learn's SMOTE) patched with knnkit.patch_sklearn() vs unpatched
+	$(PY) benchmarks/bench_patch.py
 
 clean: ## remove build outputs and the virtual environment
 	rm -rf $(VENV) target
