@@ -595,8 +595,11 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             # scikit-learn refuses sparse input for metrics outside VALID_METRICS_SPARSE; here
             # small inputs are densified, so every metric works, and large ones stay sparse on
             # the exact engine (see MAX_DENSE_BYTES). Precomputed graphs stay sparse.
-            keep_sparse = self._is_precomputed() or (
-                engine.sparse_fit and _dense_bytes(X) > MAX_DENSE_BYTES and serves_sparse(plan)
+            # A callable metric receives the rows as scikit-learn passes them: sparse.
+            keep_sparse = (
+                self._is_precomputed()
+                or (engine.sparse_fit and plan.takes_sparse_rows)
+                or (engine.sparse_fit and _dense_bytes(X) > MAX_DENSE_BYTES and serves_sparse(plan))
             )
             if not keep_sparse:
                 X = _densify(X, "X", "for knnkit's dense engines")
@@ -698,6 +701,12 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
                 )
             return X
         ensure_all_finite = "allow-nan" if get_tags(self).input_tags.allow_nan else True
+        if issparse(X) and self._fit_method in ("kd_tree", "ball_tree"):
+            # scikit-learn's error (knnkit's trees, like its own, take dense rows only)
+            raise ValueError(
+                f"{self._fit_method} does not work with sparse matrices. Densify the data, "
+                "or set algorithm='brute'"
+            )
         X = validate_data(
             self,
             X,

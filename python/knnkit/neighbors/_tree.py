@@ -18,6 +18,12 @@ accepts every other metric scikit-learn's ``BallTree`` does (``seuclidean``, ``m
 are served by scikit-learn's own ``BallTree``, wrapped — the same answers at scikit-learn's
 speed, single-threaded, in float64. ``KDTree`` with weighted minkowski takes the same path.
 
+``KDTree`` and ``BallTree`` are subclasses of scikit-learn's (``isinstance(KDTree(X),
+sklearn.neighbors.KDTree)`` holds, as code in the wild checks): every public method and attribute
+is knnkit's own, so nothing runs through scikit-learn's base class, whose arrays stay empty (a
+few bytes); scikit-learn's Cython code never reaches into a tree's C-level state from outside
+its own estimators, which knnkit replaces.
+
 Differences from scikit-learn, all deliberate:
 
 - float32 data stays float32 (scikit-learn's ``KDTree`` converts it to float64): the tree, its
@@ -552,6 +558,10 @@ class _BinaryTree:
             "n_jobs": self.n_jobs,
         }
 
+    def __reduce__(self) -> tuple:
+        # knnkit's state (scikit-learn's base class would pickle its own, empty, arrays)
+        return (_new_tree, (type(self),), self.__getstate__())
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.n_jobs = state.get("n_jobs")
         self._fallback = state.get("fallback")
@@ -584,6 +594,11 @@ class _BinaryTree:
         return f"{type(self).__name__}(n_samples={n}, n_features={d})"
 
 
+def _new_tree(cls: type) -> _BinaryTree:
+    """An empty tree of class ``cls`` for unpickling (its state is set next)."""
+    return cls.__new__(cls)
+
+
 def _pack_blocks(rows: np.ndarray) -> np.ndarray:
     """Rows in tree order packed as the Rust queries read them: blocks of 8 rows stored
     dimension-major, zero-padded, as a ``(ceil(n / 8) * 8, d)`` buffer."""
@@ -601,7 +616,7 @@ def _ragged(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-class KDTree(_BinaryTree):
+class KDTree(_BinaryTree, SkKDTree):
     """KD-tree for fast nearest-neighbour queries (scikit-learn's ``KDTree``, on the Rust engine).
 
     Parameters
@@ -636,7 +651,7 @@ class KDTree(_BinaryTree):
     valid_metrics = list(_NATIVE_METRIC_IDS)
 
 
-class BallTree(_BinaryTree):
+class BallTree(_BinaryTree, SkBallTree):
     """Ball tree for fast nearest-neighbour queries (scikit-learn's ``BallTree``, on the Rust
     engine for the minkowski family; other metrics are served by scikit-learn's ``BallTree``).
 
