@@ -47,3 +47,19 @@ def test_torch_engine_does_not_depend_on_torchs_cpu_kernels():
     runs = {cap: _digests({"ATEN_CPU_CAPABILITY": cap}, "--torch") for cap in _torch_levels()}
     assert [run["torch"].lower() for run in runs.values()] == list(runs)
     assert len({run["torch_engine"] for run in runs.values()}) == 1, runs
+
+
+def _simd_levels() -> list[str]:
+    import knnkit
+
+    best = knnkit.simd_level()
+    if best.startswith("avx512"):
+        return ["scalar", "avx2", "avx512"]
+    if best.startswith("avx2"):
+        return ["scalar", "avx2"]
+    return ["scalar"]
+
+
+def test_native_engines_do_not_depend_on_the_simd_level():
+    runs = {level: _digests({"KNNKIT_SIMD": level}, "--native") for level in _simd_levels()}
+    assert len({run["native"] for run in runs.values()}) == 1, runs

@@ -26,8 +26,12 @@ its own estimators, which knnkit replaces.
 
 Differences from scikit-learn, all deliberate:
 
-- float32 data stays float32 (scikit-learn's ``KDTree`` converts it to float64): the tree, its
-  distances and densities are float32; queries are converted to the tree's dtype.
+- float32 data stays float32 (scikit-learn's ``KDTree`` converts it to float64): ``data`` is the
+  float32 rows, and distances and densities come back as float32. They are *computed* as
+  scikit-learn computes them, in float64 (the tree's working copy of the rows, its bounds and
+  the queries are float64), so a float32 tree ranks neighbours, ties and near-ties included,
+  exactly as scikit-learn's tree on the same values and as knnkit's exact engine, and only the
+  returned values are rounded to float32.
 - Every query method takes ``n_jobs`` (None: the tree's own ``n_jobs``, which defaults to all
   cores; -1: all cores; 1: one thread).
 - ``kernel_density`` rejects a bandwidth ``h <= 0`` (scikit-learn returns NaN).
@@ -175,13 +179,20 @@ class _BinaryTree:
             raise ValueError("X is an empty array")
         weights = None
         if sample_weight is not None:
-            weights = np.ascontiguousarray(sample_weight, dtype=data.dtype)
+            weights = np.ascontiguousarray(sample_weight, dtype=np.float64)
             if weights.shape != (data.shape[0],):
                 raise ValueError(
                     f"sample_weight: expected shape ({data.shape[0]},), got {weights.shape}"
                 )
+        # built and searched in float64 whatever the data's type (scikit-learn's arithmetic)
         idx, info, radius, bounds, blocks = _core.tree_build(
-            data, self._kind, int(leaf_size), self._metric, self._p, weights, n_jobs
+            np.ascontiguousarray(data, dtype=np.float64),
+            self._kind,
+            int(leaf_size),
+            self._metric,
+            self._p,
+            weights,
+            n_jobs,
         )
         self._set_arrays(data, idx, info, radius, bounds, blocks, weights, int(leaf_size))
         n_levels = int(np.log2(len(info) + 1))
@@ -228,10 +239,12 @@ class _BinaryTree:
         self._idx_array = np.ascontiguousarray(idx, dtype=np.intp)
         self._node_info = np.ascontiguousarray(info, dtype=np.int64)
         self._node_radius = np.ascontiguousarray(radius, dtype=np.float64)
-        self._node_bounds = np.ascontiguousarray(bounds, dtype=data.dtype)
-        self._blocks = np.ascontiguousarray(blocks, dtype=data.dtype)
-        self._sample_weight = weights
-        self._tree_weights = None if weights is None else weights[self._idx_array]
+        self._node_bounds = np.ascontiguousarray(bounds, dtype=np.float64)
+        self._blocks = np.ascontiguousarray(blocks, dtype=np.float64)
+        self._sample_weight = None if weights is None else weights.astype(data.dtype, copy=False)
+        self._tree_weights = (
+            None if weights is None else np.asarray(weights, dtype=np.float64)[self._idx_array]
+        )
         self._leaf_size = leaf_size
         # The queries read the private copies; keep the public arrays consistent with them.
         for a in (self._idx_array, self._node_bounds, self._blocks):
@@ -256,7 +269,7 @@ class _BinaryTree:
         return self.n_jobs if n_jobs is None else n_jobs
 
     def _check_X(self, X: Any) -> np.ndarray:
-        X = check_array(X, dtype=self._data.dtype, order="C")
+        X = check_array(X, dtype=np.float64, order="C")  # float64, as the tree computes
         if X.shape[X.ndim - 1] != self._data.shape[1]:
             raise ValueError("query data dimension must match training data dimension")
         return X
@@ -294,7 +307,8 @@ class _BinaryTree:
         """KD-tree: ``(2, n_nodes, d)`` box corners; ball tree: ``(1, n_nodes, d)`` centroids."""
         if self._fallback is not None:
             return self._fallback.get_arrays()[3]
-        return self._node_bounds
+        # in the data's type (the tree keeps them in float64, the type it computes in)
+        return self._node_bounds.astype(self._data.dtype, copy=False)
 
     @property
     def sample_weight(self) -> np.ndarray | None:
@@ -389,6 +403,7 @@ class _BinaryTree:
         self._n_calls += stats[0]
         self._stats = tuple(int(s) for s in stats[1:])
         ind = ind.astype(np.intp, copy=False)
+        dist = dist.astype(self._data.dtype, copy=False)
         return (dist, ind) if return_distance else ind
 
     def query_radius(
@@ -436,10 +451,12 @@ class _BinaryTree:
         count_only: bool = False,
         sort_results: bool = False,
         n_jobs: int | None = None,
+        cast: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`query_radius` as flat CSR arrays ``(lims, indices, distances)`` (int64
         ``lims`` and indices; distances empty unless ``return_distance``), without one Python
-        object per query. What the estimators' tree search reads."""
+        object per query. What the estimators' tree search reads (with ``cast=False``: the
+        float64 distances the tree computed, which it orders by, before the rounding)."""
         if self._fallback is not None:
             if count_only:
                 counts = self._fallback.query_radius(X, r, count_only=True)
@@ -466,7 +483,7 @@ class _BinaryTree:
         elif r.shape != X.shape[: X.ndim - 1]:
             raise ValueError("r must be broadcastable to X.shape")
         else:
-            radius = np.ascontiguousarray(r, dtype=self._data.dtype)
+            radius = np.ascontiguousarray(r, dtype=np.float64)
         lims, ind, dist, stats = _core.tree_query_radius(
             self._state(),
             X,
@@ -477,6 +494,9 @@ class _BinaryTree:
             self._jobs(n_jobs),
         )
         self._n_calls += stats[0]
+        dist = np.asarray(dist)
+        if cast:  # else float64, as computed (for callers that order by them first)
+            dist = dist.astype(self._data.dtype, copy=False)
         return np.asarray(lims, dtype=np.int64), np.asarray(ind, dtype=np.int64), dist
 
     def kernel_density(
@@ -582,7 +602,7 @@ class _BinaryTree:
             info,
             nd["radius"],
             state["node_bounds"],
-            _pack_blocks(data[idx]),
+            _pack_blocks(np.asarray(data[idx], dtype=np.float64)),
             state["sample_weight"],
             int(state["leaf_size"]),
         )

@@ -191,8 +191,8 @@ class TreeSearch(NativeEngine):
         if Q.shape[0] == 0:
             return np.zeros(1, np.int64), np.empty(0, self.dtype), np.empty(0, np.int64)
         lims, ind, dist = self.tree._query_radius_csr(
-            Q, radius, return_distance=True, sort_results=False, n_jobs=n_jobs
+            Q, radius, return_distance=True, sort_results=False, n_jobs=n_jobs, cast=False
         )
-        dist = np.asarray(dist).astype(self.dtype, copy=False)
-        dist, ind = _index_order(lims, dist, ind, sort)
-        return lims, dist, ind
+        # ordered by the float64 distances (as the other engines), then in the fitted dtype
+        dist, ind = _index_order(lims, np.asarray(dist), ind, sort)
+        return lims, dist.astype(self.dtype, copy=False), ind
