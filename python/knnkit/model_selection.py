@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.base import is_classifier
+from sklearn.base import clone, is_classifier
 from sklearn.model_selection import check_cv
 
 
@@ -99,8 +99,6 @@ def select_k(
         5            0.9733   0.0249  <- best
        15            0.9667   0.0298
     """
-    from sklearn.base import clone
-
     from knnkit.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
     if weights not in ("uniform", "distance"):

@@ -19,6 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.base import clone, is_classifier
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["curse_of_dimensionality", "decision_boundary", "k_curve"]
 
@@ -94,10 +97,6 @@ def decision_boundary(
     >>> ax.get_title()
     'KNeighborsClassifier'
     """
-    from sklearn.base import clone, is_classifier
-    from sklearn.exceptions import NotFittedError
-    from sklearn.utils.validation import check_is_fitted
-
     plt = _pyplot()
     X_arr = np.asarray(X, dtype=np.float64)
     y_arr = np.asarray(y)

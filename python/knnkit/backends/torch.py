@@ -6,29 +6,36 @@ Design. Queries are cut into chunks of ``chunk_queries`` rows and the base into 
 ``torch.topk`` and is merged into a running best-``m`` list, with ``m`` a few times ``k``.
 
 Exactness. The dot-product metrics (sqeuclidean, euclidean, inner_product, cosine) compute the
-tile with one matrix product (the expanded form ``|q|^2 + |x|^2 - 2 q.x``), whose rounding can
-reorder close neighbours. So the ``m`` candidates are re-scored with the direct formula
-(``sum((q - x)^2)``, ``sum(q * x)``), sorted by (distance, index) — ties go to the lower index —
-and the first ``k`` kept. Then each query is *certified*: a proven bound ``E`` on the expanded
-form's error says that every non-candidate is at least ``a_m - E`` away, where ``a_m`` is the
-largest candidate value; when that is not strictly beyond the ``k``-th re-scored distance the
-query is searched again with four times as many candidates (in full precision), up to the whole
-base, where the result is exact by construction. The other metrics (manhattan, chebyshev,
-minkowski) are computed directly (``torch.cdist``), so ``E = 0`` and the same certification only
-settles ties at the candidate boundary. Results therefore equal the direct computation in the
-input's precision; float32 stays float32 and float64 stays float64.
+tile with one matrix product (the expanded form ``|q|^2 + |x|^2 - 2 q.x``), the others
+(manhattan, chebyshev, minkowski) with ``torch.cdist``; both round in an order that depends on
+the device, the CPU's vector width and the BLAS kernel. So the ``m`` candidates are re-scored
+with the direct formula (``sum((q - x)^2)``, ``sum(q * x)``, ``sum(|q - x|^p)``) in one fixed
+order on every device and CPU (:func:`_fixed_sum`: elementwise operations only, summed by
+pairwise halves), sorted by (key, index) — ties go to the lower index — and the first ``k``
+kept. Then each query is *certified*: a proven bound ``E`` on the tile's error says that every
+non-candidate is at least ``a_m - E`` away, where ``a_m`` is the largest candidate value; when
+that is not strictly beyond the ``k``-th re-scored key the query is searched again with four
+times as many candidates, up to the whole base, where the result is exact by construction.
+Results therefore equal the fixed-order direct computation in the input's precision, whatever
+the device, CPU or BLAS (minkowski's ``|q - x|^p`` for a ``p`` other than 1, 2, 3, 4 and its
+root are the platform's ``pow``, computed element by element, :func:`_scalar_pow`); float32
+stays float32 and float64 stays float64.
 
-``fast=True`` computes the candidate tiles in reduced precision (TF32 on CUDA devices of compute
-capability 8.0 or newer, BF16 elsewhere), which is several times faster on tensor-core GPUs;
+``fast=True`` computes the candidate tiles in reduced precision (BF16 inputs; or TF32 where the
+process has enabled TF32 for fp32 products), which is several times faster on tensor-core GPUs;
 the re-rank and certification above keep the returned neighbours and distances exact (queries
-the looser bound cannot certify are redone in full precision).
+the looser bound cannot certify are redone in the data's precision).
 
 Cost: ``nq * n * d`` multiply-adds for the tiles, plus ``nq * m * d`` for the re-rank; memory
 about ``memory_budget`` bytes on the device beyond the inputs (plus, for cosine, a normalised
 copy of the base, and for BF16 a half-size copy).
 
-Thread safety: the fp32 matrix-product precision (``torch.set_float32_matmul_precision``) is a
-process-wide torch setting; it is set for the duration of each call and restored afterwards.
+Thread safety: nothing here changes torch's process-wide settings. The fp32 matrix-product
+precision (``torch.set_float32_matmul_precision``, ``torch.backends.cuda.matmul.allow_tf32``,
+oneDNN's on the CPU) is the user's: each call reads what it allows before and after computing
+its tiles and certifies with the bound of the loosest (:func:`_settings_rounding`), so a TF32
+product — chosen by the user, or by another thread meanwhile — costs re-scoring, never
+exactness.
 
 Examples
 --------
@@ -45,9 +52,8 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -224,8 +230,8 @@ def _fast_mode(fast: Any, dev: Any) -> str | None:
     if fast is False:
         return None
     tf32_ok = dev.type == "cuda" and torch.cuda.get_device_capability(dev)[0] >= 8
-    if fast is True:
-        return "tf32" if tf32_ok else "bf16"
+    if fast is True:  # TF32 only where the process has turned it on (knnkit never does)
+        return "tf32" if tf32_ok and _tf32_enabled(torch) else "bf16"
     if fast == "tf32" and not tf32_ok:
         raise ValueError(
             f"fast: 'tf32' needs a CUDA device of compute capability 8.0 or newer, got {dev}; "
@@ -241,19 +247,98 @@ def _check_chunk(value: Any, name: str) -> int | None:
 # -- the engine ------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _precision(torch: Any, mode: str | None) -> Iterator[None]:
-    """fp32 products in IEEE fp32 (exact mode) or TF32, restoring torch's settings after."""
-    prev = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high" if mode == "tf32" else "highest")
+#: Unit roundoff of the inputs of a product in TF32 and in BF16.
+_U_TF32 = 2.0**-10
+_U_BF16 = 2.0**-8
+
+
+def _getattr_chain(obj: Any, *names: str) -> Any:
+    for name in names:
+        try:
+            obj = getattr(obj, name)
+        except (AttributeError, RuntimeError):
+            return None
+    return obj
+
+
+def _tf32_enabled(torch: Any) -> bool:
+    """Whether fp32 products on CUDA may run in TF32 under the process's current settings."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return True
     cuda_mm = torch.backends.cuda.matmul
-    prev_bf16 = cuda_mm.allow_bf16_reduced_precision_reduction
-    cuda_mm.allow_bf16_reduced_precision_reduction = False
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(prev)
-        cuda_mm.allow_bf16_reduced_precision_reduction = prev_bf16
+    if bool(_getattr_chain(cuda_mm, "allow_tf32")):
+        return True
+    return _getattr_chain(cuda_mm, "fp32_precision") == "tf32"
+
+
+def _settings_rounding(torch: Any, device: Any, dtype: Any) -> float:
+    """The unit roundoff that fp32 matrix products on ``device`` may apply to their inputs under
+    the process's current settings (read, never changed): 0 for IEEE fp32 (and for float64),
+    TF32's or BF16's where the user's settings allow them."""
+    if dtype != torch.float32:
+        return 0.0
+    precision = torch.get_float32_matmul_precision()
+    if device.type == "cuda":
+        if precision == "medium":
+            return _U_BF16
+        return _U_TF32 if _tf32_enabled(torch) else 0.0
+    if device.type == "cpu":  # oneDNN may use BF16 (AMX) or TF32 when allowed
+        onednn = _getattr_chain(torch.backends, "mkldnn", "matmul", "fp32_precision")
+        if precision != "highest" or onednn in ("bf16", "tf32"):
+            return _U_BF16
+        return 0.0
+    return _U_BF16 if precision != "highest" else 0.0
+
+
+def _fixed_sum(t: Any) -> Any:
+    """The sum over the last axis in one fixed order on every device and CPU: pairwise halves,
+    elementwise additions only (no reduction kernel, whose order depends on the vector width);
+    an odd length is padded with an exact zero.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _fixed_sum(torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.25, 0.25]])).tolist()
+    [6.0, 1.0]
+    """
+    torch = _torch()
+    d = t.shape[-1]
+    if d == 0:
+        return torch.zeros(t.shape[:-1], dtype=t.dtype, device=t.device)
+    while d > 1:
+        if d % 2:
+            t = torch.nn.functional.pad(t, (0, 1))
+            d += 1
+        h = d // 2
+        t = t[..., :h] + t[..., h:]
+        d = h
+    return t[..., 0]
+
+
+def _scalar_pow(x: Any, e: float) -> Any:
+    """``x ** e`` with torch's element-at-a-time ``pow`` for every element: on the CPU, torch's
+    vectorised kernel (SLEEF) and its scalar loop for the leftover elements can differ in the
+    last bit, so a value's bits would depend on where it sits in the tensor; a strided view is
+    computed by the scalar loop throughout (on a GPU there is one kernel)."""
+    torch = _torch()
+    if x.device.type != "cpu" or x.numel() == 0:
+        return x.pow(e)
+    return torch.stack([x, x], dim=-1)[..., 0].pow(e)
+
+
+def _int_power(x: Any, p: float) -> Any | None:
+    """``x ** p`` by exact-order products for p in {1, 2, 3, 4} (the same bits everywhere),
+    else ``None``."""
+    if p == 1:
+        return x
+    if p == 2:
+        return x * x
+    if p == 3:
+        return (x * x) * x
+    if p == 4:
+        x2 = x * x
+        return x2 * x2
+    return None
 
 
 def _unit_roundoff(torch: Any, dtype: Any) -> float:
@@ -275,7 +360,7 @@ class _Engine:
                 free, _ = torch.cuda.mem_get_info(X.device)
                 budget = int(min(_GPU_MEMORY_BUDGET, max(DEFAULT_MEMORY_BUDGET, free // 4)))
         self.budget = check_positive_int(budget, "memory_budget")
-        self.xn2 = (X * X).sum(1) if self.dot else None
+        self.xn2 = _fixed_sum(X * X) if self.dot else None
         self.xmax = float(self.xn2.max().sqrt()) if self.dot and self.n else 0.0
         self.Xc = X
         if metric == "cosine":
@@ -326,8 +411,24 @@ class _Engine:
         euclid = self.metric in ("euclidean", "sqeuclidean")
         if euclid and q.dtype == self.X.dtype:  # one fused pass: |x|^2 - 2 q.x
             return torch.addmm(self.xn2[b0:b1][None, :], q, xb.T, alpha=-2)
-        prod = (q @ xb.T).to(self.X.dtype)
+        prod = self._bf16_product(q, xb) if mode == "bf16" else (q @ xb.T)
+        prod = prod.to(self.X.dtype)
         return self.xn2[b0:b1][None, :] - 2 * prod if euclid else prod.neg_()
+
+    def _bf16_product(self, q: Any, xb: Any) -> Any:
+        """BF16 inputs, products accumulated in fp32 without touching torch's settings: on CUDA
+        with an fp32 output where torch has it, or, where cuBLAS may reduce in BF16, as an fp32
+        product of the BF16-rounded values (exact products); elsewhere (CPU) BF16 out."""
+        torch = self.torch
+        if q.device.type != "cuda":
+            return q @ xb.T
+        try:
+            return torch.mm(q, xb.T, out_dtype=torch.float32)
+        except (TypeError, RuntimeError):
+            pass
+        if _getattr_chain(torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction"):
+            return q.float() @ xb.float().T
+        return q @ xb.T
 
     def prepare_queries(self, Q: Any) -> Any:
         if self.metric != "cosine":
@@ -335,7 +436,7 @@ class _Engine:
         norms = (Q * Q).sum(1).sqrt()
         return Q / self.torch.where(norms > 0, norms, self.torch.ones_like(norms))[:, None]
 
-    def bound(self, Q: Any, mode: str | None) -> Any:
+    def bound(self, Q: Any, mode: str | None, u_settings: float = 0.0) -> Any:
         """Per-query bound on |candidate key - direct key| (0 for the direct metrics).
 
         A dot product of length d summed in any order with unit roundoff u is off by at most
@@ -347,8 +448,8 @@ class _Engine:
         torch = self.torch
         if not self.dot:
             return torch.zeros(Q.shape[0], dtype=Q.dtype, device=Q.device)
-        u_in = {None: 0.0, "tf32": 2.0**-10, "bf16": 2.0**-8}[mode]
-        u_out = 2.0**-8 if mode == "bf16" else 0.0
+        u_in = max({None: 0.0, "tf32": _U_TF32, "bf16": _U_BF16}[mode], u_settings)
+        u_out = _U_BF16 if mode == "bf16" else 0.0  # (a BF16 output, where one is made)
         u_acc = self.u if mode is None else max(self.u, 2.0**-24)
         g = 1.01 * (self.d + 4) * u_acc
         low = 2.0 * u_in + u_in * u_in + u_out
@@ -359,12 +460,20 @@ class _Engine:
             return 2.0 * (low + 3.0 * g) * qn * self.xmax
         return 2.0 * (2.0 * low * qn * self.xmax + 3.0 * g * (qn + self.xmax) ** 2)
 
+    def cdist_rel(self) -> float:
+        """Relative bound on how far ``torch.cdist``'s distance (any summation order, its
+        ``pow``) and the fixed-order re-scored one can be from the exact value, together."""
+        return 4.0 * (self.d + 8) * self.u
+
     def lower_key(self, Q: Any, a_m: Any, E: Any) -> Any:
         """The smallest direct key any non-candidate can have, from the largest candidate key."""
         if self.metric in ("euclidean", "sqeuclidean"):
             return (Q * Q).sum(1) + a_m - E
         if self.metric == "cosine":
             return 1.0 + a_m - E
+        if not self.dot:  # a_m is cdist's distance; keys are reduced (minkowski: sum |d|^p)
+            low = (a_m * (1.0 - self.cdist_rel())).clamp_min(0.0)
+            return low.pow(self.p) if self.metric == "minkowski" else low
         return a_m - E
 
     def direct(self, Q: Any, idx: Any) -> Any:
@@ -380,31 +489,36 @@ class _Engine:
         return out
 
     def _pair_keys(self, q: Any, x: Any, idx: Any) -> Any:
+        """Direct keys of query rows ``q`` (rows, 1, d) against ``x`` (rows, m, d), summed by
+        :func:`_fixed_sum` (the same bits on every device and CPU)."""
         torch = self.torch
         m = self.metric
         if m in ("euclidean", "sqeuclidean"):
             diff = q - x
-            return (diff * diff).sum(-1)
+            return _fixed_sum(diff * diff)
         if m == "inner_product":
-            return -(q * x).sum(-1)
+            return -_fixed_sum(q * x)
         if m == "cosine":
-            dot = (q * x).sum(-1)
-            denom = ((q * q).sum(-1) * self.xn2[idx]).sqrt()
+            dot = _fixed_sum(q * x)
+            denom = (_fixed_sum(q * q) * self.xn2[idx]).sqrt()
             safe = torch.where(denom > 0, denom, torch.ones_like(denom))
             v = (1.0 - dot / safe).clamp_min(0.0)
             return torch.where(denom > 0, v, torch.ones_like(v))
         diff = (q - x).abs()
         if m == "manhattan":
-            return diff.sum(-1)
+            return _fixed_sum(diff)
         if m == "chebyshev":
-            return diff.amax(-1)
-        return diff.pow(self.p).sum(-1).pow(1.0 / self.p)
+            return diff.amax(-1)  # a maximum is exact in any order
+        powered = _int_power(diff, self.p)
+        return _fixed_sum(_scalar_pow(diff, self.p) if powered is None else powered)
 
     def to_distance(self, key: Any) -> Any:
         if self.metric == "euclidean":
             return key.sqrt()
         if self.metric == "inner_product":
             return -key
+        if self.metric == "minkowski":
+            return _scalar_pow(key, 1.0 / self.p)
         return key
 
 
@@ -431,11 +545,8 @@ def _candidates(
 def _rank(eng: _Engine, Qc: Any, cand_v: Any, cand_i: Any, k: int) -> tuple[Any, Any]:
     """Candidates re-scored directly and sorted by (key, index); the first ``k``."""
     torch = eng.torch
-    cand_i, order = torch.sort(cand_i, dim=1)
-    if eng.dot:
-        keys = eng.direct(Qc, cand_i)
-    else:
-        keys = torch.gather(cand_v, 1, order)
+    cand_i, _ = torch.sort(cand_i, dim=1)
+    keys = eng.direct(Qc, cand_i)  # fixed-order keys, whatever produced the candidates
     keys, order = torch.sort(keys, dim=1, stable=True)
     return keys[:, :k], torch.gather(cand_i, 1, order[:, :k])
 
@@ -454,11 +565,13 @@ def _knn_chunk(eng: _Engine, Qc: Any, k: int, m: int, cb: int, mode: str | None)
         for s in range(0, rows.numel(), step):
             r = rows[s : s + step]
             q, qt = Qc[r], Qt[r]
+            u_before = _settings_rounding(eng.torch, eng.X.device, eng.X.dtype)
             cand_v, cand_i = _candidates(eng, q, qt, m, cb, mode)
+            u_settings = max(u_before, _settings_rounding(eng.torch, eng.X.device, eng.X.dtype))
             kk, ii = _rank(eng, q, cand_v, cand_i, k)
             keys[r], idx[r] = kk, ii
             if m < eng.n:
-                low = eng.lower_key(q, cand_v.amax(1), eng.bound(q, mode))
+                low = eng.lower_key(q, cand_v.amax(1), eng.bound(q, mode, u_settings))
                 failed.append(r[~(low > kk[:, -1])])
         if m >= eng.n or not failed:
             break
@@ -560,7 +673,7 @@ def _knn_engine(
     mode = _fast_mode(fast, X.device)
     mode = mode if eng.dot else None  # the direct metrics have no product to speed up
     m = min(n, max(2 * k, k + 32) if mode is None else max(4 * k, k + 64))
-    with torch.no_grad(), _precision(torch, mode):
+    with torch.no_grad():
         cq, cb = eng.chunks(Q.shape[0], m, cq, cb)
         D = torch.empty((Q.shape[0], k), dtype=X.dtype, device=X.device)
         I = torch.empty((Q.shape[0], k), dtype=torch.int64, device=X.device)
@@ -638,46 +751,22 @@ def _radius_engine(
         raise ValueError(f"radius: expected finite non-negative values, got {radius!r}")
     rt = torch.as_tensor(np.broadcast_to(r, (nq,)).copy(), dtype=X.dtype, device=X.device)
     rows_out, cols_out, dist_out = [], [], []
-    with torch.no_grad(), _precision(torch, None):
+    with torch.no_grad():
         cq, cb = eng.chunks(nq, 1, cq, cb)
         pair_batch = max(1, (eng.budget // 2) // max(1, X.shape[1] * eng.itemsize * 2))
         for s in range(0, nq if X.shape[0] else 0, cq):
             Qc, rc = Q[s : s + cq], rt[s : s + cq]
-            Qt = eng.prepare_queries(Qc)
-            key_r = eng.to_distance(rc) if name == "inner_product" else rc
-            if name == "euclidean":
-                key_r = rc * rc
-            # candidate threshold in tile units: the key radius, widened by the error bound
-            thr = key_r + eng.bound(Qc, None)
-            if name in ("euclidean", "sqeuclidean"):
-                thr = thr - (Qc * Qc).sum(1)
-            elif name == "cosine":
-                thr = thr - 1.0
-            for b0 in range(0, X.shape[0], cb):
-                b1 = min(X.shape[0], b0 + cb)
-                t = eng.tile(Qt, b0, b1, None)
-                qi, xi = torch.nonzero(t <= thr[:, None], as_tuple=True)
-                if qi.numel() == 0:
-                    continue
-                xi = xi + b0
-                if eng.dot:
-                    keys = torch.cat(
-                        [
-                            eng._pair_keys(
-                                Qc[qi[j : j + pair_batch]],
-                                X[xi[j : j + pair_batch]],
-                                xi[j : j + pair_batch],
-                            )
-                            for j in range(0, qi.numel(), pair_batch)
-                        ]
-                    )
-                else:
-                    keys = t[qi, xi - b0]
-                dist = eng.to_distance(keys)
-                ok = dist >= rc[qi] if name == "inner_product" else dist <= rc[qi]
-                rows_out.append(qi[ok] + s)
-                cols_out.append(xi[ok])
-                dist_out.append(dist[ok])
+            u_settings = _settings_rounding(torch, X.device, X.dtype)
+            while True:  # again with the looser bound if the settings changed meanwhile
+                part = _radius_chunk(eng, Qc, rc, cb, pair_batch, u_settings)
+                u_after = _settings_rounding(torch, X.device, X.dtype)
+                if u_after <= u_settings:
+                    break
+                u_settings = u_after
+            qi, xi, dist = part
+            rows_out.append(qi + s)
+            cols_out.append(xi)
+            dist_out.append(dist)
         if rows_out:
             qi, xi, dist = torch.cat(rows_out), torch.cat(cols_out), torch.cat(dist_out)
         else:
@@ -694,6 +783,51 @@ def _radius_engine(
         lims = torch.zeros(nq + 1, dtype=torch.int64, device=X.device)
         lims[1:] = torch.cumsum(torch.bincount(qi, minlength=nq), 0)
     return lims, dist, xi
+
+
+def _radius_chunk(
+    eng: _Engine, Qc: Any, rc: Any, cb: int, pair_batch: int, u_settings: float
+) -> tuple[Any, Any, Any]:
+    """``(query row, base row, distance)`` of the pairs within radius of one query chunk: the
+    tile's candidates (threshold widened by the tile's error bound), re-scored in fixed order."""
+    torch, X, name = eng.torch, eng.X, eng.metric
+    Qt = eng.prepare_queries(Qc)
+    key_r = eng.to_distance(rc) if name == "inner_product" else rc
+    if name == "euclidean":
+        key_r = rc * rc
+    # candidate threshold in tile units: the key radius, widened by the error bound
+    thr = key_r + eng.bound(Qc, None, u_settings)
+    if name in ("euclidean", "sqeuclidean"):
+        thr = thr - (Qc * Qc).sum(1)
+    elif name == "cosine":
+        thr = thr - 1.0
+    elif not eng.dot:  # cdist's distances: widened by their relative bound
+        thr = rc * (1.0 + eng.cdist_rel())
+    rows, cols, dists = [], [], []
+    for b0 in range(0, X.shape[0], cb):
+        b1 = min(X.shape[0], b0 + cb)
+        t = eng.tile(Qt, b0, b1, None)
+        qi, xi = torch.nonzero(t <= thr[:, None], as_tuple=True)
+        if qi.numel() == 0:
+            continue
+        xi = xi + b0
+        keys = torch.cat(
+            [
+                eng._pair_keys(
+                    Qc[qi[j : j + pair_batch]], X[xi[j : j + pair_batch]], xi[j : j + pair_batch]
+                )
+                for j in range(0, qi.numel(), pair_batch)
+            ]
+        )
+        dist = eng.to_distance(keys)
+        ok = dist >= rc[qi] if name == "inner_product" else dist <= rc[qi]
+        rows.append(qi[ok])
+        cols.append(xi[ok])
+        dists.append(dist[ok])
+    if not rows:
+        empty = torch.empty(0, dtype=torch.int64, device=X.device)
+        return empty, empty, torch.empty(0, dtype=X.dtype, device=X.device)
+    return torch.cat(rows), torch.cat(cols), torch.cat(dists)
 
 
 class PreparedBase:

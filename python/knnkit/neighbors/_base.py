@@ -42,6 +42,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
@@ -52,6 +53,7 @@ from sklearn.base import BaseEstimator, MultiOutputMixin, is_classifier
 from sklearn.exceptions import DataConversionWarning, EfficiencyWarning
 from sklearn.metrics import DistanceMetric
 from sklearn.neighbors import VALID_METRICS
+from sklearn.neighbors._base import NeighborsBase as _SkNeighborsBase
 from sklearn.utils import check_array, get_tags
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.multiclass import check_classification_targets
@@ -69,8 +71,9 @@ from knnkit.neighbors._device import (
 )
 from knnkit.neighbors._engine import EngineSpec, choose_engine
 from knnkit.neighbors._metrics import effective_metric, resolve
-from knnkit.neighbors._search import SPARSE_METRICS, serves_sparse
-from knnkit.neighbors._tree_search import choose_fit_method
+from knnkit.neighbors._search import SPARSE_METRICS, ExactSearch, serves_sparse
+from knnkit.neighbors._tree import BallTree, KDTree, SkBallTree, SkKDTree
+from knnkit.neighbors._tree_search import TreeSearch, choose_fit_method
 
 #: Largest dense copy (in bytes) made of a scipy sparse input. Smaller sparse inputs are densified
 #: (the dense engines are the fastest); larger fitted rows stay sparse on the brute path for the
@@ -177,6 +180,45 @@ def check_extra_params(device: Any, algo_params: Any, algorithm: Any) -> dict[st
             f"(algo_params are for the approximate algorithms {sorted(APPROXIMATE)})"
         )
     return {}
+
+
+@dataclass(frozen=True)
+class FittedSource:
+    """What ``fit`` reuses from a fitted neighbours estimator or a tree passed as ``X``."""
+
+    data: Any
+    fit_method: str
+    tree: Any = None
+    n_features_in: int | None = None
+    feature_names_in: Any = None
+
+
+def fitted_source(X: Any) -> FittedSource | None:
+    """The reusable parts of ``X`` when it is a fitted neighbours estimator (knnkit's or
+    scikit-learn's), a ``KDTree`` or a ``BallTree`` (knnkit's or scikit-learn's), as
+    scikit-learn's ``fit`` takes them; ``None`` for anything else (data).
+
+    An estimator gives its fitted rows and, when it searched with a tree, that tree; an
+    estimator that is not fitted raises scikit-learn's ``NotFittedError``.
+    """
+    if isinstance(X, (NeighborsBase, _SkNeighborsBase)):
+        check_is_fitted(X, "n_samples_fit_")
+        tree = getattr(X, "_tree", None)
+        fit_method = getattr(X, "_fit_method", "brute")
+        if tree is None or fit_method not in ("kd_tree", "ball_tree"):
+            tree, fit_method = None, "brute"
+        return FittedSource(
+            X._fit_X,
+            fit_method,
+            tree,
+            getattr(X, "n_features_in_", None),
+            getattr(X, "feature_names_in_", None),
+        )
+    if isinstance(X, (KDTree, SkKDTree)):
+        return FittedSource(np.asarray(X.data), "kd_tree", X)
+    if isinstance(X, (BallTree, SkBallTree)):
+        return FittedSource(np.asarray(X.data), "ball_tree", X)
+    return None
 
 
 def _check_precomputed(X: Any) -> Any:
@@ -410,12 +452,25 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
     def _fit(self, X, y=None):
         algo_params = self._check_extra_params()
         device = check_device(self.device, self.algorithm)
+        # scikit-learn's fit also takes a fitted neighbours estimator or a tree (its own or
+        # knnkit's) and reuses its rows and tree; a device engine takes its rows only.
+        source = fitted_source(X)
+        if source is not None and (device is not None or self._is_approximate()):
+            X, source = source.data, None
         self._fit_home = X.device if is_tensor(X) else None  # where results of X=None go
         ensure_all_finite = "allow-nan" if get_tags(self).input_tags.allow_nan else True
         target = self.__sklearn_tags__().target_tags.required
         # What `device` means: a device engine keeps a tensor where it is (checked there, never
         # copied through the host); the native engines read it through the host as an array.
-        if is_tensor(X) and device is not None:
+        if source is not None:
+            if target:
+                y = check_array(host(y), ensure_2d=False, dtype=None, input_name="y")
+                if y.shape[0] != source.data.shape[0]:
+                    raise ValueError(
+                        "Found input variables with inconsistent numbers of samples: "
+                        f"[{source.data.shape[0]}, {y.shape[0]}]"
+                    )
+        elif is_tensor(X) and device is not None:
             X, y = validate_tensor_fit(self, X, y, target)
         elif target:
             X, y = validate_data(
@@ -469,6 +524,9 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         )
         # Before scikit-learn's checks below: the device engine refuses 'precomputed' and p < 1.
         check_device_metric(device, self.effective_metric_, self.effective_metric_params_)
+
+        if source is not None:
+            return self._fit_from(source)
 
         if self._is_precomputed():
             X = _check_precomputed(X)
@@ -537,8 +595,11 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             # scikit-learn refuses sparse input for metrics outside VALID_METRICS_SPARSE; here
             # small inputs are densified, so every metric works, and large ones stay sparse on
             # the exact engine (see MAX_DENSE_BYTES). Precomputed graphs stay sparse.
-            keep_sparse = self._is_precomputed() or (
-                engine.sparse_fit and _dense_bytes(X) > MAX_DENSE_BYTES and serves_sparse(plan)
+            # A callable metric receives the rows as scikit-learn passes them: sparse.
+            keep_sparse = (
+                self._is_precomputed()
+                or (engine.sparse_fit and plan.takes_sparse_rows)
+                or (engine.sparse_fit and _dense_bytes(X) > MAX_DENSE_BYTES and serves_sparse(plan))
             )
             if not keep_sparse:
                 X = _densify(X, "X", "for knnkit's dense engines")
@@ -561,6 +622,39 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         self._fit_X = X
         self.n_samples_fit_ = X.shape[0]
         if target:  # where the votes and averages read them
+            self._y_t = self._index.arrays.targets(self._y, is_classifier(self))
+        return self
+
+    def _fit_from(self, source: FittedSource):
+        """``fit`` on a fitted estimator or tree, as scikit-learn does it: the rows, the tree
+        and ``_fit_method`` are the source's (a tree keeps the metric it was built with, as in
+        scikit-learn); brute force runs this estimator's metric on the source's rows."""
+        X = source.data
+        if source.tree is not None:
+            self._index = TreeSearch.from_tree(source.tree)
+        else:
+            plan = resolve(self.effective_metric_, self.effective_metric_params_, X.shape[1])
+            if issparse(X) and not (self._is_precomputed() or serves_sparse(plan)):
+                X = _densify(X, "X", "for knnkit's dense engines")
+            self._index = ExactSearch.build(
+                X,
+                EngineSpec(
+                    "brute",
+                    plan,
+                    self.effective_metric_,
+                    self.effective_metric_params_,
+                    n_jobs=self.n_jobs,
+                ),
+            )
+        self._tree = source.tree
+        self._fit_method = source.fit_method
+        self._fit_X = source.data
+        self.n_samples_fit_ = X.shape[0]
+        if source.n_features_in is not None:
+            self.n_features_in_ = source.n_features_in
+        if source.feature_names_in is not None:
+            self.feature_names_in_ = source.feature_names_in
+        if self.__sklearn_tags__().target_tags.required:
             self._y_t = self._index.arrays.targets(self._y, is_classifier(self))
         return self
 
@@ -607,6 +701,12 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
                 )
             return X
         ensure_all_finite = "allow-nan" if get_tags(self).input_tags.allow_nan else True
+        if issparse(X) and self._fit_method in ("kd_tree", "ball_tree"):
+            # scikit-learn's error (knnkit's trees, like its own, take dense rows only)
+            raise ValueError(
+                f"{self._fit_method} does not work with sparse matrices. Densify the data, "
+                "or set algorithm='brute'"
+            )
         X = validate_data(
             self,
             X,

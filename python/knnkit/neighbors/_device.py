@@ -382,10 +382,14 @@ class TorchArrays:
 
     @staticmethod
     def average(y: Any, ind: Any, weights: Any) -> Any:
-        values = y[ind]  # (n_queries, k, n_outputs)
+        """Sums in one fixed order (:func:`knnkit.backends.torch._fixed_sum`), so predictions
+        have the same bits on every CPU and device."""
+        from knnkit.backends.torch import _fixed_sum
+
+        values = y[ind].transpose(1, 2)  # (n_queries, n_outputs, k)
         if weights is None:
-            return values.mean(dim=1)
-        return (values * weights[:, :, None]).sum(dim=1) / weights.sum(dim=1)[:, None]
+            return _fixed_sum(values) / ind.shape[1]
+        return _fixed_sum(values * weights[:, None, :]) / _fixed_sum(weights)[:, None]
 
 
 def score_dtype(torch: Any, device: Any) -> Any:

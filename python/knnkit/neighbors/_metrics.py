@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from scipy import linalg
-from sklearn.metrics import DistanceMetric
+from sklearn.metrics import DistanceMetric, pairwise_distances
 
 #: scikit-learn metric names the Rust engine computes directly (name -> engine name).
 NATIVE_METRICS = {
@@ -138,6 +138,14 @@ class MetricPlan:
     slow_backend: str = "pairwise"
 
     @property
+    def takes_sparse_rows(self) -> bool:
+        """Whether sparse rows reach the metric as they are (a user's callable, as
+        scikit-learn's ``pairwise_distances`` passes them) rather than densified."""
+        return (
+            self.kind == "slow" and self.slow_backend == "pairwise" and callable(self.slow_metric)
+        )
+
+    @property
     def uses_norms(self) -> bool:
         return self.kind == "native" and self.engine_metric in NORM_METRICS
 
@@ -162,8 +170,9 @@ def _feature_vector(value: Any, name: str, metric: str, n_features: int) -> np.n
     return arr
 
 
-def _mahalanobis_map(params: dict[str, Any], n_features: int) -> np.ndarray:
-    """``L`` with ``L Lᵀ = VI`` (Cholesky; eigen-decomposition when VI is only semi-definite)."""
+def _mahalanobis_map(params: dict[str, Any], n_features: int) -> np.ndarray | None:
+    """``L`` with ``L Lᵀ = VI`` (Cholesky; eigen-decomposition when VI is only semi-definite),
+    or ``None`` when VI is not positive semi-definite (no such ``L`` exists)."""
     if params.get("VI") is not None:
         VI = np.asarray(params["VI"], dtype=np.float64)
         name = "VI"
@@ -190,10 +199,7 @@ def _mahalanobis_map(params: dict[str, Any], n_features: int) -> np.ndarray:
     evals, evecs = np.linalg.eigh(VI)
     top = max(float(np.abs(evals).max()), np.finfo(np.float64).tiny)
     if evals.min() < -1e-10 * top:
-        raise ValueError(
-            f"metric='mahalanobis': {name} must be positive semi-definite (a valid inverse "
-            f"covariance), but its smallest eigenvalue is {evals.min():.3g}"
-        )
+        return None
     return evecs * np.sqrt(np.clip(evals, 0.0, None))
 
 
@@ -258,8 +264,21 @@ def resolve(metric: Any, params: dict[str, Any], n_features: int) -> MetricPlan:
                 "(or {'V': covariance}), each of shape (n_features, n_features)"
             )
         if not rest:
+            linear = _mahalanobis_map(params, n_features)
+            if linear is not None:
+                return MetricPlan("native", engine_metric="euclidean", linear=linear)
+            # Not a valid inverse covariance: (x-y)ᵀ VI (x-y) can be negative, and its square
+            # root NaN. scikit-learn computes with it anyway; so does the slow path, with
+            # scikit-learn's own DistanceMetric (NaN distances rank last, as in its brute force).
+            warnings.warn(
+                "metric='mahalanobis': VI is not positive semi-definite (not a valid inverse "
+                "covariance), so some distances are the square root of a negative number (NaN); "
+                "computing them as scikit-learn does, on the slow path",
+                UserWarning,
+                stacklevel=4,
+            )
             return MetricPlan(
-                "native", engine_metric="euclidean", linear=_mahalanobis_map(params, n_features)
+                "slow", slow_metric=metric, slow_params=params, slow_backend="distance_metric"
             )
 
     if metric == "pyfunc":
@@ -285,8 +304,6 @@ def slow_distances(
     plan: MetricPlan, X: np.ndarray, Y: np.ndarray, n_jobs: int | None
 ) -> np.ndarray:
     """Dense distance block ``(len(X), len(Y))`` in float64 for a ``slow`` plan."""
-    from sklearn.metrics import pairwise_distances
-
     if plan.slow_backend == "object":
         return np.asarray(
             plan.slow_metric.pairwise(np.asarray(X, np.float64), np.asarray(Y, np.float64)),

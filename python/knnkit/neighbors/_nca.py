@@ -28,7 +28,7 @@ from sklearn import get_config
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import euclidean_distances
-from sklearn.neighbors import NeighborhoodComponentsAnalysis as _SkNCA
+from sklearn.neighbors._nca import NeighborhoodComponentsAnalysis as _SkNCA
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.extmath import row_norms, softmax
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict

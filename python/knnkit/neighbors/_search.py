@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.sparse import csr_matrix, issparse
 from sklearn import get_config
+from sklearn.metrics import pairwise_distances
 
 from knnkit import _core
 from knnkit.neighbors._arrays import NUMPY
@@ -201,9 +202,11 @@ class ExactSearch(NativeEngine):
         self.sparse = issparse(X)
         #: Whether sparse queries may be passed as they are (otherwise the estimators hand over
         #: dense blocks of them).
-        self.sparse_queries = self.sparse or plan.kind == "precomputed"
+        self.sparse_queries = self.sparse or plan.kind == "precomputed" or plan.takes_sparse_rows
         self.norms = None
-        if self.sparse and plan.kind != "precomputed":
+        if self.sparse and plan.takes_sparse_rows:
+            self.base = X  # the callable sees the fitted rows as scikit-learn keeps them
+        elif self.sparse and plan.kind != "precomputed":
             if not serves_sparse(plan):
                 raise ValueError(
                     f"sparse fitted rows: metric {plan.engine_metric!r} is computed on dense "
@@ -309,7 +312,7 @@ class ExactSearch(NativeEngine):
         """Distances of query rows ``start:stop`` to every fitted row, float64."""
         if self.plan.kind == "precomputed":
             return np.asarray(Q[start:stop], dtype=np.float64)
-        if self.sparse:
+        if self.sparse and not self.plan.takes_sparse_rows:
             return self._sparse_block(Q[start:stop], n_jobs)
         return slow_distances(self.plan, Q[start:stop], self.base, n_jobs)
 
@@ -317,8 +320,6 @@ class ExactSearch(NativeEngine):
         """Distances of the query rows ``Qb`` (dense or sparse) to the sparse fitted rows."""
         metric = self.plan.engine_metric
         if metric == "manhattan":
-            from sklearn.metrics import pairwise_distances
-
             return np.asarray(
                 pairwise_distances(Qb, self.base, metric="manhattan", n_jobs=n_jobs),
                 dtype=np.float64,

@@ -18,10 +18,20 @@ accepts every other metric scikit-learn's ``BallTree`` does (``seuclidean``, ``m
 are served by scikit-learn's own ``BallTree``, wrapped — the same answers at scikit-learn's
 speed, single-threaded, in float64. ``KDTree`` with weighted minkowski takes the same path.
 
+``KDTree`` and ``BallTree`` are subclasses of scikit-learn's (``isinstance(KDTree(X),
+sklearn.neighbors.KDTree)`` holds, as code in the wild checks): every public method and attribute
+is knnkit's own, so nothing runs through scikit-learn's base class, whose arrays stay empty (a
+few bytes); scikit-learn's Cython code never reaches into a tree's C-level state from outside
+its own estimators, which knnkit replaces.
+
 Differences from scikit-learn, all deliberate:
 
-- float32 data stays float32 (scikit-learn's ``KDTree`` converts it to float64): the tree, its
-  distances and densities are float32; queries are converted to the tree's dtype.
+- float32 data stays float32 (scikit-learn's ``KDTree`` converts it to float64): ``data`` is the
+  float32 rows, and distances and densities come back as float32. They are *computed* as
+  scikit-learn computes them, in float64 (the tree's working copy of the rows, its bounds and
+  the queries are float64), so a float32 tree ranks neighbours, ties and near-ties included,
+  exactly as scikit-learn's tree on the same values and as knnkit's exact engine, and only the
+  returned values are rounded to float32.
 - Every query method takes ``n_jobs`` (None: the tree's own ``n_jobs``, which defaults to all
   cores; -1: all cores; 1: one thread).
 - ``kernel_density`` rejects a bandwidth ``h <= 0`` (scikit-learn returns NaN).
@@ -35,6 +45,11 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import DistanceMetric
+
+# scikit-learn's own trees, from the modules that define them (never rebound by
+# ``knnkit.patch_sklearn``), serve the metrics the Rust engine does not compute.
+from sklearn.neighbors._ball_tree import BallTree as SkBallTree
+from sklearn.neighbors._kd_tree import KDTree as SkKDTree
 from sklearn.utils import check_array
 
 from knnkit import _core
@@ -164,13 +179,20 @@ class _BinaryTree:
             raise ValueError("X is an empty array")
         weights = None
         if sample_weight is not None:
-            weights = np.ascontiguousarray(sample_weight, dtype=data.dtype)
+            weights = np.ascontiguousarray(sample_weight, dtype=np.float64)
             if weights.shape != (data.shape[0],):
                 raise ValueError(
                     f"sample_weight: expected shape ({data.shape[0]},), got {weights.shape}"
                 )
+        # built and searched in float64 whatever the data's type (scikit-learn's arithmetic)
         idx, info, radius, bounds, blocks = _core.tree_build(
-            data, self._kind, int(leaf_size), self._metric, self._p, weights, n_jobs
+            np.ascontiguousarray(data, dtype=np.float64),
+            self._kind,
+            int(leaf_size),
+            self._metric,
+            self._p,
+            weights,
+            n_jobs,
         )
         self._set_arrays(data, idx, info, radius, bounds, blocks, weights, int(leaf_size))
         n_levels = int(np.log2(len(info) + 1))
@@ -182,9 +204,6 @@ class _BinaryTree:
 
     def _build_fallback(self, X, leaf_size, metric, sample_weight, kwargs) -> None:
         """Wraps scikit-learn's tree for the metrics the Rust engine does not compute."""
-        from sklearn.neighbors import BallTree as SkBallTree
-        from sklearn.neighbors import KDTree as SkKDTree
-
         if isinstance(metric, DistanceMetric):
             cls_name = _metric_class(metric)
         elif callable(metric):
@@ -199,6 +218,14 @@ class _BinaryTree:
             X, leaf_size=leaf_size, metric=metric, sample_weight=sample_weight, **kwargs
         )
 
+    @classmethod
+    def wrap(cls, tree: Any) -> _BinaryTree:
+        """A knnkit tree that answers with scikit-learn's fitted ``tree`` (of the same kind)."""
+        self = cls.__new__(cls)
+        self.n_jobs = None
+        self._fallback = tree
+        return self
+
     def _invalid_metric_message(self, metric: Any) -> str:
         name = metric if isinstance(metric, str) else type(metric).__name__
         tree = type(self).__name__
@@ -212,10 +239,12 @@ class _BinaryTree:
         self._idx_array = np.ascontiguousarray(idx, dtype=np.intp)
         self._node_info = np.ascontiguousarray(info, dtype=np.int64)
         self._node_radius = np.ascontiguousarray(radius, dtype=np.float64)
-        self._node_bounds = np.ascontiguousarray(bounds, dtype=data.dtype)
-        self._blocks = np.ascontiguousarray(blocks, dtype=data.dtype)
-        self._sample_weight = weights
-        self._tree_weights = None if weights is None else weights[self._idx_array]
+        self._node_bounds = np.ascontiguousarray(bounds, dtype=np.float64)
+        self._blocks = np.ascontiguousarray(blocks, dtype=np.float64)
+        self._sample_weight = None if weights is None else weights.astype(data.dtype, copy=False)
+        self._tree_weights = (
+            None if weights is None else np.asarray(weights, dtype=np.float64)[self._idx_array]
+        )
         self._leaf_size = leaf_size
         # The queries read the private copies; keep the public arrays consistent with them.
         for a in (self._idx_array, self._node_bounds, self._blocks):
@@ -240,7 +269,7 @@ class _BinaryTree:
         return self.n_jobs if n_jobs is None else n_jobs
 
     def _check_X(self, X: Any) -> np.ndarray:
-        X = check_array(X, dtype=self._data.dtype, order="C")
+        X = check_array(X, dtype=np.float64, order="C")  # float64, as the tree computes
         if X.shape[X.ndim - 1] != self._data.shape[1]:
             raise ValueError("query data dimension must match training data dimension")
         return X
@@ -278,7 +307,8 @@ class _BinaryTree:
         """KD-tree: ``(2, n_nodes, d)`` box corners; ball tree: ``(1, n_nodes, d)`` centroids."""
         if self._fallback is not None:
             return self._fallback.get_arrays()[3]
-        return self._node_bounds
+        # in the data's type (the tree keeps them in float64, the type it computes in)
+        return self._node_bounds.astype(self._data.dtype, copy=False)
 
     @property
     def sample_weight(self) -> np.ndarray | None:
@@ -373,6 +403,7 @@ class _BinaryTree:
         self._n_calls += stats[0]
         self._stats = tuple(int(s) for s in stats[1:])
         ind = ind.astype(np.intp, copy=False)
+        dist = dist.astype(self._data.dtype, copy=False)
         return (dist, ind) if return_distance else ind
 
     def query_radius(
@@ -420,10 +451,12 @@ class _BinaryTree:
         count_only: bool = False,
         sort_results: bool = False,
         n_jobs: int | None = None,
+        cast: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`query_radius` as flat CSR arrays ``(lims, indices, distances)`` (int64
         ``lims`` and indices; distances empty unless ``return_distance``), without one Python
-        object per query. What the estimators' tree search reads."""
+        object per query. What the estimators' tree search reads (with ``cast=False``: the
+        float64 distances the tree computed, which it orders by, before the rounding)."""
         if self._fallback is not None:
             if count_only:
                 counts = self._fallback.query_radius(X, r, count_only=True)
@@ -450,7 +483,7 @@ class _BinaryTree:
         elif r.shape != X.shape[: X.ndim - 1]:
             raise ValueError("r must be broadcastable to X.shape")
         else:
-            radius = np.ascontiguousarray(r, dtype=self._data.dtype)
+            radius = np.ascontiguousarray(r, dtype=np.float64)
         lims, ind, dist, stats = _core.tree_query_radius(
             self._state(),
             X,
@@ -461,6 +494,9 @@ class _BinaryTree:
             self._jobs(n_jobs),
         )
         self._n_calls += stats[0]
+        dist = np.asarray(dist)
+        if cast:  # else float64, as computed (for callers that order by them first)
+            dist = dist.astype(self._data.dtype, copy=False)
         return np.asarray(lims, dtype=np.int64), np.asarray(ind, dtype=np.int64), dist
 
     def kernel_density(
@@ -542,6 +578,10 @@ class _BinaryTree:
             "n_jobs": self.n_jobs,
         }
 
+    def __reduce__(self) -> tuple:
+        # knnkit's state (scikit-learn's base class would pickle its own, empty, arrays)
+        return (_new_tree, (type(self),), self.__getstate__())
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.n_jobs = state.get("n_jobs")
         self._fallback = state.get("fallback")
@@ -562,7 +602,7 @@ class _BinaryTree:
             info,
             nd["radius"],
             state["node_bounds"],
-            _pack_blocks(data[idx]),
+            _pack_blocks(np.asarray(data[idx], dtype=np.float64)),
             state["sample_weight"],
             int(state["leaf_size"]),
         )
@@ -572,6 +612,11 @@ class _BinaryTree:
     def __repr__(self) -> str:
         n, d = self.data.shape
         return f"{type(self).__name__}(n_samples={n}, n_features={d})"
+
+
+def _new_tree(cls: type) -> _BinaryTree:
+    """An empty tree of class ``cls`` for unpickling (its state is set next)."""
+    return cls.__new__(cls)
 
 
 def _pack_blocks(rows: np.ndarray) -> np.ndarray:
@@ -591,7 +636,7 @@ def _ragged(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-class KDTree(_BinaryTree):
+class KDTree(_BinaryTree, SkKDTree):
     """KD-tree for fast nearest-neighbour queries (scikit-learn's ``KDTree``, on the Rust engine).
 
     Parameters
@@ -626,7 +671,7 @@ class KDTree(_BinaryTree):
     valid_metrics = list(_NATIVE_METRIC_IDS)
 
 
-class BallTree(_BinaryTree):
+class BallTree(_BinaryTree, SkBallTree):
     """Ball tree for fast nearest-neighbour queries (scikit-learn's ``BallTree``, on the Rust
     engine for the minkowski family; other metrics are served by scikit-learn's ``BallTree``).
 
@@ -659,4 +704,4 @@ class BallTree(_BinaryTree):
     valid_metrics = _NATIVE_METRIC_IDS + _BALL_ONLY_METRIC_IDS
 
 
-__all__ = ["NODE_DATA_DTYPE", "BallTree", "KDTree"]
+__all__ = ["NODE_DATA_DTYPE", "BallTree", "KDTree", "SkBallTree", "SkKDTree"]

@@ -36,7 +36,7 @@ from scipy.sparse import issparse
 from sklearn.neighbors import VALID_METRICS
 
 from knnkit.neighbors._search import NativeEngine, float_dtype
-from knnkit.neighbors._tree import BallTree, KDTree
+from knnkit.neighbors._tree import BallTree, KDTree, SkKDTree
 
 if TYPE_CHECKING:
     from knnkit.neighbors._engine import EngineSpec
@@ -136,6 +136,21 @@ class TreeSearch(NativeEngine):
         )
 
     @classmethod
+    def from_tree(cls, tree: Any) -> TreeSearch:
+        """The engine over a tree built elsewhere (knnkit's, or scikit-learn's, which is then
+        wrapped by knnkit's and queried as it is): what ``fit`` does with a tree as ``X``."""
+        if not isinstance(tree, (KDTree, BallTree)):
+            tree = (KDTree if isinstance(tree, SkKDTree) else BallTree).wrap(tree)
+        self = cls.__new__(cls)
+        self.algorithm = "kd_tree" if isinstance(tree, KDTree) else "ball_tree"
+        data = np.asarray(tree.data)
+        self.dtype = float_dtype(data.dtype)
+        self.base = np.ascontiguousarray(data, dtype=self.dtype)
+        self.n = self.base.shape[0]
+        self.tree = tree
+        return self
+
+    @classmethod
     def build(cls, X: Any, spec: EngineSpec) -> TreeSearch:
         return cls(spec.fit_method, X, spec.leaf_size, spec.metric, spec.metric_params, spec.n_jobs)
 
@@ -176,8 +191,8 @@ class TreeSearch(NativeEngine):
         if Q.shape[0] == 0:
             return np.zeros(1, np.int64), np.empty(0, self.dtype), np.empty(0, np.int64)
         lims, ind, dist = self.tree._query_radius_csr(
-            Q, radius, return_distance=True, sort_results=False, n_jobs=n_jobs
+            Q, radius, return_distance=True, sort_results=False, n_jobs=n_jobs, cast=False
         )
-        dist = np.asarray(dist).astype(self.dtype, copy=False)
-        dist, ind = _index_order(lims, dist, ind, sort)
-        return lims, dist, ind
+        # ordered by the float64 distances (as the other engines), then in the fitted dtype
+        dist, ind = _index_order(lims, np.asarray(dist), ind, sort)
+        return lims, dist.astype(self.dtype, copy=False), ind

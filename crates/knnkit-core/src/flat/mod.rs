@@ -23,7 +23,18 @@
 //! (the `gemm` crate) fills the tile.
 //!
 //! Other metrics compute each key directly with the SIMD kernels, blocked over base rows for cache
-//! reuse. Cost: O(nq · n · d) time; O(threads · QB · BB + nq · k) memory.
+//! reuse.
+//!
+//! Ranking: what enters a heap, and what a radius test decides on, is always the *canonical* key
+//! ([`Metric::canonical_key`]: coordinates in order, in f64, no fused multiply-add — scikit-learn's
+//! tree arithmetic), never the SIMD kernel's value, whose summation order differs between SIMD
+//! levels. The SIMD values (and the tiles' bounds) only screen: a row is re-scored canonically
+//! when its value, widened by the bound of [`Metric::screen_slack`], could beat the query's k-th
+//! canonical key (or reach the radius). So results — ties included — are the same on every CPU
+//! and SIMD level, the same as the trees' (which sum in the same order), and float32 data rank by
+//! their float64 distances as scikit-learn ranks them; the distances returned are the canonical
+//! ones rounded to the data's type. Cost: O(nq · n · d) time; O(threads · QB · BB + nq · k)
+//! memory.
 
 use std::borrow::Cow;
 
@@ -33,7 +44,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::metric::{squared_norms, Metric};
+use crate::metric::{squared_norms, Metric, Slack};
 use crate::pool;
 use crate::simd::Simd;
 use crate::topk::{sort_candidates, Candidate, TopK};
@@ -189,7 +200,7 @@ pub fn knn<T: Float>(
     let missing = metric.missing::<T>();
     for cands in per_query {
         for &(key, i) in &cands {
-            distances.push(metric.key_to_distance(key));
+            distances.push(T::from_f64(metric.key_to_distance(key)));
             indices.push(i as i64);
         }
         for _ in cands.len()..k {
@@ -231,7 +242,7 @@ pub fn range_search<T: Float>(
     let per_query = plan.run(
         |task| plan.scan_range(task, radius),
         |_, parts| {
-            let mut all: Vec<Candidate<T>> = parts.into_iter().flatten().collect();
+            let mut all: Vec<Candidate<f64>> = parts.into_iter().flatten().collect();
             if sort {
                 // Candidates hold distances; a similarity sorts largest first (negation is exact).
                 let sim = metric.is_similarity();
@@ -253,7 +264,7 @@ pub fn range_search<T: Float>(
     lims.push(0);
     for cands in per_query {
         for (dist, i) in cands {
-            distances.push(dist);
+            distances.push(T::from_f64(dist));
             indices.push(i as i64);
         }
         lims.push(indices.len() as i64);
@@ -297,9 +308,12 @@ struct Plan<'a, T: Float> {
     n: usize,
     metric: Metric,
     pass: Pass,
-    /// Square roots of the norms (for the error bounds of the tiled passes).
+    /// Square roots of the norms (for the error bounds of the tiled passes and the screen of the
+    /// inner product).
     qroots: Vec<T>,
     broots: Vec<T>,
+    /// Bound between the SIMD keys and the canonical ones (see [`Metric::screen_slack`]).
+    slack: Slack,
     /// Relative error of a tile's dot products, as a multiple of ‖x‖‖y‖.
     dot_error: T,
     params: SearchParams<'a>,
@@ -395,7 +409,7 @@ impl<'a, T: Float> Plan<'a, T> {
             _ => (d as f64 + 4.0) * T::EPSILON.to_f64(),
         };
         let roots = |v: &[T]| -> Vec<T> {
-            if pass == Pass::Direct {
+            if pass == Pass::Direct && metric != Metric::InnerProduct {
                 Vec::new()
             } else {
                 v.iter().map(|x| x.sqrt()).collect()
@@ -414,6 +428,7 @@ impl<'a, T: Float> Plan<'a, T> {
             qroots,
             broots,
             dot_error: T::from_f64(dot_error),
+            slack: metric.screen_slack::<T>(d),
             params: *params,
         })
     }
@@ -430,7 +445,27 @@ impl<'a, T: Float> Plan<'a, T> {
         self.norms.get(j).copied().unwrap_or(T::ZERO)
     }
 
-    /// Exact key between query `i` and base row `j`.
+    /// The canonical key between query `i` and base row `j` (what results rank by).
+    fn canonical_key(&self, i: usize, j: usize) -> f64 {
+        self.metric.canonical_key(self.query(i), self.base.row(j))
+    }
+
+    /// Whether a row whose SIMD key (or a lower bound of it) is `lower` may have a canonical
+    /// key `<= thr` (`thr` a canonical key; +inf admits everything).
+    #[inline(always)]
+    fn admit(&self, lower: T, thr: f64, i: usize, j: usize) -> bool {
+        let v = lower.to_f64();
+        match self.slack {
+            Slack::Relative(f) => v <= if thr > 0.0 { thr * f } else { thr / f },
+            Slack::Absolute(a) => v <= thr + a,
+            Slack::Dot(c) => {
+                let scale = self.qroots[i].to_f64() * self.broots[j].to_f64();
+                v <= thr + c * scale
+            }
+        }
+    }
+
+    /// SIMD key between query `i` and base row `j` (a screen for the canonical key).
     fn exact_key(&self, i: usize, j: usize) -> T {
         self.metric.key(
             self.query(i),
@@ -444,8 +479,8 @@ impl<'a, T: Float> Plan<'a, T> {
     /// per-split parts with `finish`.
     fn run<R: Send>(
         &self,
-        scan: impl Fn(Task) -> Vec<Vec<Candidate<T>>> + Sync,
-        finish: impl Fn(usize, Vec<Vec<Candidate<T>>>) -> R + Sync,
+        scan: impl Fn(Task) -> Vec<Vec<Candidate<f64>>> + Sync,
+        finish: impl Fn(usize, Vec<Vec<Candidate<f64>>>) -> R + Sync,
     ) -> Result<Vec<R>> {
         // Small searches (well under a millisecond) run on the calling thread: handing them to a
         // pool and watching for Ctrl-C would cost more than the search.
@@ -489,7 +524,7 @@ impl<'a, T: Float> Plan<'a, T> {
                     scan(*t)
                 }
             };
-            let parts: Vec<Vec<Vec<Candidate<T>>>> = if small {
+            let parts: Vec<Vec<Vec<Candidate<f64>>>> = if small {
                 tasks.iter().map(scan_one).collect()
             } else {
                 tasks.par_iter().map(scan_one).collect()
@@ -498,7 +533,7 @@ impl<'a, T: Float> Plan<'a, T> {
                 return Vec::new();
             }
             // Regroup: for each query, its parts from every split (in split order).
-            let mut per_query: Vec<Vec<Vec<Candidate<T>>>> =
+            let mut per_query: Vec<Vec<Vec<Candidate<f64>>>> =
                 (0..self.nq).map(|_| Vec::with_capacity(splits)).collect();
             for (t, part) in tasks.iter().zip(parts) {
                 for (off, cands) in part.into_iter().enumerate() {
@@ -520,19 +555,18 @@ impl<'a, T: Float> Plan<'a, T> {
         }
     }
 
-    /// Top-k of one task, per query, best first.
-    fn scan_knn(&self, t: Task, k: usize) -> Vec<Vec<Candidate<T>>> {
+    /// Top-k of one task, per query, best first, by canonical key.
+    fn scan_knn(&self, t: Task, k: usize) -> Vec<Vec<Candidate<f64>>> {
         // A split of m rows contributes at most m candidates (k itself may be huge).
         let k = k.min(t.b1 - t.b0).max(1);
-        let mut heaps: Vec<TopK<T>> = (t.q0..t.q1).map(|_| TopK::new(k)).collect();
-        let exact = self.pass == Pass::Direct;
+        let mut heaps: Vec<TopK<f64>> = (t.q0..t.q1).map(|_| TopK::new(k)).collect();
         self.scan(t, |qi, j0, bounds| {
             let heap = &mut heaps[qi - t.q0];
             let mut thr = heap.threshold();
             for (off, &lower) in bounds.iter().enumerate() {
-                if lower <= thr {
-                    let j = j0 + off;
-                    let key = if exact { lower } else { self.exact_key(qi, j) };
+                let j = j0 + off;
+                if self.admit(lower, thr, qi, j) {
+                    let key = self.canonical_key(qi, j);
                     if key <= thr {
                         heap.push(key, j);
                         thr = heap.threshold();
@@ -543,25 +577,21 @@ impl<'a, T: Float> Plan<'a, T> {
         heaps.into_iter().map(TopK::into_sorted).collect()
     }
 
-    /// Radius matches of one task, per query, in index order, as (distance, index).
-    fn scan_range(&self, t: Task, radius: Radius<T>) -> Vec<Vec<Candidate<T>>> {
+    /// Radius matches of one task, per query, in index order, as (canonical distance, index).
+    /// A row matches when its canonical key is within the radius in key units (as scikit-learn's
+    /// trees decide: `rdist <= r²` for euclidean, `<= rᵖ` for minkowski).
+    fn scan_range(&self, t: Task, radius: Radius<T>) -> Vec<Vec<Candidate<f64>>> {
         let metric = self.metric;
-        let sim = metric.is_similarity();
-        let exact = self.pass == Pass::Direct;
-        let mut found: Vec<Vec<Candidate<T>>> = (t.q0..t.q1).map(|_| Vec::new()).collect();
+        let mut found: Vec<Vec<Candidate<f64>>> = (t.q0..t.q1).map(|_| Vec::new()).collect();
         self.scan(t, |qi, j0, bounds| {
-            let r = radius.get(qi);
-            let rkey = metric.distance_to_key(r);
+            let rkey = metric.distance_to_key(radius.get(qi).to_f64());
             let hits = &mut found[qi - t.q0];
             for (off, &lower) in bounds.iter().enumerate() {
-                // The pre-filter uses the key space with a little slack (the conversion of the
-                // radius may round); the decision is made on the distance itself.
-                if lower <= rkey + rkey.abs() * T::EPSILON * T::from_f64(4.0) {
-                    let j = j0 + off;
-                    let key = if exact { lower } else { self.exact_key(qi, j) };
-                    let dist = metric.key_to_distance(key);
-                    if (sim && dist >= r) || (!sim && dist <= r) {
-                        hits.push((dist, j));
+                let j = j0 + off;
+                if self.admit(lower, rkey, qi, j) {
+                    let key = self.canonical_key(qi, j);
+                    if key <= rkey {
+                        hits.push((metric.key_to_distance(key), j));
                     }
                 }
             }
@@ -691,8 +721,8 @@ impl<'a, T: Float> Plan<'a, T> {
     }
 
     /// Merges a query's per-split top-k lists.
-    fn finish_knn(&self, k: usize, parts: Vec<Vec<Candidate<T>>>) -> Vec<Candidate<T>> {
-        let mut all: Vec<Candidate<T>> = parts.into_iter().flatten().collect();
+    fn finish_knn(&self, k: usize, parts: Vec<Vec<Candidate<f64>>>) -> Vec<Candidate<f64>> {
+        let mut all: Vec<Candidate<f64>> = parts.into_iter().flatten().collect();
         sort_candidates(&mut all);
         all.truncate(k);
         all

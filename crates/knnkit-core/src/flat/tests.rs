@@ -115,12 +115,11 @@ fn naive_ranked(metric: Metric, base: &[f64], q: &[f64], d: usize) -> Vec<(f64, 
     all
 }
 
-/// Every (key, index) of one query, sorted best first, with the library's own exact key.
-fn direct_ranked<T: Float>(metric: Metric, base: &[T], q: &[T], d: usize) -> Vec<(T, usize)> {
-    let norms = squared_norms(base, d);
-    let qn = squared_norms(q, d)[0];
-    let mut all: Vec<(T, usize)> = (0..base.len() / d)
-        .map(|j| (metric.key(q, row(base, d, j), qn, norms[j]), j))
+/// Every (key, index) of one query, sorted best first, with the library's canonical key (what
+/// every path ranks by, on every SIMD level).
+fn direct_ranked<T: Float>(metric: Metric, base: &[T], q: &[T], d: usize) -> Vec<(f64, usize)> {
+    let mut all: Vec<(f64, usize)> = (0..base.len() / d)
+        .map(|j| (metric.canonical_key(q, row(base, d, j)), j))
         .collect();
     sort_candidates(&mut all);
     all
@@ -223,11 +222,12 @@ fn check_knn<T: Float>(
                 &is[..found],
                 direct[..found].iter().map(|c| c.1).collect::<Vec<_>>()
             );
+            let want = T::from_f64(metric.key_to_distance(key));
             assert!(
-                same(ds[r], metric.key_to_distance(key)),
+                same(ds[r], want),
                 "{ctx} q={qi} rank {r}: distance {:?} != {:?}",
                 ds[r],
-                metric.key_to_distance(key)
+                want
             );
         }
 
@@ -314,7 +314,6 @@ fn check_range<T: Float>(
         assert_eq!(streamed, res, "{ctx}: bf16 copy");
     }
     let sim = metric.is_similarity();
-    let within = |dist: T, r: T| if sim { dist >= r } else { dist <= r };
     let (base64, queries64) = (to64(base), to64(queries));
     for qi in 0..nq {
         let (lo, hi) = (res.lims[qi] as usize, res.lims[qi + 1] as usize);
@@ -325,10 +324,12 @@ fn check_range<T: Float>(
 
         // Direct oracle: exactly the rows whose directly computed distance is within the radius,
         // closest first (by distance, a similarity largest first, then index) or in index order.
-        let mut direct: Vec<(T, usize)> = direct_ranked(metric, base, row(queries, d, qi), d)
+        // (the radius test is made on canonical keys, as scikit-learn's trees make it)
+        let rkey = metric.distance_to_key(r.to_f64());
+        let mut direct: Vec<(f64, usize)> = direct_ranked(metric, base, row(queries, d, qi), d)
             .into_iter()
+            .filter(|&(key, _)| key <= rkey)
             .map(|(key, j)| (metric.key_to_distance(key), j))
-            .filter(|&(dist, _)| within(dist, r))
             .collect();
         if !sort {
             direct.sort_by_key(|c| c.1);
@@ -340,7 +341,7 @@ fn check_range<T: Float>(
         let want: Vec<i64> = direct.iter().map(|c| c.1 as i64).collect();
         assert_eq!(is, &want[..], "{ctx} q={qi}: indices vs direct oracle");
         for (&got, &(dist, _)) in ds.iter().zip(&direct) {
-            assert!(same(got, dist), "{ctx} q={qi}");
+            assert!(same(got, T::from_f64(dist)), "{ctx} q={qi}");
         }
 
         // Naive f64 oracle: every row clearly inside is found, every row found is (nearly) inside.

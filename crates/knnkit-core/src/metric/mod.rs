@@ -122,6 +122,87 @@ impl Metric {
         }
     }
 
+    /// The *canonical* key between two vectors: coordinates summed in order, in f64 (float32
+    /// values widened exactly), one multiply and one add per step, never fused — scikit-learn's
+    /// tree arithmetic. Unlike [`Metric::key`], whose SIMD build fixes a summation order per
+    /// level, this is the same number on every CPU, so every exact engine ranks by it: results,
+    /// ties included, do not depend on the CPU, and float32 data rank as scikit-learn ranks them
+    /// (in float64).
+    ///
+    /// ```
+    /// use knnkit_core::metric::Metric;
+    /// let (a, b) = ([1.0f32, 2.0, 3.0], [0.5f32, 2.0, 1.0]);
+    /// assert_eq!(Metric::SqEuclidean.canonical_key(&a, &b), 4.25);
+    /// assert_eq!(Metric::Manhattan.canonical_key(&a, &b), 2.5);
+    /// ```
+    pub fn canonical_key<T: Float>(&self, a: &[T], b: &[T]) -> f64 {
+        let pairs = a.iter().zip(b).map(|(&x, &y)| (x.to_f64(), y.to_f64()));
+        match *self {
+            Metric::SqEuclidean | Metric::Euclidean => {
+                let mut s = 0.0f64;
+                for (x, y) in pairs {
+                    let t = x - y;
+                    s += t * t;
+                }
+                s
+            }
+            Metric::InnerProduct => {
+                let mut s = 0.0f64;
+                for (x, y) in pairs {
+                    s += x * y;
+                }
+                -s
+            }
+            Metric::Cosine => {
+                let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+                for (x, y) in pairs {
+                    dot += x * y;
+                    na += x * x;
+                    nb += y * y;
+                }
+                cosine_key(dot, na, nb)
+            }
+            Metric::Manhattan => {
+                let mut s = 0.0f64;
+                for (x, y) in pairs {
+                    s += (x - y).abs();
+                }
+                s
+            }
+            Metric::Chebyshev => {
+                let mut s = 0.0f64;
+                for (x, y) in pairs {
+                    s = s.max((x - y).abs());
+                }
+                s
+            }
+            Metric::Minkowski(p) => {
+                let mut s = 0.0f64;
+                for (x, y) in pairs {
+                    s += (x - y).abs().powf(p);
+                }
+                s
+            }
+            Metric::Hamming => kernels::hamming(a, b).to_f64(),
+        }
+    }
+
+    /// How far [`Metric::key`] (any SIMD level, in `T`) and [`Metric::canonical_key`] can be
+    /// apart, as a bound used to screen candidates before the canonical key is computed:
+    /// `Relative(f)` — `key ≤ canonical · f` up to `f`'s margin (non-negative keys);
+    /// `Absolute(a)` — within `a`; `Dot(c)` — within `c · ‖x‖‖y‖` (inner product).
+    pub fn screen_slack<T: Float>(&self, d: usize) -> Slack {
+        // each of the two computations is within (d + 4)·ε of the exact value (ε of its own
+        // type; pow adds a few ulps per term for minkowski); the margins double that
+        let g = (d as f64 + 8.0) * (T::EPSILON.to_f64() + f64::EPSILON);
+        match *self {
+            Metric::InnerProduct => Slack::Dot(4.0 * g),
+            Metric::Cosine => Slack::Absolute(8.0 * g),
+            Metric::Minkowski(p) => Slack::Relative(1.0 + 4.0 * g * (2.0 + p.abs())),
+            _ => Slack::Relative(1.0 + 4.0 * g),
+        }
+    }
+
     /// Key from a dot product and squared norms (dot-based metrics only).
     #[inline(always)]
     pub fn key_from_dot<T: Float>(&self, dot: T, na: T, nb: T) -> T {
@@ -181,6 +262,17 @@ impl Metric {
             T::INFINITY
         }
     }
+}
+
+/// A bound on |[`Metric::key`] − [`Metric::canonical_key`]| (see [`Metric::screen_slack`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Slack {
+    /// Multiplicative, for non-negative keys.
+    Relative(f64),
+    /// Additive.
+    Absolute(f64),
+    /// Additive, times the product of the two vectors' norms.
+    Dot(f64),
 }
 
 /// What distance the approximate indexes (HNSW, IVF) rank by; the key is ‖q − x‖² (L2),

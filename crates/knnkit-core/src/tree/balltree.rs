@@ -10,6 +10,15 @@ use super::{Bounds, Ops, TreeView};
 /// Marker for the ball tree's [`Bounds`].
 pub struct BallBounds;
 
+/// How far the rounded `δ ∓ r` can be on the wrong side of the exact bound: the distance
+/// `δ` (d terms) and the subtraction each round, by at most (d + 2)·ε relative; the bounds are
+/// widened by twice that, so that a node holding a point exactly at the k-th distance (or the
+/// radius) is never pruned (its lower-index tie would be lost) nor taken whole.
+#[inline(always)]
+fn slack<T: Float>(d: usize, dist: T, r: T) -> T {
+    (dist + r) * T::from_usize(2 * (d + 2)) * T::EPSILON
+}
+
 #[inline(always)]
 fn positive<T: Float>(x: T) -> T {
     if x > T::ZERO {
@@ -25,14 +34,16 @@ impl<T: Float> Bounds<T> for BallBounds {
     #[inline(always)]
     fn min_rdist<M: Ops<T>>(t: &TreeView<T>, m: &M, node: usize, q: &[T]) -> T {
         let dist = m.dist(q, t.bound(0, node));
-        m.dist_to_rdist(positive(dist - T::from_f64(t.nodes[node].radius)))
+        let r = T::from_f64(t.nodes[node].radius);
+        m.dist_to_rdist(positive(dist - r - slack(q.len(), dist, r)))
     }
 
     #[inline(always)]
     fn min_max_dist<M: Ops<T>>(t: &TreeView<T>, m: &M, node: usize, q: &[T]) -> (T, T) {
         let dist = m.dist(q, t.bound(0, node));
         let r = T::from_f64(t.nodes[node].radius);
-        (positive(dist - r), dist + r)
+        let e = slack(q.len(), dist, r);
+        (positive(dist - r - e), dist + r + e)
     }
 
     #[inline(always)]
@@ -60,6 +71,7 @@ impl<T: Float> Bounds<T> for BallBounds {
             T::from_f64(a.nodes[na].radius),
             T::from_f64(b.nodes[nb].radius),
         );
-        (positive(dist - ra - rb), dist + ra + rb)
+        let e = slack(a.d, dist, ra + rb);
+        (positive(dist - ra - rb - e), dist + ra + rb + e)
     }
 }
