@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -511,19 +510,26 @@ def _descendants_hwm() -> int:
                 mine.add(pid)
                 grew = True
     for pid in mine - {me}:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        total += _vm("VmHWM", str(pid))
     return total
 
 
-def peak_rss() -> int:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    done = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return own + max(done, _descendants_hwm())
+def _vm(field: str, pid: str = "self") -> int:
+    """A field of /proc/PID/status in bytes (VmRSS, VmHWM); 0 when unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def peak_rss(helpers: int = 0) -> int:
+    """This process's peak RSS (VmHWM: its own since exec, unlike getrusage's ru_maxrss, which
+    Linux carries over from the parent through fork and exec) plus ``helpers``, the peak of the
+    processes it started, taken while they ran."""
+    return _vm("VmHWM") + helpers
 
 
 def threads_seen(threads: int) -> list[dict]:
@@ -554,7 +560,7 @@ def child(args) -> dict:
         if args.phase == "ingest":
             X = np.load(work / "X.npy")[:n]
             b = np.load(work / "bucket.npy")[:n]
-            out["rss_data"] = peak_rss()
+            out["data_bytes"] = int(X.nbytes + b.nbytes)
             t0 = time.perf_counter()
             c = make(args.child, args.threads)
             c.create(store_dir)
@@ -568,6 +574,7 @@ def child(args) -> dict:
             c.finish()
             t2 = time.perf_counter()
             out.update(add_s=t1 - t0, finish_s=t2 - t1, info=c.info())
+            helpers = _descendants_hwm()
             c.close()
             out["close_s"] = time.perf_counter() - t2
         else:
@@ -592,10 +599,12 @@ def child(args) -> dict:
                     ids.append(r)
                 out["levels"].append({"threshold": t, "lat": lat, "ids": ids})
             out["info"] = c.info()
+            helpers = _descendants_hwm()
             c.close()
         out["threads"] = threads_seen(args.threads)
         out["cpus"] = len(os.sched_getaffinity(0))
-    out["rss"] = peak_rss()
+    out["rss"] = peak_rss(helpers)
+    out["helpers_rss"] = helpers
     return out
 
 
@@ -794,7 +803,8 @@ def report(res) -> str:
         f"CPU: {res['cpu']}; knnkit kernels: **{res['simd']}**. {res.get('note', '')}",
         "",
         "| contender | ingest (records/s) | of which index build (s) | reopen + first query (s) "
-        "| import (s) | disk (bytes/record) | peak RSS ingest / serve (MiB) | fsyncs per batch |",
+        "| import (s) | disk (bytes/record) | peak RSS ingest / serve (MiB) "
+        "| fsyncs per batch |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
@@ -824,8 +834,10 @@ def report(res) -> str:
         "peer needs before it answers at full speed (index build, flush), over the total time. "
         "Reopen: a new process opens the store and answers a first query (imports done "
         "before; import time apart). Disk: the store's directory after the ingest process "
-        "ended. fsyncs per batch: fsync-family system calls per 1,000-record batch under "
-        "strace (ingests of 2 and of 4 batches, the difference halved).",
+        "ended. Peak RSS: each process's own (VmHWM), plus any helper process it started; the "
+        "ingest figure includes the input arrays the benchmark holds "
+        f"({res['n'] * 1544 / 2**20:,.0f} MiB for {res['n']:,} records). fsyncs per batch: "
+        "fsync-family system calls per 1,000-record batch under strace (ingests of 2 and of 4 batches, the difference halved).",
         "",
         "Query latency, p50 / p99 in ms (one query per call):",
         "",
