@@ -8,7 +8,7 @@ STAMP := $(VENV)/.deps-installed
 # Wheel build in release mode; `make dev` rebuilds the extension in place.
 BUILD := $(PY) -m maturin develop --release --quiet
 
-.PHONY: help demo test test-rust test-python test-all fuzz crash lint bench bench-ann bench-gpu bench-trees rag bench-patch build dev clean
+.PHONY: help demo test test-rust test-python test-all fuzz crash lint bench bench-ann bench-gpu bench-trees rag bench-patch bench-store build dev clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -83,5 +83,26 @@ rag: build ## retrieval over the Linux man pages: chunk, embed (MiniLM), store, 
 bench-patch: build ## scikit-learn's estimators (and imbalanced-learn's SMOTE) patched with knnkit.patch_sklearn() vs unpatched
 	$(PY) benchmarks/bench_patch.py
 
+# The store's peers live in their own virtual environment, so they never touch the test one;
+# knnkit is imported through PYTHONPATH from python/, where `make build` (maturin develop) puts
+# the extension.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.deps-installed
+BENCH_PEERS := numpy scipy scikit-learn threadpoolctl pyarrow chromadb lancedb pymilvus milvus-lite sqlite-vec pysqlite3-binary qdrant-client
+
+# One install per peer: a peer that cannot install is skipped (and named in the table), not
+# the whole benchmark. pysqlite3-binary: an SQLite that loads extensions, for sqlite-vec where
+# Python's own sqlite3 cannot (as here); never used on knnkit's files.
+$(BENCH_STAMP):
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	for p in $(BENCH_PEERS); do $(BENCH_PY) -m pip install --quiet $$p || echo "bench-store: $$p did not install"; done
+	touch $(BENCH_STAMP)
+
+# Full run (~1 h on 2 cores) writes docs/benchmarks.md; ARGS="--quick" is a 5k smoke run.
+bench-store: build $(BENCH_STAMP) ## knnkit.Store vs Chroma, LanceDB, Milvus Lite, sqlite-vec, Qdrant local (ARGS="--quick", "--only chroma,...")
+	PYTHONPATH=$(CURDIR)/python $(BENCH_PY) benchmarks/bench_store.py --fsync-audit $(if $(ARGS),$(ARGS),--doc)
+
 clean: ## remove build outputs and the virtual environment
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(BENCH_VENV) target
