@@ -11,14 +11,15 @@ use rusqlite::{params, Connection, Transaction};
 use serde_json::{Map, Value};
 
 use super::meta::Metadata;
-use super::mirror::{Mirror, RowMirror};
+use super::mirror::{ColumnMirror, Matches, Mirror};
 use super::predicate::Where;
 use super::schema;
-use super::{CollectionInfo, Shared, EXACT_SCAN_MAX, EXACT_SCAN_SHARE};
+use super::{CollectionInfo, Shared, EXACT_SCAN_MAX, EXACT_SCAN_SHARE, MASK_SHARE};
 use crate::error::{Error, Result};
 use crate::flat::index::FlatIndex;
 use crate::flat::{knn, Base, SearchParams};
 use crate::hnsw::{Codes, Hnsw, HnswParams};
+use crate::filter::Allowed;
 use crate::index::{self, Filter, Index, SearchOptions};
 use crate::io::IndexFile;
 use crate::metric::Metric;
@@ -173,6 +174,22 @@ pub(super) fn new_index(info: &CollectionInfo) -> Result<Box<dyn Index>> {
     }
 }
 
+/// The index's allowed set for a filter's matches: from their keys when they are few, from a
+/// mask by key when they are at least [`MASK_SHARE`] of the index's slots (one pass over the
+/// slots, cheaper then than a hash lookup per match), and the keys are dense enough for a mask.
+fn allowed(index: &dyn Index, m: &Matches) -> Allowed {
+    let slots = index.id_map().len();
+    match m.key_bound() {
+        Some(end)
+            if m.len() as f64 >= MASK_SHARE * slots as f64
+                && end <= slots.max(1024).saturating_mul(8) =>
+        {
+            index.allowed(Filter::Mask(&m.key_mask(end)))
+        }
+        _ => index.allowed(Filter::Ids(&m.keys())),
+    }
+}
+
 /// Adds rows to an index (nothing for none), on every core.
 fn add(index: &mut dyn Index, vectors: &[f32], keys: &[i64]) -> Result<()> {
     if keys.is_empty() {
@@ -216,7 +233,7 @@ impl Live {
     fn empty(info: &CollectionInfo) -> Result<Live> {
         Ok(Live {
             index: new_index(info)?,
-            mirror: Box::new(RowMirror::new()),
+            mirror: Box::new(ColumnMirror::new()),
             applied: 0,
             data_version: None,
             reload: false,
@@ -289,7 +306,7 @@ impl Live {
         self.remove_logged(conn, info, covers, seq)?;
         let mut stmt = conn.prepare(
             "SELECT key, id, metadata, CASE WHEN seq > ?2 THEN vector END
-             FROM records WHERE collection = ?1",
+             FROM records WHERE collection = ?1 ORDER BY key",
         )?;
         let mut rows = stmt.query(params![info.id, covers])?;
         let (mut keys, mut vectors) = (Vec::new(), Vec::new());
@@ -834,7 +851,7 @@ impl Collection {
                 None => Vec::new(),
             };
             if let Some(w) = filter {
-                let matching = live.mirror.matching(w);
+                let matching = live.mirror.select(w).keys();
                 if ids.is_some() {
                     keys.retain(|(k, _)| matching.binary_search(k).is_ok());
                 } else {
@@ -868,7 +885,7 @@ impl Collection {
         let live = self.synced()?;
         Ok(match filter {
             None => live.mirror.len(),
-            Some(w) => live.mirror.matching(w).len(),
+            Some(w) => live.mirror.select(w).len(),
         })
     }
 
@@ -883,7 +900,7 @@ impl Collection {
         include: Include,
     ) -> Result<Records> {
         let live = self.synced()?;
-        let matching = filter.map(|w| live.mirror.matching(w));
+        let matching = filter.map(|w| live.mirror.select(w).keys());
         let conn = self.db.reader()?;
         let mut sql = String::from(
             "SELECT id, metadata, document, CASE WHEN ?2 THEN vector END FROM records
@@ -977,22 +994,20 @@ impl Collection {
             return Err(Error::param("k", "a positive integer", 0));
         }
         let live = self.synced()?;
-        let matching = filter.map(|w| live.mirror.matching(w));
-        let n = matching.as_ref().map_or(live.mirror.len(), Vec::len);
+        let matches = filter.map(|w| live.mirror.select(w));
+        let n = matches.as_ref().map_or(live.mirror.len(), Matches::len);
         let kk = k.min(n);
         let mut hits: Vec<(Vec<i64>, Vec<f32>)> = vec![Default::default(); nq];
         if kk > 0 {
             let threads = if nq >= 4 { resolve_threads(None) } else { 1 };
-            let few = |m: &Vec<i64>| {
+            let few = |m: &Matches| {
                 m.len() <= EXACT_SCAN_MAX
                     || (m.len() as f64) < EXACT_SCAN_SHARE * live.mirror.len() as f64
             };
-            let (ids, distances) = match &matching {
-                Some(m) if few(m) => self.scan(&*live.index, m, queries, kk, threads)?,
+            let (ids, distances) = match &matches {
+                Some(m) if few(m) => self.scan(&*live.index, &m.keys(), queries, kk, threads)?,
                 _ => {
-                    let allowed = matching
-                        .as_ref()
-                        .map(|m| live.index.allowed(Filter::Ids(m)));
+                    let allowed = matches.as_ref().map(|m| allowed(&*live.index, m));
                     let opts = SearchOptions {
                         threads,
                         ef_search: self.ef_search(),
@@ -1007,7 +1022,9 @@ impl Collection {
                 // An approximate search that found fewer than min(k, matches) (a filter that
                 // cut the graph apart) is answered by an exact scan of the candidates.
                 if h.0.len() < kk {
-                    let keys = matching.clone().unwrap_or_else(|| live.index.ids());
+                    let keys = matches
+                        .as_ref()
+                        .map_or_else(|| live.index.ids(), Matches::keys);
                     let one = &queries[q * dim..(q + 1) * dim];
                     let (ids, distances) = self.scan(&*live.index, &keys, one, kk, 1)?;
                     *h = found(&ids, &distances, 0, kk);
