@@ -11,12 +11,13 @@ use rusqlite::{params, Connection, Transaction};
 use serde_json::{Map, Value};
 
 use super::meta::Metadata;
-use super::mirror::{Mirror, RowMirror};
+use super::mirror::{ColumnMirror, Mirror};
 use super::predicate::Where;
 use super::schema;
 use super::text::{self, DocFilter};
-use super::{CollectionInfo, Shared, EXACT_SCAN_MAX, EXACT_SCAN_SHARE};
+use super::{CollectionInfo, Shared, EXACT_SCAN_MAX, EXACT_SCAN_SHARE, MASK_SHARE};
 use crate::error::{Error, Result};
+use crate::filter::Allowed;
 use crate::flat::index::FlatIndex;
 use crate::flat::{knn, Base, SearchParams};
 use crate::hnsw::{Codes, Hnsw, HnswParams};
@@ -241,6 +242,32 @@ pub(super) fn new_index(info: &CollectionInfo) -> Result<Box<dyn Index>> {
     }
 }
 
+/// The index's allowed set for a filter's matching keys (ascending): from the keys when they
+/// are few, from a mask by key when they are at least [`MASK_SHARE`] of the index's slots (one
+/// pass over the slots, cheaper then than a hash lookup per match) and dense enough for a mask.
+fn allowed(index: &dyn Index, keys: &[i64]) -> Allowed {
+    let slots = index.id_map().len();
+    let end = keys
+        .last()
+        .and_then(|&k| usize::try_from(k).ok())
+        .map(|k| k + 1);
+    match end {
+        Some(end)
+            if keys.len() as f64 >= MASK_SHARE * slots as f64
+                && end <= slots.max(1024).saturating_mul(8) =>
+        {
+            let mut mask = vec![false; end];
+            for &k in keys {
+                if let Some(m) = usize::try_from(k).ok().and_then(|k| mask.get_mut(k)) {
+                    *m = true;
+                }
+            }
+            index.allowed(Filter::Mask(&mask))
+        }
+        _ => index.allowed(Filter::Ids(keys)),
+    }
+}
+
 /// Adds rows to an index (nothing for none), on every core.
 fn add(index: &mut dyn Index, vectors: &[f32], keys: &[i64]) -> Result<()> {
     if keys.is_empty() {
@@ -284,7 +311,7 @@ impl Live {
     fn empty(info: &CollectionInfo) -> Result<Live> {
         Ok(Live {
             index: new_index(info)?,
-            mirror: Box::new(RowMirror::new()),
+            mirror: Box::new(ColumnMirror::new()),
             applied: 0,
             data_version: None,
             reload: false,
@@ -357,7 +384,7 @@ impl Live {
         self.remove_logged(conn, info, covers, seq)?;
         let mut stmt = conn.prepare(
             "SELECT key, id, metadata, CASE WHEN seq > ?2 THEN vector END
-             FROM records WHERE collection = ?1",
+             FROM records WHERE collection = ?1 ORDER BY key",
         )?;
         let mut rows = stmt.query(params![info.id, covers])?;
         let (mut keys, mut vectors) = (Vec::new(), Vec::new());
@@ -1253,7 +1280,7 @@ impl Collection {
             let (ids, distances) = match matching {
                 Some(m) if few(m) => self.scan(&*live.index, m, queries, kk, threads)?,
                 _ => {
-                    let allowed = matching.map(|m| live.index.allowed(Filter::Ids(m)));
+                    let allowed = matching.map(|m| allowed(&*live.index, m));
                     let opts = SearchOptions {
                         threads,
                         ef_search: self.ef_search(),

@@ -148,6 +148,9 @@ use crate::error::{Error, Result};
 pub const EXACT_SCAN_MAX: usize = 2048;
 /// ... and below this share of the collection.
 pub const EXACT_SCAN_SHARE: f64 = 0.01;
+/// From this share of the index's slots on, a filtered search's allowed set is built from a
+/// mask by key (one pass over the slots) rather than a lookup per matching key.
+pub const MASK_SHARE: f64 = 0.0625;
 /// The database file inside a store's directory.
 pub const DB_FILE: &str = "store.sqlite3";
 
