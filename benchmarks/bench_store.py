@@ -792,6 +792,21 @@ def fmt_rate(x):
     return f"{x:,.0f}" if x else "—"
 
 
+PACKAGES = ("chromadb", "lancedb", "pymilvus", "milvus-lite", "sqlite-vec", "qdrant-client")
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = md.version(p)
+        except md.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
 def report(res) -> str:
     rows = res["contenders"]
     n = res["n"]
@@ -801,6 +816,16 @@ def report(res) -> str:
         f"metadata `bucket` in [0, 1000), filter `bucket < t` for 50 / 10 / 1 / 0.1 %. "
         f"Every contender in its own processes, pinned to {res['threads']} CPUs. "
         f"CPU: {res['cpu']}; knnkit kernels: **{res['simd']}**. {res.get('note', '')}",
+        *(
+            [
+                "",
+                "Versions: "
+                + ", ".join(f"{p} {v}" for p, v in res["versions"].items() if v)
+                + f"; Python {res.get('python', '?')}.",
+            ]
+            if res.get("versions")
+            else []
+        ),
         "",
         "| contender | ingest (records/s) | of which index build (s) | reopen + first query (s) "
         "| import (s) | disk (bytes/record) | peak RSS ingest / serve (MiB) "
@@ -1017,6 +1042,7 @@ def main():
         "threads": args.threads,
         "python": platform.python_version(),
         "note": args.note,
+        "versions": versions(),
         "contenders": {},
     }
     Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-30)
