@@ -45,6 +45,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_exact import cpu_description  # noqa: E402
+
 K = 10
 BATCH = 1000
 THRESHOLDS = [None, 500, 100, 10, 1]  # bucket < t: all, 50 %, 10 %, 1 %, 0.1 %
@@ -74,19 +77,6 @@ CONTENDERS = {
     "sqlite-vec": "sqlite-vec",
     "qdrant": "Qdrant local",
 }
-
-
-def cpu_description() -> str:
-    """CPU model and the SIMD features that matter here, from /proc/cpuinfo."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine()
-    lines = info.splitlines()
-    model = next((ln.split(":", 1)[1].strip() for ln in lines if "model name" in ln), "")
-    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
-    wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"]
-    return f"{model or platform.machine()} ({', '.join(f for f in wanted if f in flags)})"
 
 
 def shared_data() -> Path:
