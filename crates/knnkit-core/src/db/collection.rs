@@ -348,14 +348,14 @@ impl Live {
             "SELECT key, id, metadata, vector FROM records WHERE collection = ?1 ORDER BY key",
         )?;
         let mut rows = stmt.query([info.id])?;
-        let (mut keys, mut vectors) = (Vec::new(), Vec::new());
+        let (mut keys, mut vectors, mut records) = (Vec::new(), Vec::new(), Vec::new());
         let mut n = 0usize;
         while let Some(r) = rows.next()? {
             let key: i64 = r.get(0)?;
             let id: String = r.get(1)?;
             let meta = parse_meta(r.get(2)?, &id)?;
             push_vector(&mut vectors, r.get_ref(3)?.as_blob()?, info.dim, &id)?;
-            self.mirror.insert(key, id, meta);
+            records.push((key, id, meta));
             keys.push(key);
             if keys.len() == LOAD_BATCH {
                 add(&mut *self.index, &vectors, &keys)?;
@@ -366,6 +366,7 @@ impl Live {
         }
         add(&mut *self.index, &vectors, &keys)?;
         n += keys.len();
+        self.mirror.extend(records);
         self.applied = seq;
         self.since_snapshot = n;
         self.reload = false;
@@ -384,10 +385,10 @@ impl Live {
         self.remove_logged(conn, info, covers, seq)?;
         let mut stmt = conn.prepare(
             "SELECT key, id, metadata, CASE WHEN seq > ?2 THEN vector END
-             FROM records WHERE collection = ?1 ORDER BY key",
+             FROM records WHERE collection = ?1",
         )?;
         let mut rows = stmt.query(params![info.id, covers])?;
-        let (mut keys, mut vectors) = (Vec::new(), Vec::new());
+        let (mut keys, mut vectors, mut records) = (Vec::new(), Vec::new(), Vec::new());
         let mut all_present = true;
         let mut changed = 0usize;
         while let Some(r) = rows.next()? {
@@ -407,8 +408,9 @@ impl Live {
             if blob.as_blob_or_null()?.is_some() {
                 changed += 1;
             }
-            self.mirror.insert(key, id, meta);
+            records.push((key, id, meta));
         }
+        self.mirror.extend(records);
         if !all_present {
             return Err(Error::Corrupt(
                 "the snapshot lacks records it claims to cover".into(),
@@ -460,7 +462,7 @@ impl Live {
              WHERE collection = ?1 AND seq > ?2 AND seq <= ?3",
         )?;
         let mut rows = stmt.query(params![info.id, self.applied, to])?;
-        let (mut keys, mut vectors) = (Vec::new(), Vec::new());
+        let (mut keys, mut vectors, mut records) = (Vec::new(), Vec::new(), Vec::new());
         let mut changed = removed;
         while let Some(r) = rows.next()? {
             let key: i64 = r.get(0)?;
@@ -470,9 +472,10 @@ impl Live {
                 push_vector(&mut vectors, r.get_ref(3)?.as_blob()?, info.dim, &id)?;
                 keys.push(key);
             }
-            self.mirror.insert(key, id, meta);
+            records.push((key, id, meta));
             changed += 1;
         }
+        self.mirror.extend(records);
         add(&mut *self.index, &vectors, &keys)?;
         self.applied = to;
         self.since_snapshot += changed;
@@ -486,9 +489,7 @@ impl Live {
         }
         self.index.remove(&change.removed);
         let size = change.size();
-        for (key, id, meta) in change.rows {
-            self.mirror.insert(key, id, meta);
-        }
+        self.mirror.extend(change.rows);
         self.applied = seq;
         self.since_snapshot += size;
         add(&mut *self.index, &change.new_vectors, &change.new_keys)

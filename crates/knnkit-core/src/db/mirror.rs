@@ -23,11 +23,13 @@
 //! For each metadata field, a column holds:
 //!
 //! - `present`: the rows that have the field, whatever its value (`$exists`);
-//! - for scalar values, postings by value: bools by value, numbers in a `BTreeMap` ordered by
-//!   value across int and float, strings in a `BTreeMap` in byte order. Equality and `$in` are
-//!   one lookup per operand; `$gt`/`$gte`/`$lt`/`$lte` are one ordered range of the number or
-//!   string map (the sorted column: only the distinct values in range are visited, and each
-//!   contributes its rows);
+//! - for scalar values, postings by value (the inverted index): bools by value, numbers in a
+//!   `BTreeMap` ordered by value across int and float, strings in a `BTreeMap` in byte order.
+//!   Equality and `$in` are one lookup per operand; a string range is one ordered range of the
+//!   string map;
+//! - for numeric scalar values, a sorted column: `(value, row)` entries in value order, in
+//!   chunks of 256 to 511 (a flat B+-tree), for ranges: two binary searches, then a sequential
+//!   scan of the entries in range, however many distinct values they hold;
 //! - for list values, postings by item (`$contains`); a list holding an item twice is listed
 //!   once.
 //!
@@ -43,7 +45,7 @@
 //! ## Evaluation
 //!
 //! A filter tree is evaluated bottom-up into a bitset over the rows ([`Matches`]): a leaf is the
-//! union of its postings, `$and`/`$or` intersect/unite their children word by word, and a
+//! union of its postings (or of its sorted column's range), `$and`/`$or` intersect/unite their children word by word, and a
 //! negation (`$ne`, `$nin`, `$not`) is the complement within the live rows, which is why it
 //! also matches records without the field, as [`Where::matches`] does. The count of a match set
 //! is a popcount, so the planner in the collection decides from the exact number of matches
@@ -56,9 +58,12 @@
 //! is what a compressed bitmap would add here; it would be a dependency for a few hundred lines
 //! that are straightforward to test against [`RowMirror`].
 //!
-//! Cost: insert and remove O(fields · log values) plus O(posting) for a small posting's list
-//! (at most 1/32 of the rows); a filter O(rows / 64) per tree node plus the rows its postings
-//! contribute; a compaction O(live records · fields), amortised over the removals that caused it.
+//! Cost: insert and remove O(fields · log values), plus moving part of one chunk of the sorted
+//! column and, for a small posting, of its list (at most 1/32 of the rows); a batch of records
+//! as large as a quarter of the mirror ([`Mirror::extend`]: opening a collection, a large
+//! write) and a compaction build every column anew with one sort per field, O(records · fields
+//! · log records); a filter costs O(rows / 64) per tree node plus the rows its postings
+//! contribute.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -74,6 +79,12 @@ pub trait Mirror: Send + Sync {
     fn insert(&mut self, key: i64, id: String, meta: Option<Metadata>);
     /// Forgets `key` (unknown keys are ignored).
     fn remove(&mut self, key: i64);
+    /// [`Mirror::insert`] of each record in turn (a mirror may index a large batch at once).
+    fn extend(&mut self, records: Vec<(i64, String, Option<Metadata>)>) {
+        for (key, id, meta) in records {
+            self.insert(key, id, meta);
+        }
+    }
     /// Number of records.
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
@@ -350,9 +361,10 @@ impl Default for Posting {
     }
 }
 
-/// A list longer than this (for a mirror of `rows` rows) becomes a bitset.
+/// A list longer than this (for a mirror of `rows` rows) becomes a bitset. (Tests use smaller
+/// sizes here and for chunks and batches, so that small random cases reach every branch.)
 fn list_max(rows: usize) -> usize {
-    (rows / 32).max(64)
+    (rows / 32).max(if cfg!(test) { 2 } else { 64 })
 }
 
 impl Posting {
@@ -365,6 +377,18 @@ impl Posting {
 
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The posting of `list` (ascending, no repeats) in a mirror of `rows` rows.
+    fn from_rows(list: Vec<u32>, rows: usize) -> Posting {
+        if list.len() > list_max(rows) {
+            let mut bits = Bits::zeros(rows);
+            list.iter().for_each(|&r| bits.set(r as usize));
+            let n = list.len();
+            Posting::Bits(bits, n)
+        } else {
+            Posting::List(list)
+        }
     }
 
     /// Adds `row` (a mirror of `rows` rows); false when it was there.
@@ -611,30 +635,49 @@ impl Values {
 }
 
 /// Entries per chunk of a [`SortedColumn`]: a chunk splits at twice this.
-const CHUNK: usize = 256;
+const CHUNK: usize = if cfg!(test) { 4 } else { 256 };
 
 /// One field's numeric scalar values with their rows, in value order: chunks of a few hundred
-/// `(value, row)` entries (the leaf level of a B+-tree), so an insert or a removal moves at
-/// most one chunk and a range is two binary searches and a sequential scan.
+/// `(value, row)` entries (the leaf level of a B+-tree, with the chunks' last entries in one
+/// array above them), so an insert or a removal moves at most one chunk and a range is two
+/// binary searches and a sequential scan.
 #[derive(Default)]
 struct SortedColumn {
     /// Non-empty chunks; each chunk's entries, and the chunks in turn, ascending.
     chunks: Vec<Vec<(Num, u32)>>,
+    /// The last entry of each chunk.
+    lasts: Vec<(Num, u32)>,
 }
 
 impl SortedColumn {
     /// The chunk where `e` belongs: the first whose last entry is not below it, else the last.
     fn chunk_of(&self, e: &(Num, u32)) -> usize {
-        let c = self
-            .chunks
-            .partition_point(|ch| ch.last().is_some_and(|l| l < e));
+        let c = self.lasts.partition_point(|l| l < e);
         c.min(self.chunks.len().saturating_sub(1))
+    }
+
+    /// The column of `entries` (sorted, no repeats).
+    fn from_sorted(entries: &[(Num, u32)]) -> SortedColumn {
+        let chunks: Vec<Vec<(Num, u32)>> = entries.chunks(CHUNK).map(<[_]>::to_vec).collect();
+        let lasts = chunks.iter().map(|c| c[c.len() - 1]).collect();
+        SortedColumn { chunks, lasts }
+    }
+
+    /// Splits chunk `c` when full.
+    fn split(&mut self, c: usize) {
+        if self.chunks[c].len() >= 2 * CHUNK {
+            let tail = self.chunks[c].split_off(CHUNK);
+            self.lasts.insert(c + 1, self.lasts[c]);
+            self.chunks.insert(c + 1, tail);
+            self.lasts[c] = self.chunks[c][CHUNK - 1];
+        }
     }
 
     fn insert(&mut self, v: Num, row: usize) {
         let e = (v, row as u32);
         if self.chunks.is_empty() {
             self.chunks.push(Vec::with_capacity(CHUNK));
+            self.lasts.push(e);
         }
         let c = self.chunk_of(&e);
         let ch = &mut self.chunks[c];
@@ -643,10 +686,10 @@ impl SortedColumn {
             return;
         }
         ch.insert(at, e);
-        if ch.len() >= 2 * CHUNK {
-            let tail = ch.split_off(CHUNK);
-            self.chunks.insert(c + 1, tail);
+        if at + 1 == ch.len() {
+            self.lasts[c] = e;
         }
+        self.split(c);
     }
 
     fn remove(&mut self, v: Num, row: usize) {
@@ -661,16 +704,20 @@ impl SortedColumn {
             return;
         }
         ch.remove(at);
-        if ch.is_empty() {
-            self.chunks.remove(c);
-        } else if ch.len() < CHUNK / 4 && c + 1 < self.chunks.len() {
-            // Merge a thin chunk into the next one (splitting again if that is full).
-            let mut next = self.chunks.remove(c + 1);
-            let ch = &mut self.chunks[c];
-            ch.append(&mut next);
-            if ch.len() >= 2 * CHUNK {
-                let tail = ch.split_off(CHUNK);
-                self.chunks.insert(c + 1, tail);
+        match ch.last() {
+            None => {
+                self.chunks.remove(c);
+                self.lasts.remove(c);
+            }
+            Some(&l) => {
+                self.lasts[c] = l;
+                if ch.len() < CHUNK / 4 && c + 1 < self.chunks.len() {
+                    // A thin chunk joins the next one (which splits again if that is full).
+                    let mut next = self.chunks.remove(c + 1);
+                    self.lasts.remove(c);
+                    self.chunks[c].append(&mut next);
+                    self.split(c);
+                }
             }
         }
     }
@@ -688,9 +735,7 @@ impl SortedColumn {
             Bound::Unbounded => true,
         };
         // The first chunk whose last value is at or above `lo`, and from where in it.
-        let first = self
-            .chunks
-            .partition_point(|ch| ch.last().is_some_and(|(v, _)| !above_lo(v)));
+        let first = self.lasts.partition_point(|(v, _)| !above_lo(v));
         for (i, ch) in self.chunks[first..].iter().enumerate() {
             let from = if i == 0 {
                 ch.partition_point(|(v, _)| !above_lo(v))
@@ -719,6 +764,64 @@ impl SortedColumn {
     }
 }
 
+/// One field's values as collected for a bulk build: `(value, row)` pairs.
+#[derive(Default)]
+struct Raw<'a> {
+    bools: [Vec<u32>; 2],
+    nums: Vec<(Num, u32)>,
+    strs: Vec<(&'a str, u32)>,
+}
+
+impl<'a> Raw<'a> {
+    fn push(&mut self, s: &'a Scalar, row: usize) {
+        let r = row as u32;
+        match s {
+            Scalar::Bool(b) => self.bools[usize::from(*b)].push(r),
+            Scalar::Str(x) => self.strs.push((x.as_str(), r)),
+            _ => self.nums.extend(Num::of(s).map(|n| (n, r))),
+        }
+    }
+
+    /// Sorts by value then row, without repeats (a list may hold an item twice).
+    fn sort(&mut self) {
+        for b in &mut self.bools {
+            b.dedup();
+        }
+        self.nums.sort_unstable();
+        self.nums.dedup();
+        self.strs.sort_unstable();
+        self.strs.dedup();
+    }
+}
+
+/// Consecutive runs of equal values in `pairs` (sorted) as `(value, posting)`.
+fn runs<K: PartialEq + Copy>(pairs: &[(K, u32)], rows: usize) -> Vec<(K, Posting)> {
+    pairs
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|run| {
+            let list = run.iter().map(|&(_, r)| r).collect();
+            (run[0].0, Posting::from_rows(list, rows))
+        })
+        .collect()
+}
+
+impl Values {
+    /// The postings of sorted [`Raw`] values in a mirror of `rows` rows.
+    fn from_raw(raw: &Raw<'_>, rows: usize) -> Values {
+        Values {
+            bools: raw
+                .bools
+                .each_ref()
+                .map(|b| Posting::from_rows(b.clone(), rows)),
+            nums: runs(&raw.nums, rows).into_iter().collect(),
+            strs: runs(&raw.strs, rows)
+                .into_iter()
+                .map(|(k, p)| (k.to_string(), p))
+                .collect(),
+        }
+    }
+}
+
 /// One metadata field's indexes.
 #[derive(Default)]
 struct Column {
@@ -739,6 +842,8 @@ struct Column {
 pub const COMPACT_SHARE: f64 = 0.25;
 /// ... and at least this many.
 pub const COMPACT_MIN: usize = 64;
+/// [`Mirror::extend`] builds the columns anew for a batch of at least this many records.
+pub const BULK_MIN: usize = if cfg!(test) { 16 } else { 1024 };
 
 /// The collection's mirror: records in dense rows, each metadata field a column with inverted
 /// and ordered indexes. See the module comment.
@@ -874,13 +979,70 @@ impl ColumnMirror {
         self.row_of = row_of;
         self.live = Bits::zeros(n);
         for r in 0..n {
-            self.live.insert(r);
-        }
-        self.fields = HashMap::new();
-        for r in 0..n {
-            self.index_row(r);
+            self.live.set(r);
         }
         self.sorted = true;
+        self.build_columns();
+    }
+
+    /// Builds every column anew from the live rows' metadata: one sort per field and kind of
+    /// value instead of an ordered insertion per value.
+    fn build_columns(&mut self) {
+        let rows = self.keys.len();
+        #[derive(Default)]
+        struct Acc<'a> {
+            present: Vec<u32>,
+            one: Raw<'a>,
+            items: Raw<'a>,
+        }
+        let mut acc: HashMap<&str, Acc<'_>> = HashMap::new();
+        for r in self.live.ones() {
+            let Some(meta) = &self.metas[r] else {
+                continue;
+            };
+            for (name, value) in &meta.0 {
+                let a = acc.entry(name.as_str()).or_default();
+                a.present.push(r as u32);
+                match value {
+                    MetaValue::One(s) => a.one.push(s, r),
+                    MetaValue::List(items) => items.iter().for_each(|s| a.items.push(s, r)),
+                }
+            }
+        }
+        let fields = acc
+            .into_iter()
+            .map(|(name, mut a)| {
+                a.one.sort();
+                a.items.sort();
+                let col = Column {
+                    present: Posting::from_rows(a.present, rows),
+                    one: Values::from_raw(&a.one, rows),
+                    sorted: SortedColumn::from_sorted(&a.one.nums),
+                    items: Values::from_raw(&a.items, rows),
+                };
+                (name.to_string(), col)
+            })
+            .collect();
+        self.fields = fields;
+    }
+
+    /// Appends a row for a new key (not indexed yet).
+    fn push_row(&mut self, key: i64, id: String, meta: Option<Metadata>) -> usize {
+        if self.keys.len() >= u32::MAX as usize {
+            self.compact();
+        }
+        let row = self.keys.len();
+        if self.max_key.is_some_and(|m| key <= m) {
+            self.sorted = false;
+        }
+        self.max_key = Some(self.max_key.map_or(key, |m| m.max(key)));
+        self.negative_keys |= key < 0;
+        self.keys.push(key);
+        self.ids.push(id);
+        self.metas.push(meta);
+        self.live.insert(row);
+        self.row_of.insert(key, row as u32);
+        row
     }
 
     fn maybe_compact(&mut self) {
@@ -1017,6 +1179,8 @@ impl ColumnMirror {
                 .chunks
                 .iter()
                 .all(|ch| !ch.is_empty() && ch.len() < 2 * CHUNK));
+            let lasts: Vec<_> = c.sorted.chunks.iter().map(|ch| ch[ch.len() - 1]).collect();
+            assert_eq!(c.sorted.lasts, lasts);
             let flat: Vec<_> = c.sorted.chunks.iter().flatten().collect();
             let want_flat: Vec<_> = w.sorted.chunks.iter().flatten().collect();
             assert_eq!(flat, want_flat);
@@ -1042,21 +1206,33 @@ impl Mirror for ColumnMirror {
             self.index_row(row);
             return;
         }
-        if self.keys.len() >= u32::MAX as usize {
-            self.compact();
-        }
-        let row = self.keys.len();
-        if self.max_key.is_some_and(|m| key <= m) {
-            self.sorted = false;
-        }
-        self.max_key = Some(self.max_key.map_or(key, |m| m.max(key)));
-        self.negative_keys |= key < 0;
-        self.keys.push(key);
-        self.ids.push(id);
-        self.metas.push(meta);
-        self.live.insert(row);
-        self.row_of.insert(key, row as u32);
+        let row = self.push_row(key, id, meta);
         self.index_row(row);
+    }
+
+    /// A batch of at least [`BULK_MIN`] records and a quarter of the mirror compacts and
+    /// rebuilds every column at once (opening a collection, a large catch-up or write); smaller
+    /// ones are inserted in turn.
+    fn extend(&mut self, records: Vec<(i64, String, Option<Metadata>)>) {
+        if records.len() < BULK_MIN || records.len() < self.len() / 4 {
+            for (key, id, meta) in records {
+                self.insert(key, id, meta);
+            }
+            return;
+        }
+        for (key, id, meta) in records {
+            match self.row_of.get(&key) {
+                Some(&row) => {
+                    self.ids[row as usize] = id;
+                    self.metas[row as usize] = meta;
+                }
+                None => {
+                    self.push_row(key, id, meta);
+                }
+            }
+        }
+        // Renumbers in key order too (rows may have arrived in any order).
+        self.compact();
     }
 
     fn remove(&mut self, key: i64) {

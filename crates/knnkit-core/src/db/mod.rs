@@ -83,11 +83,12 @@
 //!
 //! ## Cost
 //!
-//! A write costs one transaction (one fsync with `FULL`) plus the index insertion, and the
-//! FTS5 insertion of its documents (a changed or deleted document is read back and tokenized
-//! again to take it out); a collection's open costs one pass over its rows' ids and metadata
-//! (the mirror), plus reading the vectors written after the snapshot; a rebuild adds every
-//! vector again (the FTS tables are never rebuilt: they are in the same transactions).
+//! A write costs one transaction (one fsync with `FULL`) plus the index insertion, the mirror's
+//! (O(log values) per metadata field), and the FTS5 insertion of its documents (a changed or
+//! deleted document is read back and tokenized again to take it out); a collection's open
+//! costs one pass over its rows' ids and metadata (the mirror), plus reading the vectors
+//! written after the snapshot; a rebuild adds every vector again (the FTS tables are never
+//! rebuilt: they are in the same transactions).
 //! Snapshots are written after `snapshot_every` changed rows, and no sooner than a quarter of
 //! the collection has changed since the last one, so their total size written stays a small
 //! multiple of the data (the sizes grow geometrically). The write that makes one due does not
@@ -96,7 +97,10 @@
 //! writes and fsyncs the file and prunes the deletion log without any lock. One snapshot is
 //! written at a time per collection (so an older one never replaces a newer one), and a
 //! collection's last handle waits for its snapshot before it is dropped. A query takes one
-//! `data_version` read, the index search, and one SQLite read when documents are asked for.
+//! `data_version` read, the index search, and one SQLite read when documents are asked for; a
+//! filter adds its evaluation on the mirror: O(records / 64) words per tree node plus one bit
+//! per row its postings contribute (about 0.01–0.3 ms at 100k records, see
+//! `docs/benchmarks.md`), instead of a visit of every record's metadata.
 //!
 //! Space is given back: deleted and replaced vectors leave the HNSW graph at its next
 //! consolidation (past 10 % of it) and the flat index at once; the database is created with
@@ -107,9 +111,23 @@
 //! ## Filters
 //!
 //! `where` filters are parsed into a typed tree ([`predicate`]) and evaluated on the mirror
-//! ([`mirror`]); the matching keys become the index's allowed set, or, when they are few
-//! ([`EXACT_SCAN_MAX`], [`EXACT_SCAN_SHARE`]), an exact scan of just those vectors. Either way
-//! a query returns exactly `min(k, matches)` results. `where_document` filters
+//! ([`mirror`]), a columnar copy of the records' metadata: per field, postings by value (an
+//! inverted index for `$eq`/`$in`/`$contains`/`$exists`), a sorted column of the numbers for
+//! ranges, and the strings in order for string ranges. The tree becomes set operations on
+//! bitsets over the mirror's rows (`$ne`, `$nin`, `$not`: complements within the live
+//! records), so the planner knows the exact number of matches before it chooses:
+//!
+//! - none: an empty answer;
+//! - few ([`EXACT_SCAN_MAX`], or under [`EXACT_SCAN_SHARE`] of the collection): an exact
+//!   scan of just those vectors;
+//! - more: the index searches with them as its allowed set, built from their keys (a hash
+//!   lookup each) or, from [`MASK_SHARE`] of the index on, from a mask by key (one pass over
+//!   the index's slots, cheaper then); a query the graph could not fill (a filter that cut it
+//!   apart) is answered by an exact scan of the matches.
+//!
+//! Either way a query returns exactly `min(k, matches)` results, and `count(where)` is a
+//! popcount. [`mirror::RowMirror`], which evaluates [`Where::matches`] record by record, is
+//! the definition the columnar mirror is tested against. `where_document` filters
 //! ([`text::DocFilter`]: `$contains`, `$not_contains`, `$and`, `$or`) are evaluated on the
 //! documents in SQLite, narrowed by FTS5 where a needle holds a whole word, and their keys
 //! intersected with `where`'s, for every read and for `delete`.

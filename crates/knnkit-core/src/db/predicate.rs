@@ -20,8 +20,9 @@
 //! operand, so they also match records without the field (as in MongoDB). A list field matches
 //! `$contains` (and `$exists`) only; comparing a list to a scalar does not match.
 //!
-//! Evaluation is behind [`Where::matches`] on one record's [`Metadata`]; the store's mirror
-//! decides how to visit records (see `mirror.rs`).
+//! [`Where::matches`] evaluates a filter on one record's [`Metadata`]: it is the definition.
+//! The store evaluates the same tree on its columnar mirror with set operations (see
+//! `mirror.rs`), tested against this definition.
 
 use std::cmp::Ordering;
 

@@ -92,6 +92,8 @@ enum Op {
     /// New metadata for an existing key.
     Update(usize, Option<Metadata>),
     Remove(usize),
+    /// A batch through `extend`: new keys (`None`) and existing ones.
+    Batch(Vec<(Option<usize>, Option<Metadata>)>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -100,6 +102,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), metadata()).prop_map(|(k, m)| Op::Put(k, m)),
         2 => (any::<usize>(), metadata()).prop_map(|(i, m)| Op::Update(i, m)),
         3 => any::<usize>().prop_map(Op::Remove),
+        1 => prop::collection::vec((prop::option::of(any::<usize>()), metadata()), 0..40)
+            .prop_map(Op::Batch),
     ]
 }
 
@@ -116,6 +120,25 @@ fn run(ops: &[Op]) -> (ColumnMirror, RowMirror) {
             }
             Op::Put(k, m) => (Some(i64::from(*k)), m.clone()),
             Op::Update(i, m) if !keys.is_empty() => (Some(keys[i % keys.len()]), m.clone()),
+            Op::Batch(batch) => {
+                let mut records = Vec::new();
+                for (pick, m) in batch {
+                    let k = match pick {
+                        Some(i) if !keys.is_empty() => keys[i % keys.len()],
+                        _ => {
+                            next += 1;
+                            keys.push(next);
+                            next
+                        }
+                    };
+                    records.push((k, format!("r{k}"), m.clone()));
+                }
+                for (k, id, m) in records.clone() {
+                    row.insert(k, id, m);
+                }
+                col.extend(records);
+                (None, None)
+            }
             Op::Remove(i) if !keys.is_empty() => {
                 let k = keys.swap_remove(i % keys.len());
                 col.remove(k);
@@ -158,7 +181,7 @@ fn same(col: &ColumnMirror, row: &RowMirror, filters: &[Where]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(400))]
 
     #[test]
     fn columns_match_the_row_oracle(
@@ -308,64 +331,4 @@ impl RowMirror {
         }
         out
     }
-}
-
-#[test]
-#[ignore]
-fn timing_allowed_forms() {
-    use crate::flat::index::FlatIndex;
-    use crate::index::{Filter, Index};
-    use crate::metric::Metric;
-    use std::time::Instant;
-    let n = 100_000usize;
-    let mut ix = FlatIndex::<f32>::new(4, Metric::parse("euclidean", 2.0).unwrap(), false).unwrap();
-    let ids: Vec<i64> = (0..n as i64).collect();
-    Index::add(&mut ix, &vec![0.5f32; n * 4], &ids, 1).unwrap();
-    let mut col = ColumnMirror::new();
-    for k in 0..n as i64 {
-        col.insert(k, String::new(), meta(json!({"b": k % 1000, "s": format!("c{}", k % 10), "f": (k * 7919 % 100_000) as f64 / 1000.0})));
-    }
-    for share in [500, 100, 50, 20, 10, 5, 1] {
-        let w = parse(json!({"b": {"$lt": share}}));
-        let t = Instant::now();
-        let m = col.select(&w);
-        let te = t.elapsed();
-        let t = Instant::now();
-        let keys = m.keys();
-        let tk = t.elapsed();
-        let t = Instant::now();
-        let a = ix.allowed(Filter::Ids(&keys));
-        let ti = t.elapsed();
-        let t = Instant::now();
-        let mask = m.key_mask(m.key_bound().unwrap());
-        let b = ix.allowed(Filter::Mask(&mask));
-        let tm = t.elapsed();
-        assert_eq!(a.count(), b.count());
-        println!(
-            "share {:.1}% eval {te:?} keys {tk:?} ids {ti:?} mask {tm:?}",
-            share as f64 / 10.0
-        );
-    }
-    for w in [
-        json!({"f": {"$lt": 50.0}}),
-        json!({"f": {"$lt": 1.0}}),
-        json!({"s": "c3"}),
-        json!({"$and": [{"s": {"$ne": "c3"}}, {"b": {"$gte": 500}}]}),
-    ] {
-        let w = parse(w);
-        let t = Instant::now();
-        let m = col.select(&w);
-        println!("{w:?}: {} in {:?}", m.len(), t.elapsed());
-    }
-    let row = RowMirror::new_from(&{
-        let mut r = RowMirror::new();
-        for k in 0..n as i64 {
-            r.insert(k, String::new(), col.metadata(k).cloned());
-        }
-        r
-    });
-    let t = Instant::now();
-    let w = parse(json!({"b": {"$lt": 500}}));
-    let got = row.matching(&w).len();
-    println!("row mirror 50%: {got} in {:?}", t.elapsed());
 }
