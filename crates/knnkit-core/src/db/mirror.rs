@@ -554,20 +554,25 @@ impl Values {
     }
 
     fn insert(&mut self, s: &Scalar, row: usize, rows: usize) {
-        let posting = match s {
-            Scalar::Bool(b) => &mut self.bools[usize::from(*b)],
-            Scalar::Str(x) => {
-                if !self.strs.contains_key(x.as_str()) {
-                    self.strs.insert(x.clone(), Posting::default());
-                }
-                self.strs.get_mut(x.as_str()).expect("inserted above")
+        match s {
+            Scalar::Bool(b) => {
+                self.bools[usize::from(*b)].insert(row, rows);
             }
-            _ => match Num::of(s) {
-                Some(n) => self.nums.entry(n).or_default(),
-                None => return,
+            // One lookup when the value is known (the usual case), two when it is new.
+            Scalar::Str(x) => match self.strs.get_mut(x.as_str()) {
+                Some(p) => {
+                    p.insert(row, rows);
+                }
+                None => {
+                    self.strs.insert(x.clone(), Posting::List(vec![row as u32]));
+                }
             },
-        };
-        posting.insert(row, rows);
+            _ => {
+                if let Some(n) = Num::of(s) {
+                    self.nums.entry(n).or_default().insert(row, rows);
+                }
+            }
+        }
     }
 
     fn remove(&mut self, s: &Scalar, row: usize, rows: usize) {
@@ -764,6 +769,22 @@ impl SortedColumn {
     }
 }
 
+impl Column {
+    /// Adds `row`'s `value` (a mirror of `rows` rows).
+    fn add(&mut self, value: &MetaValue, row: usize, rows: usize) {
+        self.present.insert(row, rows);
+        match value {
+            MetaValue::One(s) => {
+                self.one.insert(s, row, rows);
+                if let Some(n) = Num::of(s) {
+                    self.sorted.insert(n, row);
+                }
+            }
+            MetaValue::List(items) => items.iter().for_each(|s| self.items.insert(s, row, rows)),
+        }
+    }
+}
+
 /// One field's values as collected for a bulk build: `(value, row)` pairs.
 #[derive(Default)]
 struct Raw<'a> {
@@ -912,19 +933,13 @@ impl ColumnMirror {
             return;
         };
         for (name, value) in &meta.0 {
-            if !self.fields.contains_key(name.as_str()) {
-                self.fields.insert(name.clone(), Column::default());
-            }
-            let col = self.fields.get_mut(name.as_str()).expect("inserted above");
-            col.present.insert(row, rows);
-            match value {
-                MetaValue::One(s) => {
-                    col.one.insert(s, row, rows);
-                    if let Some(n) = Num::of(s) {
-                        col.sorted.insert(n, row);
-                    }
+            match self.fields.get_mut(name.as_str()) {
+                Some(col) => col.add(value, row, rows),
+                None => {
+                    let mut col = Column::default();
+                    col.add(value, row, rows);
+                    self.fields.insert(name.clone(), col);
                 }
-                MetaValue::List(items) => items.iter().for_each(|s| col.items.insert(s, row, rows)),
             }
         }
     }
