@@ -987,9 +987,10 @@ impl Collection {
     pub fn count_matching(&self, filters: Filters<'_>) -> Result<usize> {
         let live = self.synced()?;
         if filters.document.is_none() {
+            // A popcount of the match set: no key list is built.
             return Ok(match filters.meta {
                 None => live.mirror.len(),
-                Some(w) => live.mirror.matching(w).len(),
+                Some(w) => live.mirror.select(w).len(),
             });
         }
         let conn = self.db.reader()?;
