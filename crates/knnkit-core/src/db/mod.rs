@@ -99,8 +99,8 @@
 //! collection's last handle waits for its snapshot before it is dropped. A query takes one
 //! `data_version` read, the index search, and one SQLite read when documents are asked for; a
 //! filter adds its evaluation on the mirror: O(records / 64) words per tree node plus one bit
-//! per row its postings contribute (about 0.01–0.3 ms at 100k records, see
-//! `docs/benchmarks.md`), instead of a visit of every record's metadata.
+//! per row its postings contribute (5–50 µs at 100k records, see `docs/benchmarks.md`),
+//! instead of a visit of every record's metadata.
 //!
 //! Space is given back: deleted and replaced vectors leave the HNSW graph at its next
 //! consolidation (past 10 % of it) and the flat index at once; the database is created with
