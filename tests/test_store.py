@@ -566,3 +566,24 @@ def test_threads_never_see_a_record_in_get_that_query_misses(store):
         t.join(timeout=120)
     assert not errors, errors[:3]
     assert len(col) == 300 and col._native.index_state()[0] == 300
+
+
+def test_a_process_that_exits_leaves_a_snapshot_for_the_next_open(tmp_path):
+    # Far below snapshot_every: without the snapshot written as the store closes (here at
+    # interpreter exit, without a del), every open would rebuild the graph from SQLite.
+    path = tmp_path / "db"
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np, knnkit
+        db = knnkit.Store(sys.argv[1])
+        col = db.create_collection("c", dim=8, index="hnsw")
+        x = np.random.default_rng(0).standard_normal((1500, 8)).astype(np.float32)
+        col.add([str(i) for i in range(1500)], x)
+        """
+    )
+    with _python(script, str(path)) as writer:
+        assert writer.wait(timeout=120) == 0
+    col = knnkit.Store(path).get_collection("c")
+    assert col._native.index_state() == (1500, True)
+    x = np.random.default_rng(0).standard_normal((1500, 8)).astype(np.float32)
+    assert col.query(x[:5], k=1, include=()).ids == [[str(i)] for i in range(5)]

@@ -73,11 +73,35 @@ pub struct QueryHits {
 }
 
 impl Drop for Collection {
-    /// A collection's last handle waits for its background snapshot: a store closed and its
-    /// directory removed never sees a snapshot file appear afterwards.
+    /// A collection's last handle waits for its background snapshot (a store closed and its
+    /// directory removed never sees a snapshot file appear afterwards), then writes one if the
+    /// next open would otherwise spend much longer rebuilding than this costs (see
+    /// [`snapshot_on_close`]). Best effort: the writes are committed either way.
     fn drop(&mut self) {
         self.wait_for_snapshot();
+        let due = self.state.read().is_ok_and(|live| {
+            !live.dropped
+                && !live.reload
+                && snapshot_on_close(&self.info.index, live.since_snapshot, live.mirror.len())
+        });
+        if due {
+            let _ = write_snapshot(&self.db, &self.info, &self.state, &self.snapshot_lock);
+        }
     }
+}
+
+/// Rows changed since the last snapshot from which a closing HNSW collection writes one.
+pub const CLOSE_SNAPSHOT_MIN: usize = 1_000;
+
+/// Whether a collection's last handle writes a snapshot as it closes: HNSW collections whose
+/// rows changed since the last snapshot number at least [`CLOSE_SNAPSHOT_MIN`] and 1/64 of the
+/// collection. Replaying a row into the graph at the next open costs about a hundred times what
+/// writing it in a snapshot does (≈ 300 µs against ≈ 3 µs for a 384-d row on 2 vCPUs), so a
+/// collection below `snapshot_every` no longer rebuilds its graph at every open, and a close
+/// after a few writes to a large collection does not rewrite it. Flat indexes replay a row by
+/// reading its vector, about what a snapshot costs: they keep the write-count rule alone.
+fn snapshot_on_close(kind: &str, changed: usize, len: usize) -> bool {
+    kind == "hnsw" && changed >= CLOSE_SNAPSHOT_MIN.max(len / 64)
 }
 
 /// Which records a call is about: those both filters match (`None`: no condition).

@@ -96,7 +96,11 @@
 //! (queries go on; writes wait only for the encoding, a copy of the index in memory), then
 //! writes and fsyncs the file and prunes the deletion log without any lock. One snapshot is
 //! written at a time per collection (so an older one never replaces a newer one), and a
-//! collection's last handle waits for its snapshot before it is dropped. A query takes one
+//! collection's last handle waits for its snapshot before it is dropped, and an HNSW
+//! collection's last handle writes one as it closes when the rows changed since the last one
+//! number at least 1,000 and 1/64 of the collection (replaying a row into the graph at the next
+//! open costs about a hundred times what writing it does), so a collection below
+//! `snapshot_every` does not rebuild its graph at every open. A query takes one
 //! `data_version` read, the index search, and one SQLite read when documents are asked for; a
 //! filter adds its evaluation on the mirror: O(records / 64) words per tree node plus one bit
 //! per row its postings contribute (5–50 µs at 100k records, see `docs/benchmarks.md`),
@@ -155,7 +159,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 
-pub use collection::{Collection, Filters, Include, Query, QueryHits, QueryMode, Records, Write};
+pub use collection::{
+    Collection, Filters, Include, Query, QueryHits, QueryMode, Records, Write, CLOSE_SNAPSHOT_MIN,
+};
 pub use meta::{MetaValue, Metadata, Scalar};
 pub use predicate::Where;
 pub use text::DocFilter;

@@ -791,6 +791,42 @@ fn snapshots_due_are_written_in_the_background_and_serve_the_next_open() {
 }
 
 #[test]
+fn closing_writes_a_snapshot_when_a_rebuild_would_cost_more() {
+    // Below `snapshot_every`: no snapshot while writing. At close, an HNSW collection with
+    // at least CLOSE_SNAPSHOT_MIN changed rows writes one; a flat one, or fewer rows, do not.
+    for (kind, n, expected) in [
+        ("hnsw", CLOSE_SNAPSHOT_MIN, true),
+        ("hnsw", CLOSE_SNAPSHOT_MIN - 1, false),
+        ("flat", CLOSE_SNAPSHOT_MIN, false),
+    ] {
+        let dir = tmp(&format!("close-{kind}-{n}"));
+        let mut rng = SplitMix64::new(3);
+        let file = dir.join(format!("c.{kind}.knn"));
+        {
+            let db = Db::open(&dir, Options::default()).unwrap();
+            let c = db
+                .create_collection("c", &spec(4, kind, "euclidean"))
+                .unwrap();
+            c.add(&Write {
+                ids: ids(0..n),
+                vectors: Some(vectors(&mut rng, n, 4)),
+                ..Default::default()
+            })
+            .unwrap();
+            c.wait_for_snapshot();
+            assert!(!file.exists(), "{kind} {n}: no snapshot due while writing");
+        }
+        assert_eq!(file.exists(), expected, "{kind} {n}: snapshot at close");
+        let db = Db::open(&dir, Options::default()).unwrap();
+        let c = db.get_collection("c", &Spec::default()).unwrap();
+        assert_eq!(c.index_state().unwrap(), (n, expected), "{kind} {n}");
+        check_against_oracle(&c, &mut rng);
+        drop((c, db));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
 fn deleting_records_gives_disk_space_back() {
     let dir = tmp("reclaim");
     let db = Db::open(&dir, Options::default()).unwrap();
