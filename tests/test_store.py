@@ -486,6 +486,7 @@ def test_a_second_writer_waits_then_errors_clearly(tmp_path):
         with pytest.raises(TimeoutError, match="busy timeout"):
             col.add(["x"], [[1.0, 0.0]])
         assert len(col) == 0  # readers are not blocked by the writer
+        assert len(db.get_or_create_collection("c")) == 0  # nor is opening an existing one
         locker.stdin.write("\n")
         locker.stdin.close()
         assert locker.wait(timeout=60) == 0

@@ -378,9 +378,18 @@ impl Db {
     }
 
     /// The collection called `name`, created from `spec` if missing (an existing one must
-    /// match what `spec` names).
+    /// match what `spec` names). An existing collection is looked up without the write lock,
+    /// so a reader process is not held up by another process's writes.
     pub fn get_or_create_collection(&self, name: &str, spec: &Spec) -> Result<Arc<Collection>> {
         let mut open = lock(&self.open)?;
+        let existing = {
+            let conn = self.shared.reader()?;
+            schema::collection(&conn, name)?
+        };
+        if let Some(info) = existing {
+            schema::check_matches(&info, spec)?;
+            return self.open_collection(&mut open, info);
+        }
         let info = {
             let mut conn = self.shared.writer()?;
             let tx = schema::begin_write(&mut conn)?;
