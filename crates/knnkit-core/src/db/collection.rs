@@ -231,7 +231,13 @@ fn found(ids: &[i64], distances: &[f32], q: usize, k: usize) -> (Vec<i64>, Vec<f
 pub(super) fn new_index(info: &CollectionInfo) -> Result<Box<dyn Index>> {
     let metric = Metric::parse(&info.metric, 2.0)?;
     match info.index.as_str() {
-        "flat" => Ok(Box::new(FlatIndex::<f32>::new(info.dim, metric, false)?)),
+        // As `FlatIndex`'s default: a bf16 copy beside the float32 rows where the metric is
+        // dot-based, which single queries stream instead of the rows (half the bytes; the
+        // candidates are re-scored in float32, so results are the float32 answer).
+        "flat" => {
+            let bf16 = metric.is_dot_based();
+            Ok(Box::new(FlatIndex::<f32>::new(info.dim, metric, bf16)?))
+        }
         "hnsw" => {
             let p = &info.params;
             let int = |k: &'static str| -> Result<u64> {

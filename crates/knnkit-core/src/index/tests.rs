@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
+use super::kinds::WIDE_FILTER_SHARE;
 use super::*;
 use crate::flat::index::FlatIndex;
+use crate::flat::SearchParams;
 use crate::hnsw::{Codes, Hnsw, HnswParams};
 use crate::io::IndexFile;
 use crate::ivf::{CodeKind, Ivf, IvfParams};
@@ -298,5 +300,62 @@ fn batches_whose_ids_do_not_match_their_rows_change_nothing() {
         ix.add(&data, &(0..10).collect::<Vec<_>>(), 1).unwrap();
         assert!(ix.add(&data, &[20], 1).is_err(), "{name}");
         assert_eq!(ix.len(), 10, "{name}");
+    }
+}
+
+#[test]
+fn wide_filters_on_flat_indexes_give_the_copied_rows_answer() {
+    // Integer-valued rows: many equal distances, so the order of ties is checked too.
+    let mut rng = SplitMix64::new(17);
+    let n = 600;
+    let data: Vec<f32> = (0..n * DIM)
+        .map(|_| (rng.next_u64() % 4) as f32 - 1.0)
+        .collect();
+    let ids: Vec<i64> = (0..n as i64).map(|i| 3 * i + 1).collect();
+    let q: Vec<f32> = (0..4 * DIM)
+        .map(|_| (rng.next_u64() % 4) as f32 - 1.0)
+        .collect();
+    for metric in [Metric::Euclidean, Metric::Cosine, Metric::InnerProduct] {
+        for bf16 in [false, true] {
+            let mut flat = FlatIndex::<f32>::new(DIM, metric, bf16).unwrap();
+            Index::add(&mut flat, &data, &ids, 1).unwrap();
+            Index::remove(&mut flat, &[4, 31, 907]);
+            for share in [0.3, 0.5, 0.9, 1.0] {
+                let keep: Vec<i64> = Index::ids(&flat)
+                    .into_iter()
+                    .filter(|_| (rng.next_u64() % 1000) as f64 / 1000.0 < share)
+                    .collect();
+                let allowed = flat.allowed(Filter::Ids(&keep));
+                assert!(allowed.count() as f64 >= WIDE_FILTER_SHARE * flat.len() as f64);
+                for k in [1, 10, 57, n + 5] {
+                    let opts = SearchOptions::default();
+                    let wide = Index::search(&flat, &q, k, Some(&allowed), &opts).unwrap();
+                    let copied = flat
+                        .search(&q, k, Some(&allowed), &SearchParams::default())
+                        .unwrap();
+                    let tag = format!("{metric:?} bf16={bf16} share={share} k={k}");
+                    assert_eq!(wide.ids, copied.indices, "{tag}");
+                    assert_eq!(wide.distances, copied.distances, "{tag}");
+                }
+            }
+            // The nearest 200 rows of a query are not allowed: the first passes find none and
+            // widen until they do.
+            let one = &q[..DIM];
+            let near = flat
+                .search(one, 200, None, &SearchParams::default())
+                .unwrap();
+            let keep: Vec<i64> = Index::ids(&flat)
+                .into_iter()
+                .filter(|id| !near.indices.contains(id))
+                .collect();
+            let allowed = flat.allowed(Filter::Ids(&keep));
+            let opts = SearchOptions::default();
+            let wide = Index::search(&flat, one, 10, Some(&allowed), &opts).unwrap();
+            let copied = flat
+                .search(one, 10, Some(&allowed), &SearchParams::default())
+                .unwrap();
+            assert_eq!(wide.ids, copied.indices, "{metric:?} bf16={bf16}");
+            assert!(wide.ids.iter().all(|id| keep.contains(id)));
+        }
     }
 }
