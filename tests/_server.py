@@ -18,7 +18,8 @@ HAS_SERVER = all(
     for m in ("fastapi", "uvicorn", "prometheus_client")
 )
 needs_server = pytest.mark.skipif(
-    not HAS_SERVER, reason="knnkit serve needs the server extra (fastapi, uvicorn, prometheus-client)"
+    not HAS_SERVER,
+    reason="knnkit serve needs the server extra (fastapi, uvicorn, prometheus-client)",
 )
 
 
@@ -42,8 +43,19 @@ class Server:
     def start(self, timeout: float = 60.0) -> Server:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        cmd = [sys.executable, "-m", "knnkit.cli", "serve", "--path", str(self.path),
-               "--port", str(self.port), "--log-level", "warning", *self.extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "knnkit.cli",
+            "serve",
+            "--path",
+            str(self.path),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *self.extra,
+        ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

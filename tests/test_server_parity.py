@@ -47,7 +47,9 @@ def data(n=60, dim=4, seed=SEED):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim)).astype(np.float32)
     ids = [f"id{i}" for i in range(n)]
-    meta = [{"i": i, "even": i % 2 == 0, "tags": ["a", "b"] if i % 3 == 0 else ["c"]} for i in range(n)]
+    meta = [
+        {"i": i, "even": i % 2 == 0, "tags": ["a", "b"] if i % 3 == 0 else ["c"]} for i in range(n)
+    ]
     docs = [f"the {'red' if i % 4 == 0 else 'blue'} record number {i}" for i in range(n)]
     return ids, x, meta, docs
 
@@ -174,7 +176,11 @@ def _scenario(db) -> list:
         col.update(ids[10:12], metadata=[{"i": -1}, None])
         out.append(col.delete(where={"i": {"$in": [20, 21, 22]}}))
         q = np.random.default_rng(9).standard_normal((4, 6)).astype(np.float32)
-        for where in (None, {"even": True}, {"$or": [{"i": {"$lt": 5}}, {"tags": {"$contains": "a"}}]}):
+        for where in (
+            None,
+            {"even": True},
+            {"$or": [{"i": {"$lt": 5}}, {"tags": {"$contains": "a"}}]},
+        ):
             out.append(dict(col.query(q, k=7, where=where)))
         out.append(dict(col.query(texts=["blue record 3"], k=6, mode="text")))
         out.append(dict(col.query(q[:2], texts=["red", "blue"], k=6, mode="hybrid")))
