@@ -494,7 +494,7 @@ def create_app(settings: Settings) -> Any:
     # -- routes: health, metrics, page ----------------------------------------------------------
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz():
-        return {"status": "ok"}
+        return {"status": "ok", "pid": os.getpid()}
 
     @app.get("/readyz", tags=["ops"], summary="Readiness: the store answers")
     async def readyz():
