@@ -374,18 +374,25 @@ def build(args: argparse.Namespace) -> int:
         print("--collection NAME (or --index-file FILE) is required", file=sys.stderr)
         return 2
     db = knnkit.Client(args.url, api_key=args.api_key) if args.url else knnkit.Store(args.path)
-    col = None
-    done = 0
-    for ids, vec, meta, docs in batches:
-        if col is None:
-            col = db.get_or_create_collection(
-                args.collection, dim=vec.shape[1], metric=args.metric, index=args.index
-            )
-        col.upsert(ids, vec, meta, docs)
-        done += len(ids)
-        if show:
-            show(done, total)
-    print(f"{args.collection}: {len(col) if col is not None else 0} records")
+    try:
+        col = None
+        done = 0
+        for ids, vec, meta, docs in batches:
+            if col is None:
+                col = db.get_or_create_collection(
+                    args.collection, dim=vec.shape[1], metric=args.metric, index=args.index
+                )
+            col.upsert(ids, vec, meta, docs)
+            done += len(ids)
+            if show:
+                show(done, total)
+        print(f"{args.collection}: {len(col) if col is not None else 0} records")
+    except (ValueError, TypeError, OSError) as e:
+        print(f"knnkit build: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if isinstance(db, knnkit.Client):
+            db.close()
     return 0
 
 
@@ -418,6 +425,9 @@ def query(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"knnkit query: {e}", file=sys.stderr)
         return 2
+    finally:
+        if isinstance(db, knnkit.Client):
+            db.close()
     rows = len(res["ids"])
     for i in range(rows):
         print(json.dumps({f: res[f][i] for f in res}))
