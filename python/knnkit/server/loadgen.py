@@ -105,60 +105,74 @@ def run(
     written: list[str] = []
     lock = threading.Lock()
     start_gate = threading.Barrier(clients + 1)
+    gate_timeout = 600.0
     deadline = [float("inf")]
 
     def worker(t: int) -> None:
-        rng = np.random.default_rng(seed * 1000 + t)
-        try:
-            ops = make_ops()
-        except Exception as e:  # counted, and the thread still meets the barrier
-            with lock:
-                errors.append(f"connect: {type(e).__name__}: {e}")
-            start_gate.wait()
-            return
         mine: dict[str, list[float]] = {"query": [], "upsert": [], "get": []}
         done: list[str] = []
         errs: list[str] = []
-        start_gate.wait()
-        for i in range(per[t]):
-            if time.perf_counter() > deadline[0]:
-                break
-            r = rng.random()
-            kind = "query" if r < mix[0] else "upsert" if r < mix[0] + mix[1] else "get"
-            t0 = time.perf_counter()
-            try:
-                if kind == "query":
-                    if queries is not None:
-                        q = queries[rng.integers(0, len(queries), 1)]
-                    else:
-                        q = rng.standard_normal((1, dim)).astype(np.float32)
-                    ops.query(q, k)
-                elif kind == "upsert":
-                    ids = [f"{prefix}-{t}-{i}-{j}" for j in range(batch)]
-                    vec = rng.standard_normal((batch, dim)).astype(np.float32)
-                    ops.upsert(ids, vec, [{"t": t, "i": i} for _ in ids])
-                    done.extend(ids)
-                else:
-                    pick = rng.integers(0, max(n_existing, 1), batch)
-                    ops.get([str(int(p)) for p in pick])
-            except Exception as e:
-                errs.append(f"{kind}: {type(e).__name__}: {str(e)[:200]}")
-                continue
-            mine[kind].append(time.perf_counter() - t0)
+        waited = False
+        ops = None
         try:
-            ops.close()
-        except Exception:
-            pass
-        with lock:
-            for key, v in mine.items():
-                lat[key].extend(v)
-            errors.extend(errs)
-            written.extend(done)
+            rng = np.random.default_rng(seed * 1000 + t)
+            try:
+                ops = make_ops()
+            except Exception as e:  # counted; the thread still meets the barrier
+                errs.append(f"connect: {type(e).__name__}: {str(e)[:200]}")
+            waited = True
+            start_gate.wait(timeout=gate_timeout)
+            for i in range(per[t] if ops is not None else 0):
+                if time.perf_counter() > deadline[0]:
+                    break
+                r = rng.random()
+                kind = "query" if r < mix[0] else "upsert" if r < mix[0] + mix[1] else "get"
+                t0 = time.perf_counter()
+                try:
+                    if kind == "query":
+                        if queries is not None:
+                            q = queries[rng.integers(0, len(queries), 1)]
+                        else:
+                            q = rng.standard_normal((1, dim)).astype(np.float32)
+                        ops.query(q, k)
+                    elif kind == "upsert":
+                        ids = [f"{prefix}-{t}-{i}-{j}" for j in range(batch)]
+                        vec = rng.standard_normal((batch, dim)).astype(np.float32)
+                        ops.upsert(ids, vec, [{"t": t, "i": i} for _ in ids])
+                        done.extend(ids)
+                    else:
+                        pick = rng.integers(0, max(n_existing, 1), batch)
+                        ops.get([str(int(p)) for p in pick])
+                except Exception as e:
+                    errs.append(f"{kind}: {type(e).__name__}: {str(e)[:200]}")
+                    continue
+                mine[kind].append(time.perf_counter() - t0)
+        except BaseException as e:  # never a silent thread death (it would hang the barrier)
+            errs.append(f"worker {t}: {type(e).__name__}: {str(e)[:200]}")
+            if not waited:
+                try:
+                    start_gate.wait(timeout=gate_timeout)
+                except threading.BrokenBarrierError:
+                    pass
+        finally:
+            if ops is not None:
+                try:
+                    ops.close()
+                except Exception:
+                    pass
+            with lock:
+                for key, v in mine.items():
+                    lat[key].extend(v)
+                errors.extend(errs)
+                written.extend(done)
 
     threads = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(clients)]
     for th in threads:
         th.start()
-    start_gate.wait()
+    try:
+        start_gate.wait(timeout=gate_timeout)
+    except threading.BrokenBarrierError:
+        errors.append("the client threads did not all start")
     t0 = time.perf_counter()
     if max_seconds is not None:
         deadline[0] = t0 + max_seconds
