@@ -127,5 +127,4 @@ clean: ## remove build outputs and the virtual environment
 # `knnkit serve` vs Chroma's server (`chroma run`, from the BENCH_VENV above) under the same
 # mixed load from concurrent clients on loopback; writes a section of docs/benchmarks.md with --doc.
 bench-server: build $(BENCH_STAMP) ## knnkit serve vs chroma run: throughput, p50/p99 (ARGS="--quick")
-	$(PIP) install --quiet fastapi uvicorn prometheus-client
 	PYTHONPATH=$(CURDIR)/python $(PY) benchmarks/bench_server.py --chroma-python $(BENCH_PY) $(if $(ARGS),$(ARGS),--doc)
