@@ -141,7 +141,8 @@ def run(
                         ops.upsert(ids, vec, [{"t": t, "i": i} for _ in ids])
                         done.extend(ids)
                     else:
-                        pick = rng.integers(0, max(n_existing, 1), batch)
+                        # distinct ids: some servers refuse a repeated id in one get
+                        pick = rng.choice(max(n_existing, 1), min(batch, n_existing), replace=False)
                         ops.get([str(int(p)) for p in pick])
                 except Exception as e:
                     errs.append(f"{kind}: {type(e).__name__}: {str(e)[:200]}")
