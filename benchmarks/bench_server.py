@@ -346,8 +346,14 @@ def main() -> None:
         doc = DOC.read_text()
         if SECTION in doc:
             start = doc.index(SECTION)
-            nxt = doc.find("\n## ", start + len(SECTION))
-            doc = doc[:start] + text + (doc[nxt + 1 :] if nxt != -1 else "")
+            # up to the next heading: a "###" reading of the figures below it is kept
+            ends = [
+                i
+                for i in (doc.find(h, start + len(SECTION)) for h in ("\n## ", "\n### "))
+                if i != -1
+            ]
+            nxt = min(ends) if ends else -1
+            doc = doc[:start] + text + ("\n" + doc[nxt + 1 :] if nxt != -1 else "")
         else:
             doc = doc.rstrip("\n") + "\n\n" + text
         DOC.write_text(doc)

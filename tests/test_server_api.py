@@ -187,6 +187,13 @@ def test_limits_are_413(tmp_path):
     client = make_client(tmp_path, max_body_bytes=10_000, max_batch=5)
     r = client.post(f"{C}/docs/add", json={"ids": [f"x{i}" for i in range(2000)]})
     assert r.status_code == 413 and r.json()["type"] == "PayloadTooLarge"
+
+    def chunks():  # no Content-Length: the limit holds while the body streams in
+        for _ in range(20):
+            yield b" " * 1000
+
+    r = client.post(f"{C}/docs/get", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["type"] == "PayloadTooLarge"
     r = client.post(
         f"{C}/docs/add", json={"ids": [f"x{i}" for i in range(6)], "vectors": [[0, 0]] * 6}
     )

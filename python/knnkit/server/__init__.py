@@ -232,13 +232,12 @@ def create_app(settings: Settings) -> Any:
             status = [500]
             headers = dict(scope.get("headers") or [])
             length = headers.get(b"content-length")
+            too_big = False
             if length is not None:
                 try:
                     too_big = int(length) > settings.max_body_bytes
                 except ValueError:
                     too_big = False
-                if too_big:
-                    return await _too_big(scope, send, status)
             seen = [0]
 
             async def limited_receive():
@@ -246,7 +245,9 @@ def create_app(settings: Settings) -> Any:
                 if msg["type"] == "http.request":
                     seen[0] += len(msg.get("body", b""))
                     if seen[0] > settings.max_body_bytes:
-                        raise _BodyTooLarge()
+                        # a body without Content-Length (chunked) that grows past the limit:
+                        # the route reading it answers 413 through ApiError's handler
+                        raise ApiError(413, too_large_message, "PayloadTooLarge")
                 return msg
 
             async def tracking_send(msg):
@@ -255,9 +256,10 @@ def create_app(settings: Settings) -> Any:
                 await send(msg)
 
             try:
-                await asgi(scope, limited_receive, tracking_send)
-            except _BodyTooLarge:
-                await _too_big(scope, send, status)
+                if too_big:
+                    await _too_big(scope, send, status)
+                else:
+                    await asgi(scope, limited_receive, tracking_send)
             finally:
                 route = scope.get("route")
                 path = getattr(route, "path", "<unmatched>")
@@ -267,15 +269,14 @@ def create_app(settings: Settings) -> Any:
 
         return wrapped
 
+    too_large_message = (
+        f"request body over this server's limit of {settings.max_body_bytes} bytes: send "
+        "smaller batches"
+    )
+
     async def _too_big(scope, send, status):
         status[0] = 413
-        body = json.dumps(
-            {
-                "detail": f"request body over this server's limit of {settings.max_body_bytes} "
-                "bytes: send smaller batches",
-                "type": "PayloadTooLarge",
-            }
-        ).encode()
+        body = json.dumps({"detail": too_large_message, "type": "PayloadTooLarge"}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -769,10 +770,6 @@ def create_app(settings: Settings) -> Any:
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def app_from_env() -> Any:

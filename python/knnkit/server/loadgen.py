@@ -97,7 +97,7 @@ def run(
 ) -> LoadResult:
     """Sends ``requests`` requests from ``clients`` threads (query, upsert, get in the
     proportions of ``mix``); upserts write ``batch`` new records each (ids ``prefix-t-i``), gets
-    ask for ``batch`` of the ``n_existing`` ids ``"0".."n-1"``. Stops early after
+    ask for ``batch`` distinct ids of the ``n_existing`` ``"0".."n-1"``. Stops early after
     ``max_seconds`` if given."""
     per = [requests // clients + (1 if t < requests % clients else 0) for t in range(clients)]
     lat: dict[str, list[float]] = {"query": [], "upsert": [], "get": []}
