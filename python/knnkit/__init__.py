@@ -7,6 +7,8 @@
 - ``knnkit.Store``: an embedded vector database (SQLite the truth, indexes derived), with
   Mongo-style metadata filters; ``knnkit.embed`` embeds text for it (offline MiniLM, or any
   callable).
+- ``knnkit.Client(url, api_key=...)``: a store served by ``knnkit serve`` (the ``server`` extra),
+  with the embedded store's API.
 - ``knnkit.model_selection.select_k``: choose K by cross-validation with one neighbour search per
   fold.
 - ``knnkit.patch_sklearn()`` / ``unpatch_sklearn()`` / ``with knnkit.sklearn_patched():``: run
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 from knnkit import _core, embed
+from knnkit.client import Client
 from knnkit.errors import CorruptIndexError, DimensionMismatchError
 from knnkit.index import FlatIndex, HNSWIndex, IVFIndex, index_factory, load
 from knnkit.index._result import SearchResult
@@ -52,6 +55,7 @@ def simd_level() -> str:
 
 
 __all__ = [
+    "Client",
     "CorruptIndexError",
     "DimensionMismatchError",
     "FlatIndex",
