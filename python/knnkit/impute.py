@@ -3,15 +3,15 @@
 Design: as ``sklearn.impute.KNNImputer``, each missing entry ``(i, f)`` is the (weighted) mean
 of feature ``f`` over the ``n_neighbors`` nearest training rows that have ``f``, by the
 ``nan_euclidean`` distance ``sqrt(n_features / n_common * sum over common coordinates of
-(x - y)^2)``. The distances are computed here by that direct formula, one feature at a time,
-for one chunk of receiving rows at a time (chunks sized by scikit-learn's ``working_memory``),
+(x - y)^2)``. The distances are computed by that direct formula (the Rust core, in float64, on every
+core), for one chunk of receiving rows at a time (chunks sized by scikit-learn's ``working_memory``),
 so memory stays O(chunk * n_samples_fit): exact zeros for duplicates (scikit-learn's expanded
 formula leaves ~1e-8 there) and no cancellation for close rows. Donors are the ``n_neighbors``
 smallest distances with ties broken by the lower row index (scikit-learn's ``argpartition``
 picks among ties in an unspecified way).
 
-Cost: O(n_receivers * n_samples_fit * n_features) numpy work per ``transform``; a Rust kernel
-comes later.
+Cost: O(n_receivers * n_samples_fit * n_features) per ``transform``, in the Rust core; the
+donor selection per column is numpy, as scikit-learn's.
 
 Examples
 --------
@@ -44,6 +44,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from knnkit import _core
 from knnkit.neighbors._arrays import _get_weights
 from knnkit.neighbors._search import topk_rows
 
@@ -55,7 +56,8 @@ def nan_euclidean_chunk(
     X: np.ndarray, missing_X: np.ndarray, Y: np.ndarray, missing_Y: np.ndarray
 ) -> np.ndarray:
     """Exact ``nan_euclidean`` distances between the rows of X and Y (float64, NaN where two
-    rows share no present coordinate), by the direct formula, one feature at a time.
+    rows share no present coordinate), by the direct formula, summed in feature order in
+    float64 (the Rust core, on every core).
 
     Missing entries (``missing_X``, ``missing_Y``: boolean masks) are ignored whatever their
     value. Memory: a few (len(X), len(Y)) arrays.
@@ -67,26 +69,12 @@ def nan_euclidean_chunk(
     array([[0.        , 4.24264069],
            [4.24264069, 0.        ]])
     """
-    n_features = X.shape[1]
-    squares = np.zeros((X.shape[0], Y.shape[0]))
-    common = np.zeros((X.shape[0], Y.shape[0]))
-    n_always_common = 0
-    for f in range(n_features):
-        diff = np.subtract.outer(np.asarray(X[:, f], np.float64), np.asarray(Y[:, f], np.float64))
-        mx, my = missing_X[:, f], missing_Y[:, f]
-        if mx.any() or my.any():
-            both = np.outer(~mx, ~my)
-            diff[~both] = 0.0
-            common += both
-        else:
-            n_always_common += 1
-        diff *= diff
-        squares += diff
-    common += n_always_common
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dist = squares / common * n_features
-    dist[common == 0] = np.nan
-    return np.sqrt(dist)
+    return _core.nan_euclidean_distances(
+        np.ascontiguousarray(X, dtype=np.float64),
+        np.ascontiguousarray(missing_X, dtype=bool),
+        np.ascontiguousarray(Y, dtype=np.float64),
+        np.ascontiguousarray(missing_Y, dtype=bool),
+    )
 
 
 class KNNImputer(_BaseImputer):

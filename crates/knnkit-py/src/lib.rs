@@ -9,6 +9,7 @@ mod error;
 mod flat;
 mod flat_index;
 mod hnsw;
+mod impute;
 mod io;
 mod ivf;
 mod locked;
@@ -50,6 +51,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flat::radius_search, m)?)?;
     m.add_function(wrap_pyfunction!(flat::squared_norms, m)?)?;
     m.add_function(wrap_pyfunction!(flat::to_bf16, m)?)?;
+    m.add_function(wrap_pyfunction!(impute::nan_euclidean_distances, m)?)?;
     m.add_function(wrap_pyfunction!(tree::tree_build, m)?)?;
     m.add_function(wrap_pyfunction!(tree::tree_query, m)?)?;
     m.add_function(wrap_pyfunction!(tree::tree_query_radius, m)?)?;

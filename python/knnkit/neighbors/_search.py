@@ -143,7 +143,12 @@ def topk_rows(D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         below = key < thr
         tied = key == thr
         need = k - below.sum(axis=1, keepdims=True)
-        chosen = below | (tied & (np.cumsum(tied, axis=1) <= need))
+        chosen = below | tied
+        # Rows with more ties at the threshold than places left keep the lowest columns.
+        (crowded,) = np.nonzero(tied.sum(axis=1) > need[:, 0])
+        if crowded.size:
+            t = tied[crowded]
+            chosen[crowded] = below[crowded] | (t & (np.cumsum(t, axis=1) <= need[crowded]))
         cols = np.nonzero(chosen)[1].reshape(m, k)  # row-major: columns ascending per row
         order = np.argsort(np.take_along_axis(key, cols, axis=1), axis=1, kind="stable")
         idx = np.take_along_axis(cols, order, axis=1)

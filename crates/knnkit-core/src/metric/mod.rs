@@ -8,6 +8,7 @@
 //! ([`Metric::index_key_to_distance`]).
 
 pub mod kernels;
+pub mod nan_euclidean;
 pub mod registry;
 
 use crate::error::{Error, Result};
