@@ -112,7 +112,7 @@ mod tests {
         let mut rng = crate::rng::SplitMix64::new(9);
         let (nx, ny, d) = (7, 2 * BLOCK + 13, 5);
         let mut draw = |n: usize| -> (Vec<f64>, Vec<bool>) {
-            let m: Vec<bool> = (0..n).map(|_| rng.next_u64() % 3 == 0).collect();
+            let m: Vec<bool> = (0..n).map(|_| rng.next_u64().is_multiple_of(3)).collect();
             let v = (0..n)
                 .map(|i| {
                     if m[i] && i % 2 == 0 {
