@@ -64,6 +64,8 @@ const GEMM_MIN_QUERIES: usize = 16;
 const SMALL_WORK: f64 = 4e6;
 /// Minimum base rows per split when the base is divided among cores.
 const MIN_SPLIT_ROWS: usize = 1024;
+/// Rows re-scored together once a query's heap is full (see [`Plan::scan_knn`]).
+const RESCORE_LANES: usize = 4;
 /// Base rows (and query rows) sampled to choose the shift of the tiled passes.
 const SHIFT_SAMPLE: usize = 1024;
 /// The tiled passes shift the data when the shift at least halves the sampled squared norms.
@@ -514,18 +516,34 @@ impl<'a, T: Float> Plan<'a, T> {
         self.metric.canonical_key(self.query(i), self.base.row(j))
     }
 
+    /// [`Plan::canonical_key`] of query `i` against several base rows at once.
+    fn canonical_keys<const L: usize>(&self, i: usize, js: [usize; L]) -> [f64; L] {
+        self.metric
+            .canonical_keys(self.query(i), js.map(|j| self.base.row(j)))
+    }
+
     /// Whether a row whose SIMD key (or a lower bound of it) is `lower` may have a canonical
     /// key `<= thr` (`thr` a canonical key; +inf admits everything).
     #[inline(always)]
     fn admit(&self, lower: T, thr: f64, i: usize, j: usize) -> bool {
         let v = lower.to_f64();
         match self.slack {
-            Slack::Relative(f) => v <= if thr > 0.0 { thr * f } else { thr / f },
-            Slack::Absolute(a) => v <= thr + a,
+            Slack::Relative(_) | Slack::Absolute(_) => v <= self.cutoff(thr).unwrap_or(thr),
             Slack::Dot(c) => {
                 let scale = self.qroots[i].to_f64() * self.broots[j].to_f64();
                 v <= thr + c * scale
             }
+        }
+    }
+
+    /// The largest SIMD key (or lower bound) [`Plan::admit`] lets through for threshold `thr`,
+    /// when that does not depend on the row (every slack but the inner product's).
+    #[inline(always)]
+    fn cutoff(&self, thr: f64) -> Option<f64> {
+        match self.slack {
+            Slack::Relative(f) => Some(if thr > 0.0 { thr * f } else { thr / f }),
+            Slack::Absolute(a) => Some(thr + a),
+            Slack::Dot(_) => None,
         }
     }
 
@@ -620,6 +638,11 @@ impl<'a, T: Float> Plan<'a, T> {
     }
 
     /// Top-k of one task, per query, best first, by canonical key.
+    ///
+    /// Once a query's heap is full, admitted rows are re-scored [`RESCORE_LANES`] at a time
+    /// ([`Metric::canonical_keys`]), in index order: a row admitted against a threshold that a
+    /// row of its batch then lowers is only re-scored in vain (its key fails `key <= thr`), so the
+    /// heap sees the same rows as one at a time.
     fn scan_knn(&self, t: Task, k: usize) -> Vec<Vec<Candidate<f64>>> {
         // A split of m rows contributes at most m candidates (k itself may be huge).
         let k = k.min(t.b1 - t.b0).max(1);
@@ -627,14 +650,80 @@ impl<'a, T: Float> Plan<'a, T> {
         self.scan(t, |qi, j0, bounds| {
             let heap = &mut heaps[qi - t.q0];
             let mut thr = heap.threshold();
-            for (off, &lower) in bounds.iter().enumerate() {
-                let j = j0 + off;
-                if self.admit(lower, thr, qi, j) {
-                    let key = self.canonical_key(qi, j);
-                    if key <= thr {
-                        heap.push(key, j);
-                        thr = heap.threshold();
+            let mut cut = self.cutoff(thr);
+            let mut pending = [0usize; RESCORE_LANES];
+            let mut np = 0;
+            let n = bounds.len();
+            // A heap that this block can fill is seeded with the block's rows of smallest bounds
+            // first: the threshold is then near its final value from the start, rather than the
+            // k-th of the first rows met (which admits about k·ln(n/k) rows in vain).
+            let mut seeded = Vec::new();
+            if heap.len() < k && k - heap.len() < n {
+                let picks = smallest(bounds, k - heap.len());
+                seeded = vec![false; n];
+                for o in picks {
+                    seeded[o] = true;
+                    heap.push(self.canonical_key(qi, j0 + o), j0 + o);
+                }
+                thr = heap.threshold();
+                cut = self.cutoff(thr);
+            }
+            let mut off = 0;
+            while off < n {
+                if let Some(c) = cut {
+                    // Skip runs of rows whose bounds all exceed the cutoff, 8 at a time (a
+                    // branch-free test the compiler vectorises).
+                    while off + 8 <= n
+                        && !bounds[off..off + 8]
+                            .iter()
+                            .fold(false, |any, &l| any | (l.to_f64() <= c))
+                    {
+                        off += 8;
                     }
+                    if off >= n {
+                        break;
+                    }
+                    // (NaN bounds fail the test, as in `admit`)
+                    let admitted = bounds[off].to_f64() <= c;
+                    if !admitted {
+                        off += 1;
+                        continue;
+                    }
+                } else if !self.admit(bounds[off], thr, qi, j0 + off) {
+                    off += 1;
+                    continue;
+                }
+                if seeded.get(off) == Some(&true) {
+                    off += 1;
+                    continue;
+                }
+                let j = j0 + off;
+                off += 1;
+                if heap.len() < k {
+                    heap.push(self.canonical_key(qi, j), j);
+                    thr = heap.threshold();
+                    cut = self.cutoff(thr);
+                    continue;
+                }
+                pending[np] = j;
+                np += 1;
+                if np == RESCORE_LANES {
+                    let keys = self.canonical_keys(qi, pending);
+                    for (&key, &j) in keys.iter().zip(&pending) {
+                        if key <= thr {
+                            heap.push(key, j);
+                            thr = heap.threshold();
+                        }
+                    }
+                    cut = self.cutoff(thr);
+                    np = 0;
+                }
+            }
+            for &j in &pending[..np] {
+                let key = self.canonical_key(qi, j);
+                if key <= thr {
+                    heap.push(key, j);
+                    thr = heap.threshold();
                 }
             }
         });
@@ -827,6 +916,28 @@ impl<'a, T: Float> Plan<'a, T> {
         all.truncate(k);
         all
     }
+}
+
+/// Offsets of the `m` smallest values of `v` (0 < m < v.len(); NaN counts as largest), in
+/// increasing order: a bounded max-heap, so a value that does not enter costs one comparison.
+fn smallest<T: Float>(v: &[T], m: usize) -> Vec<usize> {
+    use std::collections::BinaryHeap;
+    // f64 ordered as its total order, as an integer (NaN above +inf for positive NaN).
+    let ord = |x: T| {
+        let b = x.to_f64().to_bits() as i64;
+        b ^ ((((b >> 63) as u64) >> 1) as i64)
+    };
+    let mut heap: BinaryHeap<(i64, usize)> = v[..m].iter().map(|&x| ord(x)).zip(0..).collect();
+    for (o, &x) in v.iter().enumerate().skip(m) {
+        let key = ord(x);
+        let mut top = heap.peek_mut().expect("m > 0");
+        if key < top.0 {
+            *top = (key, o);
+        }
+    }
+    let mut picks: Vec<usize> = heap.into_iter().map(|(_, o)| o).collect();
+    picks.sort_unstable();
+    picks
 }
 
 /// The shift for the euclidean tiled passes and the ratio it buys: the mean of up to

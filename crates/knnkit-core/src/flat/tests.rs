@@ -1088,3 +1088,22 @@ fn mnist_shaped_pixels_with_duplicates() {
         .collect();
     check_shifts(&base, &queries, d, 5, 2);
 }
+
+#[test]
+fn smallest_picks_the_m_smallest_in_index_order() {
+    let v = [
+        3.0f32,
+        -1.0,
+        f32::NAN,
+        0.5,
+        -1.0,
+        7.0,
+        f32::INFINITY,
+        -0.0,
+        0.0,
+    ];
+    assert_eq!(smallest(&v, 1), vec![1]);
+    assert_eq!(smallest(&v, 3), vec![1, 4, 7]);
+    assert_eq!(smallest(&v, 5), vec![1, 3, 4, 7, 8]);
+    assert_eq!(smallest(&v, 8), vec![0, 1, 3, 4, 5, 6, 7, 8]);
+}
