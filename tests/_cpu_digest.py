@@ -16,6 +16,9 @@ def datasets():
     yield "grid.1", grid  # ties in the reals, near-ties after rounding
     yield "uniform", rng.uniform(size=(150, 40))
     yield "int", rng.integers(0, 3, size=(200, 5)).astype(float)  # exact ties
+    # far from the origin (the euclidean tiles shift it by its mean) and 8-bit pixels
+    yield "offset", 1000 + grid[:160]
+    yield "pixels", rng.integers(0, 256, size=(160, 64)).astype(float)
 
 
 def digest(*arrays) -> str:

@@ -64,6 +64,16 @@ const GEMM_MIN_QUERIES: usize = 16;
 const SMALL_WORK: f64 = 4e6;
 /// Minimum base rows per split when the base is divided among cores.
 const MIN_SPLIT_ROWS: usize = 1024;
+/// Rows re-scored together once a query's heap is full (see [`Plan::scan_knn`]).
+const RESCORE_LANES: usize = 4;
+/// Base rows (and query rows) sampled to choose the shift of the tiled passes.
+const SHIFT_SAMPLE: usize = 1024;
+/// The tiled passes shift the data when the shift at least halves the sampled squared norms.
+const SHIFT_GAIN: f64 = 0.5;
+/// Few-query searches compute keys directly instead of streaming the bf16 copy when the shift
+/// would shrink the squared norms below this fraction: the copy's bound (relative to ‖x‖‖y‖) then
+/// admits almost every row, and each admitted row costs a canonical re-score.
+const STREAM_OFFCENTRE: f64 = 1.0 / 32.0;
 
 /// A read-only view of the base vectors.
 #[derive(Clone, Copy, Debug)]
@@ -179,7 +189,32 @@ pub fn knn<T: Float>(
     metric: Metric,
     params: &SearchParams,
 ) -> Result<Neighbors<T>> {
-    let plan = Plan::new(base, queries, metric, params)?;
+    knn_with(base, queries, k, metric, params, Shift::Auto)
+}
+
+/// Whether the euclidean tiled passes shift the data (tests compare the choices; results are the
+/// same whatever it is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shift {
+    /// When the sampled norms shrink enough ([`SHIFT_GAIN`]).
+    Auto,
+    /// Never.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Off,
+    /// Always (by the sampled mean), on the tiled passes.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Always,
+}
+
+fn knn_with<T: Float>(
+    base: &Base<T>,
+    queries: &[T],
+    k: usize,
+    metric: Metric,
+    params: &SearchParams,
+    shift: Shift,
+) -> Result<Neighbors<T>> {
+    let plan = Plan::new(base, queries, metric, params, shift)?;
     if k == 0 {
         return Err(Error::param("k", "k >= 1", k));
     }
@@ -225,7 +260,19 @@ pub fn range_search<T: Float>(
     sort: bool,
     params: &SearchParams,
 ) -> Result<RangeResult<T>> {
-    let plan = Plan::new(base, queries, metric, params)?;
+    range_search_with(base, queries, radius, metric, sort, params, Shift::Auto)
+}
+
+fn range_search_with<T: Float>(
+    base: &Base<T>,
+    queries: &[T],
+    radius: Radius<T>,
+    metric: Metric,
+    sort: bool,
+    params: &SearchParams,
+    shift: Shift,
+) -> Result<RangeResult<T>> {
+    let plan = Plan::new(base, queries, metric, params, shift)?;
     match radius {
         Radius::All(r) => check_radius(r, metric)?,
         Radius::PerQuery(rs) => {
@@ -316,6 +363,10 @@ struct Plan<'a, T: Float> {
     slack: Slack,
     /// Relative error of a tile's dot products, as a multiple of ‖x‖‖y‖.
     dot_error: T,
+    /// Euclidean tiled passes: the vector subtracted from queries and base rows before their dot
+    /// products are taken (see [`choose_shift`]); distances do not change, but the tile's error
+    /// bound, which scales with the norms, does.
+    shift: Option<Vec<T>>,
     params: SearchParams<'a>,
 }
 
@@ -340,6 +391,7 @@ impl<'a, T: Float> Plan<'a, T> {
         queries: &'a [T],
         metric: Metric,
         params: &SearchParams<'a>,
+        want_shift: Shift,
     ) -> Result<Self> {
         let d = base.d;
         if d == 0 {
@@ -388,10 +440,14 @@ impl<'a, T: Float> Plan<'a, T> {
                 });
             }
         }
+        let euclidean = matches!(metric, Metric::Euclidean | Metric::SqEuclidean);
+        let mut shift = None;
         let pass = if !(metric.is_dot_based() && d >= 4) {
             Pass::Direct
         } else if nq < GEMM_MIN_QUERIES {
-            if base.bf16.is_some() && T::is_f32() {
+            let far =
+                || choose_shift(base.data, queries, d).is_some_and(|(_, r)| r < STREAM_OFFCENTRE);
+            if base.bf16.is_some() && T::is_f32() && !(euclidean && far()) {
                 Pass::Stream
             } else {
                 Pass::Direct
@@ -403,6 +459,15 @@ impl<'a, T: Float> Plan<'a, T> {
         } else {
             Pass::Gemm
         };
+        if euclidean && matches!(pass, Pass::Gemm | Pass::Tile32 | Pass::Bf16) {
+            shift = choose_shift(base.data, queries, d)
+                .filter(|&(_, ratio)| match want_shift {
+                    Shift::Auto => ratio < SHIFT_GAIN,
+                    Shift::Off => false,
+                    Shift::Always => true,
+                })
+                .map(|(mu, _)| mu);
+        }
         let dot_error = match pass {
             Pass::Bf16 => tile::dot_error(d),
             Pass::Stream => tile::stream_dot_error(d),
@@ -429,6 +494,7 @@ impl<'a, T: Float> Plan<'a, T> {
             broots,
             dot_error: T::from_f64(dot_error),
             slack: metric.screen_slack::<T>(d),
+            shift,
             params: *params,
         })
     }
@@ -450,18 +516,34 @@ impl<'a, T: Float> Plan<'a, T> {
         self.metric.canonical_key(self.query(i), self.base.row(j))
     }
 
+    /// [`Plan::canonical_key`] of query `i` against several base rows at once.
+    fn canonical_keys<const L: usize>(&self, i: usize, js: [usize; L]) -> [f64; L] {
+        self.metric
+            .canonical_keys(self.query(i), js.map(|j| self.base.row(j)))
+    }
+
     /// Whether a row whose SIMD key (or a lower bound of it) is `lower` may have a canonical
     /// key `<= thr` (`thr` a canonical key; +inf admits everything).
     #[inline(always)]
     fn admit(&self, lower: T, thr: f64, i: usize, j: usize) -> bool {
         let v = lower.to_f64();
         match self.slack {
-            Slack::Relative(f) => v <= if thr > 0.0 { thr * f } else { thr / f },
-            Slack::Absolute(a) => v <= thr + a,
+            Slack::Relative(_) | Slack::Absolute(_) => v <= self.cutoff(thr).unwrap_or(thr),
             Slack::Dot(c) => {
                 let scale = self.qroots[i].to_f64() * self.broots[j].to_f64();
                 v <= thr + c * scale
             }
+        }
+    }
+
+    /// The largest SIMD key (or lower bound) [`Plan::admit`] lets through for threshold `thr`,
+    /// when that does not depend on the row (every slack but the inner product's).
+    #[inline(always)]
+    fn cutoff(&self, thr: f64) -> Option<f64> {
+        match self.slack {
+            Slack::Relative(f) => Some(if thr > 0.0 { thr * f } else { thr / f }),
+            Slack::Absolute(a) => Some(thr + a),
+            Slack::Dot(_) => None,
         }
     }
 
@@ -556,6 +638,11 @@ impl<'a, T: Float> Plan<'a, T> {
     }
 
     /// Top-k of one task, per query, best first, by canonical key.
+    ///
+    /// Once a query's heap is full, admitted rows are re-scored [`RESCORE_LANES`] at a time
+    /// ([`Metric::canonical_keys`]), in index order: a row admitted against a threshold that a
+    /// row of its batch then lowers is only re-scored in vain (its key fails `key <= thr`), so the
+    /// heap sees the same rows as one at a time.
     fn scan_knn(&self, t: Task, k: usize) -> Vec<Vec<Candidate<f64>>> {
         // A split of m rows contributes at most m candidates (k itself may be huge).
         let k = k.min(t.b1 - t.b0).max(1);
@@ -563,14 +650,80 @@ impl<'a, T: Float> Plan<'a, T> {
         self.scan(t, |qi, j0, bounds| {
             let heap = &mut heaps[qi - t.q0];
             let mut thr = heap.threshold();
-            for (off, &lower) in bounds.iter().enumerate() {
-                let j = j0 + off;
-                if self.admit(lower, thr, qi, j) {
-                    let key = self.canonical_key(qi, j);
-                    if key <= thr {
-                        heap.push(key, j);
-                        thr = heap.threshold();
+            let mut cut = self.cutoff(thr);
+            let mut pending = [0usize; RESCORE_LANES];
+            let mut np = 0;
+            let n = bounds.len();
+            // A heap that this block can fill is seeded with the block's rows of smallest bounds
+            // first: the threshold is then near its final value from the start, rather than the
+            // k-th of the first rows met (which admits about k·ln(n/k) rows in vain).
+            let mut seeded = Vec::new();
+            if heap.len() < k && k - heap.len() < n {
+                let picks = smallest(bounds, k - heap.len());
+                seeded = vec![false; n];
+                for o in picks {
+                    seeded[o] = true;
+                    heap.push(self.canonical_key(qi, j0 + o), j0 + o);
+                }
+                thr = heap.threshold();
+                cut = self.cutoff(thr);
+            }
+            let mut off = 0;
+            while off < n {
+                if let Some(c) = cut {
+                    // Skip runs of rows whose bounds all exceed the cutoff, 8 at a time (a
+                    // branch-free test the compiler vectorises).
+                    while off + 8 <= n
+                        && !bounds[off..off + 8]
+                            .iter()
+                            .fold(false, |any, &l| any | (l.to_f64() <= c))
+                    {
+                        off += 8;
                     }
+                    if off >= n {
+                        break;
+                    }
+                    // (NaN bounds fail the test, as in `admit`)
+                    let admitted = bounds[off].to_f64() <= c;
+                    if !admitted {
+                        off += 1;
+                        continue;
+                    }
+                } else if !self.admit(bounds[off], thr, qi, j0 + off) {
+                    off += 1;
+                    continue;
+                }
+                if seeded.get(off) == Some(&true) {
+                    off += 1;
+                    continue;
+                }
+                let j = j0 + off;
+                off += 1;
+                if heap.len() < k {
+                    heap.push(self.canonical_key(qi, j), j);
+                    thr = heap.threshold();
+                    cut = self.cutoff(thr);
+                    continue;
+                }
+                pending[np] = j;
+                np += 1;
+                if np == RESCORE_LANES {
+                    let keys = self.canonical_keys(qi, pending);
+                    for (&key, &j) in keys.iter().zip(&pending) {
+                        if key <= thr {
+                            heap.push(key, j);
+                            thr = heap.threshold();
+                        }
+                    }
+                    cut = self.cutoff(thr);
+                    np = 0;
+                }
+            }
+            for &j in &pending[..np] {
+                let key = self.canonical_key(qi, j);
+                if key <= thr {
+                    heap.push(key, j);
+                    thr = heap.threshold();
                 }
             }
         });
@@ -639,7 +792,9 @@ impl<'a, T: Float> Plan<'a, T> {
                 for (j, g) in (j0..j1).zip(row.iter_mut()) {
                     *g = T::from_f64(dot(q, &copy[j * d..(j + 1) * d]) as f64);
                 }
-                self.lower_bounds(row, qi, j0);
+                let n = row.len();
+                let (bn, br) = (&self.norms[j0..j0 + n], &self.broots[j0..j0 + n]);
+                self.lower_bounds(row, (self.qnorm(qi), self.qroots[qi]), bn, br);
                 visit(qi, j0, row);
             }
             j0 = j1;
@@ -650,7 +805,22 @@ impl<'a, T: Float> Plan<'a, T> {
         let d = self.base.d;
         let m = t.q1 - t.q0;
         let mut buf = vec![T::ZERO; m * BB];
-        let lhs = &self.queries[t.q0 * d..t.q1 * d];
+        let mut lhs = &self.queries[t.q0 * d..t.q1 * d];
+        let (mut qn, mut qr) = (&self.qnorms[t.q0..t.q1], &self.qroots[t.q0..t.q1]);
+        // With a shift, the task's queries and each base block are shifted (and their norms
+        // taken) here: O((m + n) · d) work against the tiles' O(m · n · d), and no second copy
+        // of the base.
+        let shifted_queries;
+        let (shifted_qn, shifted_qr);
+        if let Some(mu) = &self.shift {
+            shifted_queries = shift_rows(lhs, mu);
+            shifted_qn = squared_norms(&shifted_queries, d);
+            shifted_qr = shifted_qn.iter().map(|x| x.sqrt()).collect::<Vec<T>>();
+            lhs = &shifted_queries;
+            (qn, qr) = (&shifted_qn, &shifted_qr);
+        }
+        let (mut srows, mut sroots) = (Vec::new(), Vec::new());
+        let mut snorms: Vec<T>;
         let (mut qpack, mut bpack) = (Vec::new(), Vec::new());
         let kind = match self.pass {
             Pass::Bf16 => Some(tile::Kind::Bf16),
@@ -665,7 +835,19 @@ impl<'a, T: Float> Plan<'a, T> {
         while j0 < t.b1 {
             let j1 = (j0 + BB).min(t.b1);
             let nb = j1 - j0;
-            let rhs = &self.base.data[j0 * d..j1 * d];
+            let mut rhs = &self.base.data[j0 * d..j1 * d];
+            let (mut bn, mut br) = (&self.norms[j0..j1], &self.broots[j0..j1]);
+            if let Some(mu) = &self.shift {
+                srows.clear();
+                srows.extend(
+                    rhs.chunks_exact(d)
+                        .flat_map(|r| r.iter().zip(mu).map(|(&x, &c)| x - c)),
+                );
+                snorms = squared_norms(&srows, d);
+                sroots.clear();
+                sroots.extend(snorms.iter().map(|x| x.sqrt()));
+                (rhs, bn, br) = (&srows, &snorms, &sroots);
+            }
             match kind {
                 Some(kind) => {
                     tile::pack_base(kind, T::as_f32(rhs).expect("float32"), d, &mut bpack);
@@ -676,25 +858,32 @@ impl<'a, T: Float> Plan<'a, T> {
             }
             for qi in t.q0..t.q1 {
                 let row = &mut buf[(qi - t.q0) * nb..(qi - t.q0 + 1) * nb];
-                self.lower_bounds(row, qi, j0);
+                let q = qi - t.q0;
+                self.lower_bounds(row, (qn[q], qr[q]), bn, br);
                 visit(qi, j0, row);
             }
             j0 = j1;
         }
     }
 
-    /// Turns a row of approximate dot products (query `qi` against base rows `j0..`) into lower
-    /// bounds of the exact keys, in place.
+    /// Turns a row of approximate dot products (a query, with squared norm and norm `q`,
+    /// against base rows of squared norms `bn` and norms `br`) into lower bounds of the exact
+    /// keys, in place.
     ///
     /// With |ĝ − g| ≤ e·‖x‖‖y‖ for the tile's dot products (e = `dot_error`), and every f32/f64
     /// step (norms, the expanded form, the direct kernel the result is compared with) within
     /// (d + 4)·ε relative, the margins below bound |approximate key − exact key|.
-    fn lower_bounds(&self, row: &mut [T], qi: usize, j0: usize) {
-        let (qn, qr) = (self.qnorm(qi), self.qroots[qi]);
-        let n = row.len();
-        let (bn, br) = (&self.norms[j0..j0 + n], &self.broots[j0..j0 + n]);
+    ///
+    /// Shifted data (euclidean; the norms are then those of the shifted rows): x' = fl(x − μ) is
+    /// within u·|x'ᵢ|/(1 − u) of x − μ in each coordinate (u = ε/2), so ‖x' − y'‖ is within
+    /// η = 1.01·u·(‖x'‖ + ‖y'‖) of ‖x − y‖ and the squared distances differ by at most
+    /// η·(2‖x' − y'‖ + η) ≤ 2.03·u·(‖x'‖ + ‖y'‖)² ≤ 4.06·u·(‖x'‖² + ‖y'‖²) = 2.03·ε·(‖x'‖² +
+    /// ‖y'‖²): taking f = (d + 5)·ε instead of (d + 4)·ε adds 4·ε·(‖x'‖² + ‖y'‖²) to the margin.
+    fn lower_bounds(&self, row: &mut [T], q: (T, T), bn: &[T], br: &[T]) {
+        let (qn, qr) = q;
         let e = self.dot_error;
-        let f = T::from_usize(self.base.d + 4) * T::EPSILON;
+        let extra = if self.shift.is_some() { 5 } else { 4 };
+        let f = T::from_usize(self.base.d + extra) * T::EPSILON;
         let two = T::from_f64(2.0);
         let four = T::from_f64(4.0);
         match self.metric {
@@ -727,6 +916,73 @@ impl<'a, T: Float> Plan<'a, T> {
         all.truncate(k);
         all
     }
+}
+
+/// Offsets of the `m` smallest values of `v` (0 < m < v.len(); NaN counts as largest), in
+/// increasing order: a bounded max-heap, so a value that does not enter costs one comparison.
+fn smallest<T: Float>(v: &[T], m: usize) -> Vec<usize> {
+    use std::collections::BinaryHeap;
+    // f64 ordered as its total order, as an integer (NaN above +inf for positive NaN).
+    let ord = |x: T| {
+        let b = x.to_f64().to_bits() as i64;
+        b ^ ((((b >> 63) as u64) >> 1) as i64)
+    };
+    let mut heap: BinaryHeap<(i64, usize)> = v[..m].iter().map(|&x| ord(x)).zip(0..).collect();
+    for (o, &x) in v.iter().enumerate().skip(m) {
+        let key = ord(x);
+        let mut top = heap.peek_mut().expect("m > 0");
+        if key < top.0 {
+            *top = (key, o);
+        }
+    }
+    let mut picks: Vec<usize> = heap.into_iter().map(|(_, o)| o).collect();
+    picks.sort_unstable();
+    picks
+}
+
+/// The shift for the euclidean tiled passes and the ratio it buys: the mean of up to
+/// [`SHIFT_SAMPLE`] base rows spread over the base, and Σ‖v − μ‖² / Σ‖v‖² over those rows and up
+/// to [`SHIFT_SAMPLE`] / 4 query rows (both in f64). `None` for an empty base or all-zero samples.
+///
+/// Any shift gives the same results (the keys are recomputed directly); the mean only makes the
+/// tiles' error bound, which scales with ‖x‖‖y‖, as small as the data's spread allows: on data far
+/// from the origin (pixels, counts, un-centred embeddings) the unshifted bound admits almost every
+/// row to the direct re-score.
+fn choose_shift<T: Float>(base: &[T], queries: &[T], d: usize) -> Option<(Vec<T>, f64)> {
+    if base.len() < d {
+        return None;
+    }
+    fn sample<T>(rows: &[T], d: usize, most: usize) -> impl Iterator<Item = &[T]> {
+        let count = rows.len() / d;
+        let step = count.div_ceil(most).max(1);
+        (0..count)
+            .step_by(step)
+            .map(move |i| &rows[i * d..(i + 1) * d])
+    }
+    let mut sum = vec![0f64; d];
+    let mut taken = 0usize;
+    for row in sample(base, d, SHIFT_SAMPLE) {
+        sum.iter_mut().zip(row).for_each(|(s, &x)| *s += x.to_f64());
+        taken += 1;
+    }
+    let mu: Vec<T> = sum.iter().map(|&s| T::from_f64(s / taken as f64)).collect();
+    let (mut before, mut after) = (0f64, 0f64);
+    let rows = sample(base, d, SHIFT_SAMPLE).chain(sample(queries, d, SHIFT_SAMPLE / 4));
+    for row in rows {
+        for (&x, &c) in row.iter().zip(&mu) {
+            let (x, c) = (x.to_f64(), c.to_f64());
+            before += x * x;
+            after += (x - c) * (x - c);
+        }
+    }
+    (before > 0.0 && before.is_finite()).then(|| (mu, after / before))
+}
+
+/// `rows` (row-major, each as long as `mu`) minus `mu`, in the data's precision.
+fn shift_rows<T: Float>(rows: &[T], mu: &[T]) -> Vec<T> {
+    rows.chunks_exact(mu.len())
+        .flat_map(|r| r.iter().zip(mu).map(|(&x, &c)| x - c))
+        .collect()
 }
 
 /// out (m × n, row-major) = a (m × k, row-major) · b (n × k, row-major)ᵀ, single-threaded

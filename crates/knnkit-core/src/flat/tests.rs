@@ -986,3 +986,124 @@ fn interrupt_that_never_fires_changes_nothing() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shifted tiles (euclidean): the same results whether the tiles are computed on shifted data or
+// not, on data far from the origin included.
+
+/// Data around `offset`: uniform in [offset, offset + 1), or integer "pixels" offset + 0..=255.
+fn offset_data<T: Float>(rng: &mut Rng, len: usize, offset: f64, pixels: bool) -> Vec<T> {
+    (0..len)
+        .map(|_| {
+            let v = if pixels {
+                rng.below(256) as f64
+            } else {
+                rng.uniform()
+            };
+            T::from_f64(offset + v)
+        })
+        .collect()
+}
+
+/// knn and range search with the shift forced off, on and automatic: identical results, equal to
+/// the direct oracle (through `check_knn`).
+fn check_shifts<T: Float>(base: &[T], queries: &[T], d: usize, k: usize, threads: usize) {
+    let b = Base::new(base, d);
+    let p = params(threads);
+    for metric in [Metric::SqEuclidean, Metric::Euclidean] {
+        let off = knn_with(&b, queries, k, metric, &p, Shift::Off).unwrap();
+        for mode in [Shift::Auto, Shift::Always] {
+            let got = knn_with(&b, queries, k, metric, &p, mode).unwrap();
+            assert_eq!(got, off, "{} {}: knn with {mode:?}", T::NAME, metric.name());
+        }
+        check_knn(base, queries, d, k, metric, threads, false);
+        // Radius: the k-th distance of the first query, so the boundary is hit exactly.
+        let r = Radius::All(off.distances[k.min(base.len() / d) - 1]);
+        let off = range_search_with(&b, queries, r, metric, true, &p, Shift::Off).unwrap();
+        let on = range_search_with(&b, queries, r, metric, true, &p, Shift::Always).unwrap();
+        assert_eq!(on, off, "{} {}: range search", T::NAME, metric.name());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Tiled shapes (nq ≥ 16, d ≥ 4) on data near and far from the origin, continuous and
+    /// integer-valued (ties and duplicates), both types.
+    #[test]
+    fn shifted_and_unshifted_tiles_agree(
+        seed in any::<u64>(),
+        n in 1usize..300,
+        d in 4usize..40,
+        nq in 16usize..48,
+        kx in 0usize..12,
+        off in 0usize..4,
+        pixels in any::<bool>(),
+        threads in 1usize..4,
+    ) {
+        let offset = [0.0, 1.0, 1000.0, 65536.0][off];
+        let k = kx % n.min(12) + 1;
+        let mut rng = Rng(seed);
+        let base: Vec<f32> = offset_data(&mut rng, n * d, offset, pixels);
+        let mut queries: Vec<f32> = offset_data(&mut rng, nq * d, offset, pixels);
+        // Some queries are base rows (their own nearest, at exactly 0).
+        for qi in (0..nq).step_by(5) {
+            let j = rng.below(n);
+            queries[qi * d..(qi + 1) * d].copy_from_slice(row(&base, d, j));
+        }
+        check_shifts(&base, &queries, d, k, threads);
+        let (b64, q64): (Vec<f64>, Vec<f64>) = (to64(&base), to64(&queries));
+        check_shifts(&b64, &q64, d, k, threads);
+    }
+}
+
+#[test]
+fn far_data_is_shifted_and_centred_data_is_not() {
+    let mut rng = Rng(3);
+    let d = 32;
+    let far: Vec<f32> = offset_data(&mut rng, 500 * d, 1000.0, false);
+    let (mu, ratio) = choose_shift(&far, &far[..40 * d], d).unwrap();
+    assert!(ratio < 1e-6, "ratio {ratio}");
+    assert!(mu.iter().all(|&m| (1000.0..1001.0).contains(&m)), "{mu:?}");
+    let centred: Vec<f32> = rng.gauss(500 * d);
+    let (_, ratio) = choose_shift(&centred, &centred[..40 * d], d).unwrap();
+    assert!(ratio > SHIFT_GAIN, "ratio {ratio}");
+    assert!(choose_shift::<f32>(&[], &[], d).is_none());
+    assert!(choose_shift(&[0f32; 64], &[0f32; 64], d).is_none());
+}
+
+#[test]
+fn mnist_shaped_pixels_with_duplicates() {
+    // 8-bit pixels on a 784-feature row, many exact duplicates, queries drawn from the base.
+    let mut rng = Rng(5);
+    let (n, d, nq) = (400, 784, 40);
+    let mut base: Vec<f32> = offset_data(&mut rng, n * d, 0.0, true);
+    for j in (0..n).step_by(7) {
+        let src = rng.below(n);
+        let copy = row(&base, d, src).to_vec();
+        base[j * d..(j + 1) * d].copy_from_slice(&copy);
+    }
+    let queries: Vec<f32> = (0..nq)
+        .flat_map(|i| row(&base, d, (i * 13) % n).to_vec())
+        .collect();
+    check_shifts(&base, &queries, d, 5, 2);
+}
+
+#[test]
+fn smallest_picks_the_m_smallest_in_index_order() {
+    let v = [
+        3.0f32,
+        -1.0,
+        f32::NAN,
+        0.5,
+        -1.0,
+        7.0,
+        f32::INFINITY,
+        -0.0,
+        0.0,
+    ];
+    assert_eq!(smallest(&v, 1), vec![1]);
+    assert_eq!(smallest(&v, 3), vec![1, 4, 7]);
+    assert_eq!(smallest(&v, 5), vec![1, 3, 4, 7, 8]);
+    assert_eq!(smallest(&v, 8), vec![0, 1, 3, 4, 5, 6, 7, 8]);
+}

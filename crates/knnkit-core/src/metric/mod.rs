@@ -123,6 +123,37 @@ impl Metric {
         }
     }
 
+    /// [`Metric::canonical_key`] of `a` against `L` rows at once (each as long as `a`): the same
+    /// operations in the same order for each row, so the same bits, with the rows' dependency
+    /// chains interleaved (one in-order f64 sum is latency-bound; `L` of them overlap).
+    pub fn canonical_keys<T: Float, const L: usize>(&self, a: &[T], rows: [&[T]; L]) -> [f64; L] {
+        let d = a.len();
+        match *self {
+            Metric::SqEuclidean | Metric::Euclidean | Metric::InnerProduct => {
+                let rows = rows.map(|r| &r[..d]);
+                let mut s = [0f64; L];
+                let sq = *self != Metric::InnerProduct;
+                for (i, &x) in a.iter().enumerate() {
+                    let x = x.to_f64();
+                    for (acc, r) in s.iter_mut().zip(&rows) {
+                        let y = r[i].to_f64();
+                        if sq {
+                            let t = x - y;
+                            *acc += t * t;
+                        } else {
+                            *acc += x * y;
+                        }
+                    }
+                }
+                if !sq {
+                    s.iter_mut().for_each(|v| *v = -*v);
+                }
+                s
+            }
+            _ => rows.map(|r| self.canonical_key(a, r)),
+        }
+    }
+
     /// The *canonical* key between two vectors: coordinates summed in order, in f64 (float32
     /// values widened exactly), one multiply and one add per step, never fused — scikit-learn's
     /// tree arithmetic. Unlike [`Metric::key`], whose SIMD build fixes a summation order per
