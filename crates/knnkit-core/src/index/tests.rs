@@ -137,18 +137,21 @@ proptest! {
             let mut live: BTreeMap<i64, Vec<f32>> = BTreeMap::new();
             let mut next: i64 = 0;
             let (mut found, mut wanted) = (0usize, 0usize);
+            // IVF trains on its first add; an index emptied by removes stays trained.
+            let mut trained = false;
             for op in &ops {
                 match op {
                     Op::Add(n) => {
                         let data = rows(&mut rng, *n);
                         let ids: Vec<i64> = (next..next + *n as i64).collect();
-                        if name.starts_with("ivf") && ix.stats().len == 0 && live.is_empty() && *n < 4 {
+                        if name.starts_with("ivf") && !trained && *n < 4 {
                             // Too few rows to train the 4 lists: refused, nothing changes.
                             prop_assert!(ix.add(&data, &ids, 1).is_err());
                             prop_assert_eq!(ix.len(), 0);
                             continue;
                         }
                         ix.add(&data, &ids, 2).unwrap();
+                        trained = true;
                         for (i, &id) in ids.iter().enumerate() {
                             live.insert(id, data[i * DIM..(i + 1) * DIM].to_vec());
                         }
