@@ -62,6 +62,12 @@ fn append<V: Copy>(v: &mut Vec<V>, values: &[V], n: usize) -> Result<()> {
     Ok(())
 }
 
+/// Share of a flat index's rows a filter must allow for a search of few queries to scan every
+/// row and keep the allowed ones ([`FlatIndex::search`]) instead of copying them first.
+pub const WIDE_FILTER_SHARE: f64 = 0.25;
+/// Queries per call up to which [`search_wide_filter`] is tried.
+const WIDE_FILTER_MAX_QUERIES: usize = 16;
+
 impl<T: Float + bytemuck::Pod> FlatIndex<T> {
     /// An empty index. `bf16` (float32 and a dot-based metric only) keeps a bf16 copy of the
     /// rows for few-query searches and allows bf16 first passes for batches.
@@ -240,7 +246,25 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
     /// The `k` nearest stored vectors of each query (row-major), as ids; places past the number
     /// of candidates hold id −1 and the metric's missing distance. The work is capped at the
     /// number of candidates whatever `k`; the `nq × k` result is allocated only if it fits.
+    /// A filter that allows at least [`WIDE_FILTER_SHARE`] of the rows is searched without
+    /// copying them when the call has few queries (see [`Self::search_wide_filter`]).
     pub fn search(
+        &self,
+        queries: &[T],
+        k: usize,
+        allowed: Option<&Allowed>,
+        params: &SearchParams,
+    ) -> Result<Neighbors<T>> {
+        if let Some(a) = allowed {
+            if let Some(res) = self.search_wide_filter(queries, k, a, params)? {
+                return Ok(res);
+            }
+        }
+        self.search_copying(queries, k, allowed, params)
+    }
+
+    /// [`Self::search`] with the allowed rows copied first (every row when `allowed` is `None`).
+    pub(crate) fn search_copying(
         &self,
         queries: &[T],
         k: usize,
@@ -301,6 +325,66 @@ impl<T: Float + bytemuck::Pod> FlatIndex<T> {
             distances,
             indices,
         })
+    }
+
+    /// A flat search under a filter that allows most rows, without copying them: the nearest
+    /// `w` of all rows, where about twice `k` of them are expected to be allowed, then the first
+    /// `k` allowed of each row (widened fourfold while a query finds fewer). Exact: an allowed
+    /// row outside the nearest `w` comes after each of them in the search's order, so the first
+    /// `min(k, allowed)` allowed ones among the `w` are the filtered answer, ties included.
+    /// `None` when the filter allows too few rows or the call has many queries (the copy is
+    /// cheaper then, or amortised).
+    fn search_wide_filter(
+        &self,
+        queries: &[T],
+        k: usize,
+        allowed: &Allowed,
+        params: &SearchParams,
+    ) -> Result<Option<Neighbors<T>>> {
+        let ix = self;
+        let (n, count) = (ix.len(), allowed.count());
+        let nq = queries.len() / ix.dim().max(1);
+        if n == 0
+            || k == 0
+            || nq > WIDE_FILTER_MAX_QUERIES
+            || (count as f64) < WIDE_FILTER_SHARE * n as f64
+        {
+            return Ok(None);
+        }
+        let kk = k.min(count);
+        let missing = ix.metric.missing::<T>();
+        let mut wide = (2 * kk).saturating_mul(n).div_ceil(count) + 16;
+        loop {
+            wide = wide.min(n);
+            let res = ix.search_copying(queries, wide, None, params)?;
+            let mut hits = Neighbors {
+                k,
+                distances: Vec::with_capacity(nq * k),
+                indices: Vec::with_capacity(nq * k),
+            };
+            let mut short = false;
+            for q in 0..nq {
+                let row = q * wide..(q + 1) * wide;
+                let before = hits.indices.len();
+                for (&id, &d) in res.indices[row.clone()].iter().zip(&res.distances[row]) {
+                    if hits.indices.len() - before == kk {
+                        break;
+                    }
+                    let slot = ix.ids.slot(id);
+                    if slot.is_some_and(|s| allowed.contains(s as u32)) {
+                        hits.indices.push(id);
+                        hits.distances.push(d);
+                    }
+                }
+                short |= hits.indices.len() - before < kk;
+                hits.indices.resize((q + 1) * k, -1);
+                hits.distances.resize((q + 1) * k, missing);
+            }
+            if !short || wide == n {
+                return Ok(Some(hits));
+            }
+            wide = wide.saturating_mul(4);
+        }
     }
 
     /// Every stored vector within `radius` of each query (similarity ≥ radius for inner

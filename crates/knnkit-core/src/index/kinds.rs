@@ -59,15 +59,7 @@ impl Index for FlatIndex<f32> {
         allowed: Option<&Allowed>,
         opts: &SearchOptions<'_>,
     ) -> Result<Hits> {
-        let params = flat_params(self, opts);
-        if let Some(hits) = allowed
-            .map(|a| search_wide_filter(self, queries, k, a, &params))
-            .transpose()?
-            .flatten()
-        {
-            return Ok(hits);
-        }
-        let res = FlatIndex::search(self, queries, k, allowed, &params)?;
+        let res = FlatIndex::search(self, queries, k, allowed, &flat_params(self, opts))?;
         Ok(Hits {
             k,
             distances: res.distances,
@@ -86,72 +78,6 @@ impl Index for FlatIndex<f32> {
     }
     fn encode(&self, extra: &Map<String, Value>) -> Result<Vec<u8>> {
         file::encode_flat(self, extra)
-    }
-}
-
-/// Share of a flat index's rows a filter must allow for a search of few queries to scan every
-/// row and keep the allowed ones ([`search_wide_filter`]) instead of copying them first.
-pub const WIDE_FILTER_SHARE: f64 = 0.25;
-/// Queries per call up to which [`search_wide_filter`] is tried.
-const WIDE_FILTER_MAX_QUERIES: usize = 16;
-
-/// A flat search under a filter that allows most rows, without copying them: the nearest
-/// `w` of all rows, where about twice `k` of them are expected to be allowed, then the first
-/// `k` allowed of each row (widened fourfold while a query finds fewer). Exact: an allowed
-/// row outside the nearest `w` comes after each of them in the search's order, so the first
-/// `min(k, allowed)` allowed ones among the `w` are the filtered answer, ties included.
-/// `None` when the filter allows too few rows or the call has many queries (the copy is
-/// cheaper then, or amortised).
-fn search_wide_filter(
-    ix: &FlatIndex<f32>,
-    queries: &[f32],
-    k: usize,
-    allowed: &Allowed,
-    params: &SearchParams,
-) -> Result<Option<Hits>> {
-    let (n, count) = (ix.len(), allowed.count());
-    let nq = queries.len() / ix.dim().max(1);
-    if n == 0
-        || k == 0
-        || nq > WIDE_FILTER_MAX_QUERIES
-        || (count as f64) < WIDE_FILTER_SHARE * n as f64
-    {
-        return Ok(None);
-    }
-    let kk = k.min(count);
-    let missing = ix.metric().missing::<f32>();
-    let mut wide = (2 * kk).saturating_mul(n).div_ceil(count) + 16;
-    loop {
-        wide = wide.min(n);
-        let res = FlatIndex::search(ix, queries, wide, None, params)?;
-        let mut hits = Hits {
-            k,
-            distances: Vec::with_capacity(nq * k),
-            ids: Vec::with_capacity(nq * k),
-            distance_computations: 0,
-        };
-        let mut short = false;
-        for q in 0..nq {
-            let row = q * wide..(q + 1) * wide;
-            let before = hits.ids.len();
-            for (&id, &d) in res.indices[row.clone()].iter().zip(&res.distances[row]) {
-                if hits.ids.len() - before == kk {
-                    break;
-                }
-                let slot = ix.id_map().slot(id);
-                if slot.is_some_and(|s| allowed.contains(s as u32)) {
-                    hits.ids.push(id);
-                    hits.distances.push(d);
-                }
-            }
-            short |= hits.ids.len() - before < kk;
-            hits.ids.resize((q + 1) * k, -1);
-            hits.distances.resize((q + 1) * k, missing);
-        }
-        if !short || wide == n {
-            return Ok(Some(hits));
-        }
-        wide = wide.saturating_mul(4);
     }
 }
 

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use super::kinds::WIDE_FILTER_SHARE;
 use super::*;
-use crate::flat::index::FlatIndex;
+use crate::flat::index::{FlatIndex, WIDE_FILTER_SHARE};
 use crate::flat::SearchParams;
 use crate::hnsw::{Codes, Hnsw, HnswParams};
 use crate::io::IndexFile;
@@ -334,7 +333,7 @@ fn wide_filters_on_flat_indexes_give_the_copied_rows_answer() {
                     let opts = SearchOptions::default();
                     let wide = Index::search(&flat, &q, k, Some(&allowed), &opts).unwrap();
                     let copied = flat
-                        .search(&q, k, Some(&allowed), &SearchParams::default())
+                        .search_copying(&q, k, Some(&allowed), &SearchParams::default())
                         .unwrap();
                     let tag = format!("{metric:?} bf16={bf16} share={share} k={k}");
                     assert_eq!(wide.ids, copied.indices, "{tag}");
@@ -355,7 +354,7 @@ fn wide_filters_on_flat_indexes_give_the_copied_rows_answer() {
             let opts = SearchOptions::default();
             let wide = Index::search(&flat, one, 10, Some(&allowed), &opts).unwrap();
             let copied = flat
-                .search(one, 10, Some(&allowed), &SearchParams::default())
+                .search_copying(one, 10, Some(&allowed), &SearchParams::default())
                 .unwrap();
             assert_eq!(wide.ids, copied.indices, "{metric:?} bf16={bf16}");
             assert!(wide.ids.iter().all(|id| keep.contains(id)));
